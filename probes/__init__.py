@@ -1,0 +1,12 @@
+"""Probe kinds: one module per kind, and the explicit registry the config validates against.
+
+``PROBE_KINDS`` maps the ``kind:`` of a probe in config to its class. A test asserts that every
+kind here has a test file. Modules must import cheaply: heavy clients (mlflow) are imported inside
+the code that runs in the subprocess, never at module level.
+"""
+
+from __future__ import annotations
+
+from probes.base import ProbeKind
+
+PROBE_KINDS: dict[str, ProbeKind] = {}

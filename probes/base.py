@@ -1,0 +1,240 @@
+"""The contract a probe fulfils.
+
+``monitor/`` builds on these types; this package never imports ``monitor/``. A probe is one
+scheduled unit (auth, alb_health, ...): an object with a ``name`` and one async ``run(ctx)`` that
+returns its ordered steps. The runner, not the probe, owns time, deadlines, exceptions and diagnosis.
+
+Status semantics (see DESIGN.md):
+
+- ``PASS``      the step worked within its budget;
+- ``DEGRADED``  it worked, but slower than its budget (or close to a limit, e.g. a certificate);
+- ``FAIL``      the platform answered wrongly: this is what pages;
+- ``SKIPPED``   it could not run because an earlier step failed: never blamed;
+- ``ERROR``     the monitor itself could not run the check: never blamed on the platform.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+
+class Status(StrEnum):
+    """The outcome of a step or a whole probe run."""
+
+    PASS = "PASS"
+    DEGRADED = "DEGRADED"
+    FAIL = "FAIL"
+    SKIPPED = "SKIPPED"
+    ERROR = "ERROR"
+
+    @property
+    def ok(self) -> bool:
+        """True when the platform did its job (PASS or DEGRADED)."""
+        return self in (Status.PASS, Status.DEGRADED)
+
+
+# Worst first. A FAIL outranks an ERROR: when the platform answered wrongly, that is the signal
+# on-call needs, even if a later check could not run. SKIPPED never decides a probe's status.
+_SEVERITY: dict[Status, int] = {
+    Status.FAIL: 4,
+    Status.ERROR: 3,
+    Status.DEGRADED: 2,
+    Status.PASS: 1,
+    Status.SKIPPED: 0,
+}
+
+
+def worst(statuses: list[Status]) -> Status:
+    """The status of a run made of steps with ``statuses``; an empty run is an ERROR."""
+    counted = [s for s in statuses if s is not Status.SKIPPED]
+    if not counted:
+        return Status.SKIPPED if statuses else Status.ERROR
+    return max(counted, key=_SEVERITY.__getitem__)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A likely cause of a failing step, in words on-call can act on."""
+
+    cause: str
+    hint: str
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTiming:
+    """Phases of one HTTP exchange, in seconds (None when the phase did not happen, e.g. TLS on http)."""
+
+    connect_s: float | None = None
+    tls_s: float | None = None
+    ttfb_s: float | None = None
+    total_s: float | None = None
+
+    def phases(self) -> dict[str, float]:
+        """The phases that happened, keyed by a bounded phase name (for metric labels)."""
+        out = {"connect": self.connect_s, "tls": self.tls_s, "ttfb": self.ttfb_s, "total": self.total_s}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One step of a probe run.
+
+    ``error_class`` is a short, bounded code (``http_status``, ``timeout``, ``connect_error``,
+    ``body_mismatch``, an exception class name, ...). ``message`` is the human detail. ``path``,
+    ``body_excerpt`` and ``content_type`` are what diagnosis matches on; ``path`` is the URL path
+    only (no host, no query: queries can carry keys). ``measurements`` are numeric facts a probe
+    wants exported (``upload_bytes_per_second``, ``cert_days_left``, ...).
+    """
+
+    name: str
+    status: Status
+    duration_s: float = 0.0
+    http_status: int | None = None
+    error_class: str | None = None
+    message: str = ""
+    path: str | None = None
+    body_excerpt: str | None = None
+    content_type: str | None = None
+    timing: HttpTiming | None = None
+    diagnosis: Diagnosis | None = None
+    measurements: Mapping[str, float] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> StepResult:
+        """A copy with ``changes`` applied (steps are immutable)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the subprocess runner and the history store use this shape)."""
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["measurements"] = dict(self.measurements)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StepResult:
+        """The inverse of :meth:`to_dict`; unknown keys are ignored for forward compatibility."""
+        timing = d.get("timing")
+        diag = d.get("diagnosis")
+        return cls(
+            name=str(d["name"]),
+            status=Status(d["status"]),
+            duration_s=float(d.get("duration_s") or 0.0),
+            http_status=d.get("http_status"),
+            error_class=d.get("error_class"),
+            message=str(d.get("message") or ""),
+            path=d.get("path"),
+            body_excerpt=d.get("body_excerpt"),
+            content_type=d.get("content_type"),
+            timing=HttpTiming(**timing) if timing else None,
+            diagnosis=Diagnosis(**diag) if diag else None,
+            measurements={str(k): float(v) for k, v in (d.get("measurements") or {}).items()},
+        )
+
+
+def skipped(name: str, because: str) -> StepResult:
+    """A step that could not run because ``because`` (an earlier step's name) failed."""
+    return StepResult(name=name, status=Status.SKIPPED, message=f"skipped: {because} failed")
+
+
+class Clock(Protocol):
+    """Time as a probe sees it; tests pass a fake."""
+
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real clock: monotonic for durations, aware UTC for timestamps."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class MissingSecretError(KeyError):
+    """A probe asked for a secret the config does not define."""
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Named secret values (API keys, ...). ``repr`` never shows a value."""
+
+    _values: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        """The value of secret ``name``; raises :class:`MissingSecretError` when it is not configured."""
+        value = self._values.get(name)
+        if not value:
+            raise MissingSecretError(f"secret {name!r} is not configured")
+        return value
+
+    def names(self) -> list[str]:
+        return sorted(self._values)
+
+    def values(self) -> list[str]:
+        """Every secret value, for maskers. Never log the result."""
+        return [v for v in self._values.values() if v]
+
+    def __repr__(self) -> str:
+        return f"Secrets(names={self.names()})"
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use, passed in by the runner (no globals).
+
+    ``deadline`` is the monotonic time by which the run must finish; probes size their own
+    per-request timeouts from :meth:`remaining` so that a slow platform becomes a FAIL step rather
+    than the runner's hard cut (an ERROR).
+    """
+
+    http: httpx.AsyncClient
+    clock: Clock
+    secrets: Secrets
+    logger: Any
+    run_id: str
+    deadline: float
+
+    def remaining(self) -> float:
+        """Seconds left before the run's deadline (never negative)."""
+        return max(0.0, self.deadline - self.clock.monotonic())
+
+
+class ProbeOptions(BaseModel):
+    """Base of every probe kind's options: strict (unknown keys are errors) and frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """What the runner calls. One async method returning typed steps."""
+
+    name: str
+
+    async def run(self, ctx: ProbeContext) -> list[StepResult]: ...
+
+
+class ProbeKind(Protocol):
+    """A probe class as registered in ``PROBE_KINDS``.
+
+    ``Options`` validates the ``options:`` block of a probe in config. ``isolated`` asks the runner
+    to run the whole probe in a subprocess with a hard deadline (heavy clients such as MLflow).
+    """
+
+    Options: ClassVar[type[ProbeOptions]]
+    isolated: ClassVar[bool]
+
+    def __call__(self, name: str, options: Any) -> Probe: ...

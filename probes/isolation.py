@@ -1,0 +1,137 @@
+"""Run a function in a fresh Python subprocess with a hard deadline.
+
+Heavy clients (MLflow) run here so that a hang, a leak or a crash never touches the daemon: the
+child gets its input as JSON on stdin (never argv, which ``ps`` shows: the input may hold an API
+key), writes its JSON answer on stdout, and is killed with its whole process group at the deadline.
+Anything the function itself prints goes to stderr, which the caller receives for its logs.
+
+Child side: ``python -m probes.isolation`` reads ``{"target": "module:function", "payload": {...}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+# The answer is the last stdout line that starts with this marker; a library writing to the real
+# fd 1 (C extensions can) cannot be mistaken for it.
+_MARKER = "@@synthmon-result@@ "
+#: stderr kept for the caller (the tail, where tracebacks are).
+STDERR_TAIL = 8000
+
+
+class IsolationError(Exception):
+    """The subprocess did not produce an answer. ``stderr_tail`` holds what it printed last."""
+
+    def __init__(self, message: str, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+
+class IsolationTimeout(IsolationError):
+    """The subprocess was still running at its deadline and was killed (with its process group)."""
+
+
+class IsolationCrash(IsolationError):
+    """The subprocess exited without an answer (non-zero exit, signal, or unreadable output)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedAnswer:
+    """The function's JSON-ready return value, and the child's stderr tail (for logs)."""
+
+    value: Any
+    stderr_tail: str
+    pid: int
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run_isolated(
+    target: str,
+    payload: Any,
+    timeout_s: float,
+    *,
+    env: dict[str, str] | None = None,
+) -> IsolatedAnswer:
+    """Call ``target`` (``"package.module:function"``) with ``payload`` in a subprocess.
+
+    Raises :class:`IsolationTimeout` when it runs past ``timeout_s`` (the process group is killed
+    and reaped first), :class:`IsolationCrash` when it exits without an answer. Cancelling the
+    awaiting task also kills the child.
+    """
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probes.isolation",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env,
+        start_new_session=True,  # its own process group: killpg reaches grandchildren too
+    )
+    request = json.dumps({"target": target, "payload": payload}).encode()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(request), timeout=timeout_s)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        out, err = await proc.communicate()
+        raise IsolationTimeout(
+            f"{target} still running after {timeout_s:.1f}s; killed",
+            err.decode(errors="replace")[-STDERR_TAIL:],
+        ) from None
+    except BaseException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            await proc.communicate()
+        raise
+    finally:
+        # A function that forked helpers must not leave them behind even when it answered.
+        _kill_group(proc.pid)
+    tail = err.decode(errors="replace")[-STDERR_TAIL:]
+    for line in reversed(out.decode(errors="replace").splitlines()):
+        if line.startswith(_MARKER):
+            try:
+                return IsolatedAnswer(json.loads(line[len(_MARKER) :]), tail, proc.pid)
+            except ValueError:
+                break
+    raise IsolationCrash(f"{target} exited with code {proc.returncode} and no answer", tail)
+
+
+def _child_main() -> int:
+    """Child side: read the request, call the function with stdout redirected, print the answer."""
+    request = json.loads(sys.stdin.read())
+    module_name, _, func_name = str(request["target"]).partition(":")
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr  # whatever the function prints is log material, not the answer
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        value = func(request["payload"])
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+    finally:
+        sys.stdout = real_stdout
+    real_stdout.write(_MARKER + json.dumps(value) + "\n")
+    real_stdout.flush()
+    return 0
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
