@@ -67,7 +67,7 @@ class _Trace:
         self.marks: dict[str, float] = {}
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
-        # Event names look like "connection.connect_tcp.started" or "http11.receive_response_headers.complete".
+        # Event names: "connection.connect_tcp.started", "http11.receive_response_headers.complete", ...
         self.marks.setdefault(event, self._clock())
 
     def _span(self, prefix: str) -> float | None:
@@ -248,7 +248,9 @@ async def http_step(
         return Exchange(step, response, body)
     reason = check(response, body) if check is not None else None
     if reason is not None:
-        step = base.with_(status=Status.FAIL, error_class="body_mismatch", message=f"{method} {path}: {reason}")
+        step = base.with_(
+            status=Status.FAIL, error_class="body_mismatch", message=f"{method} {path}: {reason}"
+        )
         return Exchange(step, response, body)
     if budget_s is not None and elapsed > budget_s:
         step = base.with_(
