@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from probes.base import Status, StepResult, worst
 
@@ -66,3 +66,13 @@ class ProbeResult:
             steps=tuple(StepResult.from_dict(s) for s in d.get("steps", [])),
             environment=str(d.get("environment", "")),
         )
+
+
+class ResultSink(Protocol):
+    """Something that consumes every finished run (metrics, history, incidents).
+
+    ``handle`` must not raise for its own failures (a failing store or Slack never stops probing):
+    it logs, counts and buffers instead.
+    """
+
+    async def handle(self, result: ProbeResult) -> None: ...

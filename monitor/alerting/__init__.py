@@ -1,0 +1,1 @@
+"""Incidents, notifiers and the outbox dispatcher (issue #5)."""

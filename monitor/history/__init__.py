@@ -1,0 +1,1 @@
+"""Run history: the HistoryStore interface and its SQLAlchemy Core implementation (issue #5)."""
