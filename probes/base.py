@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -234,7 +234,10 @@ class ProbeKind(Protocol):
     to run the whole probe in a subprocess with a hard deadline (heavy clients such as MLflow).
     """
 
-    Options: ClassVar[type[ProbeOptions]]
-    isolated: ClassVar[bool]
+    # Plain (not ClassVar) protocol members: mypy can never match a ClassVar protocol member
+    # against a class object, so the registry dict would not type-check. Probe classes still
+    # declare them as ClassVar.
+    Options: type[ProbeOptions]
+    isolated: bool
 
     def __call__(self, name: str, options: Any) -> Probe: ...
