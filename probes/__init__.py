@@ -8,5 +8,8 @@ the code that runs in the subprocess, never at module level.
 from __future__ import annotations
 
 from probes.base import ProbeKind
+from probes.http import HttpProbe
 
-PROBE_KINDS: dict[str, ProbeKind] = {}
+PROBE_KINDS: dict[str, ProbeKind] = {
+    "http": HttpProbe,
+}
