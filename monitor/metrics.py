@@ -1,0 +1,208 @@
+"""Prometheus series for synthmon, on a registry passed in (never the global default).
+
+Every series is prefixed ``synthmon_`` and uses base units. Labels are bounded: probe and step
+names come from config and code, ``status`` from :class:`probes.base.Status`, ``phase`` from
+:meth:`probes.base.HttpTiming.phases`, ``measurement`` from probe code. URLs, error texts and ids
+never become labels; they live in logs and history.
+
+``record(result)`` is the first consumer of every finished run (before the other sinks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.results import ProbeResult
+from probes.base import Status
+
+#: Run/step durations: from a fast health check to a full model registration.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """All synthmon series on one registry, and the per-probe state they need (failure streaks)."""
+
+    def __init__(self, registry: CollectorRegistry, *, version: str = "unknown") -> None:
+        self.registry = registry
+        self._consecutive: dict[str, int] = {}
+        self._steps: dict[str, set[str]] = {}
+        r = registry
+        self.probe_success = Gauge(
+            "synthmon_probe_success",
+            "1 when the last run passed (PASS or DEGRADED), else 0",
+            ["probe"],
+            registry=r,
+        )
+        self.probe_status = Gauge(
+            "synthmon_probe_status",
+            "Status of the last run, one-hot over status",
+            ["probe", "status"],
+            registry=r,
+        )
+        self.probe_duration = Histogram(
+            "synthmon_probe_duration_seconds",
+            "Wall time of a probe run",
+            ["probe"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "synthmon_step_duration_seconds",
+            "Duration of one step of a probe run",
+            ["probe", "step"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.step_success = Gauge(
+            "synthmon_step_success",
+            "1 when the step passed (PASS or DEGRADED) in the last run; 0 on FAIL, ERROR or SKIPPED",
+            ["probe", "step"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "synthmon_probe_runs", "Probe runs by final status", ["probe", "status"], registry=r
+        )
+        self.last_run = Gauge(
+            "synthmon_probe_last_run_timestamp_seconds",
+            "Unix time at which the last run started",
+            ["probe"],
+            registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "synthmon_probe_consecutive_failures",
+            "Runs in a row that ended FAIL or ERROR (0 after a passing run)",
+            ["probe"],
+            registry=r,
+        )
+        self.http_status = Gauge(
+            "synthmon_http_status_code",
+            "HTTP status of the step's last exchange (0 when no response was received)",
+            ["probe", "step"],
+            registry=r,
+        )
+        self.http_phase = Gauge(
+            "synthmon_http_phase_duration_seconds",
+            "Duration of each phase (connect, tls, ttfb, total) of the step's last HTTP exchange",
+            ["probe", "step", "phase"],
+            registry=r,
+        )
+        self.measurement = Gauge(
+            "synthmon_step_measurement",
+            "Numeric facts a probe step reports (names are defined by probe code)",
+            ["probe", "step", "measurement"],
+            registry=r,
+        )
+        self.missed = Counter(
+            "synthmon_scheduler_missed_runs",
+            "Scheduled runs not started (still running, or missed beyond the grace time)",
+            ["probe"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "synthmon_config_reloads", "Config reloads (SIGHUP) by result", ["result"], registry=r
+        )
+        self.sink_errors = Counter(
+            "synthmon_sink_errors", "Results a sink failed to handle (it raised)", ["sink"], registry=r
+        )
+        self.job_errors = Counter(
+            "synthmon_job_errors", "Runs of a periodic housekeeping job that raised", ["job"], registry=r
+        )
+        self.build_info = Gauge(
+            "synthmon_build_info", "Always 1; the version as a label", ["version"], registry=r
+        )
+        self.build_info.labels(version=version).set(1)
+        for result in ("success", "failure"):
+            self.reloads.labels(result=result)
+
+    def declare(self, probes: Iterable[str]) -> None:
+        """Create each probe's counters at 0 so rates work from the first run."""
+        for probe in probes:
+            self.missed.labels(probe=probe)
+            for status in Status:
+                self.runs.labels(probe=probe, status=status.value)
+
+    def record(self, result: ProbeResult) -> None:
+        """Update every series from one finished run."""
+        probe = result.probe
+        self.probe_success.labels(probe=probe).set(1 if result.status.ok else 0)
+        for status in Status:
+            self.probe_status.labels(probe=probe, status=status.value).set(
+                1 if status is result.status else 0
+            )
+        self.probe_duration.labels(probe=probe).observe(result.duration_s)
+        self.runs.labels(probe=probe, status=result.status.value).inc()
+        self.last_run.labels(probe=probe).set(result.started_at.timestamp())
+        failed = result.status in (Status.FAIL, Status.ERROR)
+        streak = self._consecutive.get(probe, 0) + 1 if failed else 0
+        self._consecutive[probe] = streak
+        self.consecutive_failures.labels(probe=probe).set(streak)
+        seen = self._steps.setdefault(probe, set())
+        for step in result.steps:
+            seen.add(step.name)
+            labels = {"probe": probe, "step": step.name}
+            self.step_success.labels(**labels).set(1 if step.status.ok else 0)
+            if step.status is not Status.SKIPPED:
+                self.step_duration.labels(**labels).observe(step.duration_s)
+            if step.http_status is not None:
+                self.http_status.labels(**labels).set(step.http_status)
+            elif step.timing is not None:
+                # An HTTP step without a response (refused, timed out): blackbox_exporter's 0.
+                self.http_status.labels(**labels).set(0)
+            if step.timing is not None:
+                for phase, seconds in step.timing.phases().items():
+                    self.http_phase.labels(**labels, phase=phase).set(seconds)
+            for name, value in step.measurements.items():
+                self.measurement.labels(**labels, measurement=name).set(value)
+
+    def missed_run(self, probe: str) -> None:
+        """Count a scheduled run that did not start."""
+        self.missed.labels(probe=probe).inc()
+
+    def config_reload(self, ok: bool) -> None:
+        """Count a SIGHUP reload attempt."""
+        self.reloads.labels(result="success" if ok else "failure").inc()
+
+    def sink_error(self, sink: str) -> None:
+        """Count a result a sink failed to handle."""
+        self.sink_errors.labels(sink=sink).inc()
+
+    def job_error(self, job: str) -> None:
+        """Count a failed run of a periodic job."""
+        self.job_errors.labels(job=job).inc()
+
+    def forget(self, probe: str) -> None:
+        """Drop a probe's series (it was removed from config on reload)."""
+        self._steps.pop(probe, None)
+        self._consecutive.pop(probe, None)
+        for gauge in (self.probe_success, self.probe_duration, self.last_run, self.consecutive_failures):
+            _remove(gauge, probe)
+        for status in Status:
+            _remove(self.probe_status, probe, status.value)
+            _remove(self.runs, probe, status.value)
+        _remove(self.missed, probe)
+        for metric in (
+            self.step_success,
+            self.step_duration,
+            self.http_status,
+            self.http_phase,
+            self.measurement,
+        ):
+            # Phase/measurement children have an extra label; remove every child of this probe.
+            for labels in list(_children(metric)):
+                if labels[0] == probe:
+                    _remove(metric, *labels)
+
+
+def _children(metric: Gauge | Counter | Histogram) -> list[tuple[str, ...]]:
+    # prometheus_client has no public way to list a metric's label sets; _metrics is stable
+    # across releases and this runs only on reload.
+    return [tuple(labels) for labels in metric._metrics]
+
+
+def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:
+    # KeyError: the child never existed, so there is nothing to forget.
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

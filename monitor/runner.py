@@ -1,0 +1,214 @@
+"""Runs one probe once and always returns a :class:`ProbeResult`.
+
+The runner owns what a probe must not: time, the hard deadline, exceptions, isolation, latency
+budgets, diagnosis and masking. A probe that raises or outlives its timeout becomes an ERROR
+result (the monitor could not run the check), never a FAIL blamed on the platform.
+
+Each run gets a fresh ``httpx.AsyncClient`` (no connection reuse) so connect and TLS phases are
+measured every time, like blackbox_exporter. Kinds with ``isolated = True`` run whole in a fresh
+subprocess (:mod:`probes.child`) that is killed with its process group at the deadline: a hang in
+heavy client code (MLflow) cannot block the event loop or leak into the daemon.
+
+Note the limit of the in-process mode: ``asyncio.timeout`` can only cut a probe at an ``await``.
+A probe that blocks the event loop in synchronous code must be an isolated kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from monitor.config import Config, ProbeConfig
+from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
+from monitor.logs import SecretMasker
+from monitor.results import ProbeResult
+from probes import PROBE_KINDS
+from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
+from probes.isolation import IsolationError, IsolationTimeout, run_isolated
+
+#: The child's own deadline is this much shorter than the kill, so a slow platform is reported
+#: by the probe (a FAIL step) rather than by the kill (an ERROR).
+ISOLATION_MARGIN_S = 1.0
+
+ClientFactory = Callable[[float], httpx.AsyncClient]
+
+
+def default_client(timeout_s: float) -> httpx.AsyncClient:
+    """A fresh client per run: explicit timeouts, no redirects (a 301 is a finding, not a hop)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+        follow_redirects=False,
+        headers={"User-Agent": "synthmon"},
+    )
+
+
+def error_step(name: str, error_class: str, message: str) -> StepResult:
+    """A step saying the monitor could not run the check."""
+    return StepResult(name=name, status=Status.ERROR, error_class=error_class, message=message)
+
+
+class Runner:
+    """Runs the probes of one config. Built again on reload (it holds the probe objects)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock,
+        logger: Any,
+        masker: SecretMasker,
+        client_factory: ClientFactory = default_client,
+        isolation_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._log = logger
+        self._masker = masker
+        self._client_factory = client_factory
+        self._isolation_env = dict(isolation_env) if isolation_env is not None else None
+        self._secrets = Secrets(config.secret_map())
+        self._signatures: tuple[Signature, ...] = (*config.diagnosis, *BUILTIN_SIGNATURES)
+        # Isolated kinds are built in the child; building them here would import their heavy code.
+        self._probes: dict[str, Probe] = {
+            p.name: PROBE_KINDS[p.kind](p.name, p.options)
+            for p in config.probes
+            if not PROBE_KINDS[p.kind].isolated
+        }
+
+    async def run(self, name: str) -> ProbeResult:
+        """Run probe ``name`` once; never raises for the probe's own failures."""
+        cfg = self.config.probe(name)
+        run_id = uuid.uuid4().hex
+        log = self._log.bind(probe=name, run_id=run_id)
+        started_at = self._clock.now()
+        start = self._clock.monotonic()
+        forced: Status | None = None
+        try:
+            if PROBE_KINDS[cfg.kind].isolated:
+                steps = await self._run_isolated(cfg, run_id, log)
+            else:
+                steps = await self._run_in_process(cfg, run_id, log, start)
+        except TimeoutError:
+            forced = Status.ERROR
+            steps = [error_step("run", "deadline_exceeded", f"probe exceeded its {cfg.timeout:g}s deadline")]
+        except IsolationTimeout:
+            forced = Status.ERROR
+            steps = [
+                error_step(
+                    "run",
+                    "deadline_exceeded",
+                    f"probe exceeded its {cfg.timeout:g}s deadline; subprocess killed",
+                )
+            ]
+        except IsolationError as exc:
+            forced = Status.ERROR
+            self._log_stderr(log, exc.stderr_tail)
+            steps = [error_step("run", type(exc).__name__, self._masker.mask(str(exc)))]
+        except Exception as exc:
+            # Any exception out of probe code is the monitor's problem, not the platform's.
+            forced = Status.ERROR
+            log.warning("probe.exception", exc_info=True)
+            steps = [error_step("run", type(exc).__name__, self._masker.mask(f"{type(exc).__name__}: {exc}"))]
+        duration = self._clock.monotonic() - start
+        if not steps:
+            forced = Status.ERROR
+            steps = [error_step("run", "no_steps", "probe returned no steps")]
+        steps = [self._finish_step(step, name) for step in steps]
+        status = forced or ProbeResult.status_of(steps)
+        if status is Status.PASS and cfg.latency_budget is not None and duration > cfg.latency_budget:
+            status = Status.DEGRADED
+        result = ProbeResult(
+            probe=name,
+            kind=cfg.kind,
+            run_id=run_id,
+            started_at=started_at,
+            duration_s=duration,
+            status=status,
+            steps=tuple(steps),
+            environment=self.config.environment,
+        )
+        failing = result.failing_step
+        log.info(
+            "probe.finished",
+            status=status.value,
+            duration_s=round(duration, 4),
+            failing_step=failing.name if failing else None,
+            error_class=failing.error_class if failing else None,
+        )
+        return result
+
+    async def _run_in_process(
+        self, cfg: ProbeConfig, run_id: str, log: Any, start: float
+    ) -> list[StepResult]:
+        async with self._client_factory(cfg.timeout) as client:
+            ctx = ProbeContext(
+                http=client,
+                clock=self._clock,
+                secrets=self._secrets,
+                logger=log,
+                run_id=run_id,
+                deadline=start + cfg.timeout,
+            )
+            async with asyncio.timeout(cfg.timeout):
+                return list(await self._probes[cfg.name].run(ctx))
+
+    async def _run_isolated(self, cfg: ProbeConfig, run_id: str, log: Any) -> list[StepResult]:
+        kind = PROBE_KINDS[cfg.kind]
+        payload = {
+            "kind": cfg.kind,
+            # The exact class the parent validated against (lets tests and plugins use their own kinds).
+            "kind_ref": f"{kind.__module__}:{getattr(kind, '__qualname__', '')}",
+            "name": cfg.name,
+            "options": cfg.options.model_dump(mode="json"),
+            # Sent on stdin only (never argv or env): the child needs them to authenticate.
+            "secrets": self.config.secret_map(),
+            "run_id": run_id,
+            "timeout": max(0.5, cfg.timeout - ISOLATION_MARGIN_S),
+        }
+        answer = await run_isolated("probes.child:run_probe", payload, cfg.timeout, env=self._isolation_env)
+        self._log_stderr(log, answer.stderr_tail)
+        return [StepResult.from_dict(d) for d in answer.value]
+
+    def _log_stderr(self, log: Any, tail: str) -> None:
+        text = tail.strip()
+        if text:
+            log.info("probe.stderr", text=self._masker.mask(text[-4000:]))
+
+    def _finish_step(self, step: StepResult, probe: str) -> StepResult:
+        """Mask secrets out of what a step shows, and attach a diagnosis to a failing step."""
+        changes: dict[str, Any] = {}
+        masked = self._masker.mask(step.message)
+        if masked != step.message:
+            changes["message"] = masked
+        if step.body_excerpt:
+            body = self._masker.mask(step.body_excerpt)
+            if body != step.body_excerpt:
+                changes["body_excerpt"] = body
+        if step.status in (Status.FAIL, Status.ERROR) and step.diagnosis is None:
+            try:
+                diagnosis = diagnose(step, self._signatures, probe=probe)
+            except Exception:
+                # A broken signature must not lose the result; the step stays undiagnosed.
+                self._log.warning("diagnosis.failed", probe=probe, step=step.name, exc_info=True)
+                diagnosis = None
+            if diagnosis is not None:
+                changes["diagnosis"] = diagnosis
+        return step.with_(**changes) if changes else step
+
+
+def select_probes(config: Config, names: Sequence[str]) -> list[ProbeConfig]:
+    """The probes called ``names`` (any order, disabled included), or every enabled probe when empty.
+
+    Raises KeyError naming the first unknown probe.
+    """
+    if not names:
+        return [p for p in config.probes if p.enabled]
+    known = {p.name: p for p in config.probes}
+    for name in names:
+        if name not in known:
+            raise KeyError(name)
+    return [p for p in config.probes if p.name in set(names)]
