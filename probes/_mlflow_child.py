@@ -1,0 +1,181 @@
+"""Subprocess side of the MLflow client checks. Runs only in a child process, never in the daemon.
+
+Entry points are called by :func:`probes.isolation.run_isolated` (``"probes._mlflow_child:NAME"``)
+with a JSON payload on stdin that may carry the API key. Rules, because the key travels here:
+
+- the key goes into this process's own environment as ``MLFLOW_TRACKING_TOKEN`` (which the MLflow
+  client sends as ``Authorization: Bearer``), never into argv;
+- everything this process writes to stderr (its logs, MLflow's logs, tracebacks) passes through a
+  masking stream, and every message returned is masked too.
+
+mlflow is imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+from urllib.parse import urlparse
+
+#: How much of an error body or exception text is returned (diagnosis matches on it).
+EXCERPT_CHARS = 300
+
+
+class MaskingStream:
+    """A text stream wrapper that replaces every secret with ``***`` before writing."""
+
+    def __init__(self, inner: IO[str], secrets: list[str]) -> None:
+        self._inner = inner
+        self._secrets = [s for s in secrets if s]
+
+    def write(self, text: str) -> int:
+        """Write ``text`` with secrets replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return self._inner.write(text)
+
+    def flush(self) -> None:
+        """Flush the wrapped stream."""
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def masked(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def prepare_environment(payload: dict[str, Any]) -> list[str]:
+    """Set up this child for the MLflow client: token, retries, timeouts, masked stderr.
+
+    Returns the secrets to mask. Retries are turned off (``max_retries`` 0 by default) so that a 503
+    or 404 surfaces as what it is within the probe's deadline, instead of minutes of backoff.
+    """
+    key = str(payload.get("api_key") or "")
+    secrets = [key] if key else []
+    stream = MaskingStream(sys.stderr, secrets)
+    # Duck-typed text stream; probes.isolation restores the real stdout after the call.
+    sys.stderr = stream
+    sys.stdout = stream
+    if key:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = key
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(payload.get("max_retries", 0)))
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(payload.get("request_timeout_s", 30)))
+    # No telemetry, no git lookups, no env-manager warnings: the child must not touch the network
+    # beyond the tracking server, and must be quiet.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    return secrets
+
+
+_STATUS_PATTERNS = (
+    re.compile(r"too many (\d{3}) error responses"),
+    re.compile(r"\b(\d{3}) (?:Client|Server) Error\b"),
+    re.compile(r"Response code (\d{3})"),
+    re.compile(r"status code (\d{3})", re.IGNORECASE),
+)
+_URL_PATTERN = re.compile(r"(?:for url: |url: |with url )(\S+)|(https?://\S+)")
+
+
+def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]:
+    """The facts diagnosis matches on, pulled from an MLflow/requests exception.
+
+    ``http_status``, URL ``path`` (no query) and a ``body_excerpt`` when they can be found, else
+    None; ``error_class`` is the exception's class name; ``message`` is masked and one line.
+    """
+    text = masked(" ".join(str(exc).split()), secrets)
+    status: int | None = None
+    path: str | None = None
+    body: str | None = None
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "status_code", None) is not None:
+        status = int(response.status_code)
+        url = getattr(response, "url", None)
+        if url:
+            path = urlparse(str(url)).path
+        try:
+            body = masked(" ".join(str(response.text).split())[:EXCERPT_CHARS], secrets)
+        except Exception:
+            body = None
+    get_status = getattr(exc, "get_http_status_code", None)
+    if status is None and callable(get_status):
+        code = get_status()
+        # MlflowException defaults to 500 for errors it did not get from HTTP; only trust
+        # a code that the text confirms, or one that is not the default.
+        if isinstance(code, int) and (code != 500 or "500" in text):
+            status = code
+    if status is None:
+        for pattern in _STATUS_PATTERNS:
+            m = pattern.search(text)
+            if m:
+                status = int(m.group(1))
+                break
+    if path is None:
+        m = _URL_PATTERN.search(text)
+        if m:
+            path = urlparse((m.group(1) or m.group(2)).rstrip(".,;:)'\"")).path or None
+    if body is None:
+        body = text[:EXCERPT_CHARS]
+    if status is not None and isinstance(exc, ConnectionError | TimeoutError):
+        status = None
+    error_class = type(exc).__name__
+    lowered = text.lower()
+    if status is None:
+        if "timed out" in lowered or "timeout" in lowered:
+            error_class = "timeout"
+        elif "connection refused" in lowered or "failed to establish a new connection" in lowered:
+            error_class = "connect_error"
+        elif "connection reset" in lowered or "connection aborted" in lowered:
+            error_class = "connection_reset"
+    return {
+        "http_status": status,
+        "path": path,
+        "body_excerpt": body,
+        "error_class": error_class,
+        "message": text[:1000],
+    }
+
+
+def timed_step(name: str, fn: Callable[[], Any], secrets: list[str]) -> tuple[dict[str, Any], Any]:
+    """Run ``fn`` as step ``name``: a StepResult-shaped dict (PASS or FAIL) and fn's value or None."""
+    start = time.monotonic()
+    try:
+        value = fn()
+    except Exception as exc:
+        info = describe_exception(exc, secrets)
+        return {"name": name, "status": "FAIL", "duration_s": time.monotonic() - start, **info}, None
+    return {"name": name, "status": "PASS", "duration_s": time.monotonic() - start}, value
+
+
+def search_experiments(payload: dict[str, Any]) -> dict[str, Any]:
+    """The seed's check #10: the MLflow client's own ``search_experiments(max_results=1)``.
+
+    Payload: ``tracking_uri``, ``api_key``, ``step`` (the step name), optional ``max_retries``,
+    ``request_timeout_s``. Returns one StepResult-shaped dict.
+    """
+    secrets = prepare_environment(payload)
+    name = str(payload.get("step") or "client_search")
+
+    def call() -> int:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(str(payload["tracking_uri"]))
+        return len(MlflowClient().search_experiments(max_results=1))
+
+    step, count = timed_step(name, call, secrets)
+    if step["status"] == "PASS":
+        step["message"] = f"MLflow client search_experiments(max_results=1) returned {count} experiment(s)"
+        step["measurements"] = {"experiments_returned": float(count)}
+    return step

@@ -1,0 +1,44 @@
+"""Small helpers shared by the five platform probes (URLs, keys, per-request timeouts).
+
+Kept apart from ``probes/base.py`` (the shared contract) because these encode the monitored
+platform's conventions, not the probe contract.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from probes.base import ProbeContext
+
+
+def join_url(base: str, path: str) -> str:
+    """``base`` + ``path`` with exactly one slash between them (bases come from env vars)."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header the platform prefers (MLflow's client sends the same)."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def mask(key: str) -> str:
+    """The masked form the platform's reports use (``hk_live_ch...cOWL``); safe to show."""
+    if len(key) < 16:
+        return "***"
+    return f"{key[:10]}...{key[-4:]}"
+
+
+def invalid_key() -> str:
+    """A well-formed key that cannot exist: ``hk_test_`` + 32 random characters, marked as synthmon's.
+
+    Random so that an auth cache cannot answer for it; well-formed so that the auth service has to
+    look it up instead of rejecting the format.
+    """
+    alphabet = string.ascii_letters + string.digits
+    return "hk_test_" + "synthmonINVALID" + "".join(secrets.choice(alphabet) for _ in range(17))
+
+
+def request_timeout(ctx: ProbeContext, per_request_s: float) -> float:
+    """A request's timeout: its own budget, but never past the run's deadline (minus a margin)."""
+    return max(0.1, min(per_request_s, ctx.remaining() - 0.5))

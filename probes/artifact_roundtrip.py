@@ -1,0 +1,172 @@
+"""The artifact round-trip probe: write, list, read back, verify and delete one object via the proxy.
+
+This is the seed incident's failing stage: ``…/api/mlflow/api/2.0/mlflow-artifacts/artifacts/<path>``
+answered 404 for every upload. Steps, all under a synthetic prefix ``<prefix>/<run-id>/``:
+
+- ``upload``   PUT a random payload (default 256 KiB); measurement ``upload_bytes_per_second``;
+- ``list``     GET ``…/artifacts?path=<prefix>/<run-id>``: the object is listed with its size;
+- ``download`` GET it back; measurement ``download_bytes_per_second``;
+- ``verify``   size and SHA-256 equal what was written (``checksum_mismatch`` otherwise);
+- ``delete``   DELETE the run's prefix. It runs whenever the upload succeeded, even when ``list``,
+  ``download`` or ``verify`` failed, so failed runs do not leave objects behind.
+
+When ``upload`` fails nothing was written, so every later step is SKIPPED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from probes._platform import bearer, join_url, request_timeout
+from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.http import Duration
+from probes.httpstep import Exchange, http_step
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ArtifactRoundtripOptions(ProbeOptions):
+    """Options of the ``artifact_roundtrip`` kind."""
+
+    registry_url: str = "http://127.0.0.1:8102"
+    mlflow_path: str = "/api/mlflow"
+    artifacts_api: str = "/api/2.0/mlflow-artifacts/artifacts"
+    api_key_secret: str = "api_key"
+    prefix: str = Field(default="synthmon", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    file_name: str = Field(default="payload.bin", pattern=r"^[A-Za-z0-9_.-]+$")
+    payload_bytes: int = Field(default=256 * 1024, ge=1, le=64 * 1024 * 1024)
+    request_timeout_s: Duration = 30.0
+    step_latency_budget_s: Duration = 5.0
+
+    def secret_names(self) -> set[str]:
+        """The secrets this probe reads (the config checks they are defined)."""
+        return {self.api_key_secret}
+
+
+def listed_size(doc: Any, file_name: str) -> int | None:
+    """The size the list answer gives for ``file_name`` (MLflow sends int64 as a string), or None."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files", []), list):
+        return None
+    for entry in doc.get("files", []):
+        if isinstance(entry, dict) and str(entry.get("path", "")).rsplit("/", 1)[-1] == file_name:
+            try:
+                return int(entry.get("file_size", -1))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def verify_payload(name: str, sent: bytes, got: bytes) -> StepResult:
+    """PASS when ``got`` equals ``sent`` by size and SHA-256, else FAIL ``checksum_mismatch``."""
+    want, have = hashlib.sha256(sent).hexdigest(), hashlib.sha256(got).hexdigest()
+    if len(got) != len(sent):
+        return StepResult(
+            name=name,
+            status=Status.FAIL,
+            error_class="checksum_mismatch",
+            message=f"read back {len(got)} bytes, wrote {len(sent)}",
+        )
+    if want != have:
+        return StepResult(
+            name=name,
+            status=Status.FAIL,
+            error_class="checksum_mismatch",
+            message=f"SHA-256 differs: wrote {want[:12]}…, read {have[:12]}… ({len(sent)} bytes each)",
+        )
+    return StepResult(name=name, status=Status.PASS, message=f"{len(sent)} bytes, SHA-256 {want[:12]}… match")
+
+
+def _throughput(step: StepResult, size: int, metric: str) -> StepResult:
+    if not step.status.ok or step.duration_s <= 0:
+        return step
+    return step.with_(measurements={**step.measurements, metric: size / step.duration_s})
+
+
+class ArtifactRoundtripProbe:
+    """Round-trips one object through the artifact routes; see the module docstring."""
+
+    Options: ClassVar[type[ProbeOptions]] = ArtifactRoundtripOptions
+    isolated: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: ArtifactRoundtripOptions) -> None:
+        self.name = name
+        self.options = options
+
+    def _url(self, relative: str = "") -> str:
+        o = self.options
+        base = join_url(join_url(o.registry_url, o.mlflow_path), o.artifacts_api)
+        return join_url(base, relative) if relative else base
+
+    async def _http(
+        self, ctx: ProbeContext, step: str, method: str, url: str, key: str, **kw: Any
+    ) -> Exchange:
+        o = self.options
+        return await http_step(
+            ctx,
+            step,
+            method,
+            url,
+            headers=bearer(key),
+            timeout_s=request_timeout(ctx, o.request_timeout_s),
+            budget_s=o.step_latency_budget_s,
+            **kw,
+        )
+
+    async def run(self, ctx: ProbeContext) -> list[StepResult]:
+        """Upload, list, download, verify, delete; see the module docstring."""
+        o = self.options
+        key = ctx.secrets.get(o.api_key_secret)
+        folder = f"{o.prefix}/{_UNSAFE.sub('_', ctx.run_id)}"
+        object_path = f"{folder}/{o.file_name}"
+        # Random per run, so a cache or a stale object can never make verify pass.
+        payload = random.randbytes(o.payload_bytes)
+
+        upload = await self._http(
+            ctx,
+            "upload",
+            "PUT",
+            self._url(object_path),
+            key,
+            content=payload,
+        )
+        steps = [_throughput(upload.step, len(payload), "upload_bytes_per_second")]
+        if not upload.step.status.ok:
+            return steps + [skipped(n, "upload") for n in ("list", "download", "verify", "delete")]
+
+        listing = await self._http(ctx, "list", "GET", self._url(), key, params={"path": folder})
+        list_step = listing.step
+        if list_step.status.ok:
+            size = listed_size(listing.json(), o.file_name)
+            if size is None:
+                list_step = list_step.with_(
+                    status=Status.FAIL,
+                    error_class="body_mismatch",
+                    message=f"list of {folder} does not show {o.file_name}",
+                )
+            elif size != len(payload):
+                list_step = list_step.with_(
+                    status=Status.FAIL,
+                    error_class="checksum_mismatch",
+                    message=f"list shows {size} bytes, wrote {len(payload)}",
+                )
+        steps.append(list_step)
+
+        # The cap leaves room to notice a longer body instead of silently truncating to equal size.
+        download = await self._http(
+            ctx, "download", "GET", self._url(object_path), key, max_body=len(payload) + 1024
+        )
+        steps.append(_throughput(download.step, len(download.body), "download_bytes_per_second"))
+        if download.step.status.ok:
+            steps.append(verify_payload("verify", payload, download.body))
+        else:
+            steps.append(skipped("verify", "download"))
+
+        # Always clean up what we wrote, whatever happened in between.
+        delete = await self._http(ctx, "delete", "DELETE", self._url(folder), key)
+        steps.append(delete.step)
+        return steps
