@@ -1,0 +1,32 @@
+"""Alerting series, registered on a registry passed in (never the default one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+#: The values of the ``result`` label of ``synthmon_notifications_total``.
+RESULTS = ("sent", "transient_error", "permanent_error", "expired")
+
+
+class AlertingMetrics:
+    """Notification outcomes, outbox depth and incident events."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.notifications = Counter(
+            "synthmon_notifications_total",
+            "Notification attempts by channel and result (sent, transient_error, permanent_error, expired).",
+            ["channel", "result"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "synthmon_outbox_pending",
+            "Events waiting in the outbox, per channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "synthmon_incident_events_total",
+            "Incident events produced by the state machine (before silences hold any).",
+            ["probe", "kind"],
+            registry=registry,
+        )

@@ -1,0 +1,47 @@
+"""The retention job: prunes raw runs, old rollups, finished outbox rows and expired silences."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from monitor.history.base import HistoryStore, PruneReport
+from monitor.history.metrics import StoreMetrics
+from probes.base import Clock
+
+
+class RetentionJob:
+    """Runs :meth:`HistoryStore.prune` off the event loop; failures are counted and logged, never raised.
+
+    Rollups need no job of their own: they are folded in the same transaction as each run.
+    """
+
+    def __init__(
+        self, store: HistoryStore, clock: Clock, metrics: StoreMetrics, *, logger: Any = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._log = logger if logger is not None else structlog.get_logger("synthmon.history")
+
+    async def run(self) -> PruneReport | None:
+        """Prune once; the report, or None when the store failed."""
+        try:
+            report = await asyncio.to_thread(self._store.prune, self._clock.now())
+        except Exception as exc:  # the store being down must not kill the scheduler's job
+            self._metrics.errors.labels(operation="prune").inc()
+            self._log.warning("retention_failed", error=type(exc).__name__)
+            return None
+        for table in ("runs", "rollups", "outbox", "silences"):
+            self._metrics.pruned.labels(table=table).inc(getattr(report, table))
+        self._log.info(
+            "retention_done", **{k: getattr(report, k) for k in ("runs", "rollups", "outbox", "silences")}
+        )
+        return report
+
+    def job(self, interval_s: float) -> tuple[str, float, Callable[[], Awaitable[Any]]]:
+        """``(name, interval_s, coroutine function)`` for the scheduler."""
+        return ("history-retention", interval_s, self.run)
