@@ -28,7 +28,7 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.logs import SecretMasker
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult, ResultSink
-from monitor.runner import ClientFactory, Runner, default_client, select_probes
+from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
 from monitor.scheduler import ProbeScheduler
 from monitor.server import HttpServer, build_app
 from probes.base import Clock
@@ -72,13 +72,14 @@ class Daemon:
         grace_s: float = DEFAULT_GRACE_S,
         stagger_s: float = 5.0,
         heartbeat_s: float = 5.0,
-        client_factory: ClientFactory = default_client,
+        client_factory: ClientFactory | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
         self._log = logger
         self._masker = masker
-        self._client_factory = client_factory
+        # One factory for the daemon's life: it holds the shared TLS context.
+        self._client_factory = client_factory or default_client_factory()
         self.registry = registry
         self.metrics = Metrics(registry, version=synthmon_version())
         self.metrics.declare(p.name for p in config.probes)
@@ -252,7 +253,7 @@ def build_daemon(
     grace_s: float = DEFAULT_GRACE_S,
     stagger_s: float = 5.0,
     heartbeat_s: float = 5.0,
-    client_factory: ClientFactory = default_client,
+    client_factory: ClientFactory | None = None,
 ) -> Daemon:
     """A daemon ready to :meth:`Daemon.serve` or :meth:`Daemon.run_once`."""
     return Daemon(

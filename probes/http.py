@@ -34,7 +34,7 @@ def parse_duration(value: Any) -> Any:
     """
     if isinstance(value, bool):
         # bool is an int subclass; `timeout: yes` is a mistake, not one second.
-        return value
+        raise ValueError(f"expected a duration such as 30s, got {value!r}")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):

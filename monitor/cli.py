@@ -1,0 +1,296 @@
+"""The ``synthmon`` command line.
+
+Built-in commands: ``run`` (the daemon), ``once`` (a post-deployment check with exit codes) and
+``check-config``. More commands plug in through :data:`COMMAND_MODULES`: each module exposes
+``register(subparsers) -> None`` adding its parser(s) with ``set_defaults(func=handler)``, where
+``handler(args) -> int`` returns the exit code. Use :func:`add_config_option` on each parser so
+``--config`` works the same everywhere; :func:`config_path` resolves it.
+
+Exit codes: 0 success, 1 a probe failed (``once``), 2 the config (or a command line) is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from monitor.app import build_daemon, synthmon_version
+from monitor.config import Config, ConfigError, load_config
+from monitor.logs import LEVELS, SecretMasker, make_logger, route_stdlib_logging
+from monitor.results import SCHEMA_VERSION, ProbeResult
+from probes.base import Status, SystemClock
+
+#: Modules adding subcommands (``register(subparsers)``). The lead appends e.g. ``sandbox.cli``.
+COMMAND_MODULES: list[str] = []
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = "./config.yaml"
+
+
+def config_path(args: argparse.Namespace) -> str:
+    """``--config``, else ``$SYNTHMON_CONFIG``, else ``./config.yaml``."""
+    return str(getattr(args, "config", None) or os.environ.get("SYNTHMON_CONFIG") or DEFAULT_CONFIG)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Add the shared ``--config PATH`` option to a (sub)command parser."""
+    # SUPPRESS: a subcommand's default must not overwrite `synthmon --config X <command>`.
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help=f"config file (default: $SYNTHMON_CONFIG or {DEFAULT_CONFIG})",
+    )
+
+
+def load_or_report(args: argparse.Namespace, err: TextIO | None = None) -> Config | None:
+    """The config, or None after printing its one error to stderr (the caller exits 2)."""
+    try:
+        return load_config(config_path(args))
+    except ConfigError as exc:
+        print(f"synthmon: invalid config: {exc}", file=err or sys.stderr)
+        return None
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    masker = SecretMasker(config.secret_values())
+    logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
+    handler = route_stdlib_logging(logger, level="warning")
+    try:
+        daemon = build_daemon(
+            config,
+            registry=CollectorRegistry(),
+            clock=SystemClock(),
+            logger=logger,
+            masker=masker,
+            config_path=config_path(args),
+            grace_s=args.grace,
+        )
+        return asyncio.run(daemon.serve())
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def _json_logs(args: argparse.Namespace) -> bool | None:
+    return {"json": True, "console": False}.get(args.log_format)
+
+
+# --- once --------------------------------------------------------------------------------------
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    names = list(dict.fromkeys(args.probe or []))
+    unknown = [n for n in names if n not in {p.name for p in config.probes}]
+    if unknown:
+        known = ", ".join(p.name for p in config.probes) or "(none)"
+        print(f"synthmon: unknown probe {unknown[0]!r}; configured: {known}", file=sys.stderr)
+        return EXIT_CONFIG
+    masker = SecretMasker(config.secret_values())
+    logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
+    daemon = build_daemon(
+        config, registry=CollectorRegistry(), clock=SystemClock(), logger=logger, masker=masker
+    )
+    results = asyncio.run(daemon.run_once(names))
+    if args.format == "json":
+        json.dump(once_json(config.environment, results), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(once_table(results))
+    if not results:
+        print("synthmon: no probes selected (all disabled?)", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK if all(r.status.ok for r in results) else EXIT_FAILED
+
+
+def once_json(environment: str, results: Sequence[ProbeResult]) -> dict[str, Any]:
+    """The stable JSON document of ``synthmon once --format json`` (schema 1)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "environment": environment,
+        "status": "PASS" if all(r.status.ok for r in results) else "FAIL",
+        "probes": [
+            {
+                "probe": r.probe,
+                "kind": r.kind,
+                "status": r.status.value,
+                "duration_s": round(r.duration_s, 4),
+                "run_id": r.run_id,
+                "steps": [
+                    {
+                        "step": s.name,
+                        "status": s.status.value,
+                        "duration_s": round(s.duration_s, 4),
+                        "http_status": s.http_status,
+                        "error": None if s.status in (Status.PASS, Status.SKIPPED) else s.message,
+                        "error_class": s.error_class,
+                        "diagnosis": (
+                            {
+                                "cause": s.diagnosis.cause,
+                                "hint": s.diagnosis.hint,
+                                "action": s.diagnosis.action,
+                            }
+                            if s.diagnosis
+                            else None
+                        ),
+                    }
+                    for s in r.steps
+                ],
+            }
+            for r in results
+        ],
+    }
+
+
+def once_table(results: Sequence[ProbeResult]) -> str:
+    """A plain-text table: one line per probe, one indented line per step, diagnoses underneath."""
+    rows: list[tuple[str, str, str, str, str]] = [("PROBE / STEP", "STATUS", "DURATION", "HTTP", "DETAIL")]
+    notes: list[str] = []
+    for r in results:
+        failing = r.failing_step
+        rows.append((r.probe, r.status.value, f"{r.duration_s:.2f}s", "", failing.name if failing else ""))
+        for s in r.steps:
+            detail = "" if s.status is Status.PASS else s.message
+            rows.append(
+                (
+                    "  " + s.name,
+                    s.status.value,
+                    f"{s.duration_s:.2f}s",
+                    str(s.http_status) if s.http_status is not None else "-",
+                    detail[:100],
+                )
+            )
+            if s.diagnosis is not None:
+                notes.append(f"{r.probe}/{s.name}: {s.diagnosis.cause}\n    hint: {s.diagnosis.hint}")
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows
+    ]
+    out = "\n".join(line.rstrip() for line in lines) + "\n"
+    if notes:
+        out += "\nDiagnosis:\n" + "\n".join(notes) + "\n"
+    return out
+
+
+# --- check-config ------------------------------------------------------------------------------
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    if not args.quiet:
+        sys.stdout.write(yaml.safe_dump(config.effective(), sort_keys=False))
+    enabled = [p.name for p in config.probes if p.enabled]
+    print(f"synthmon: config OK ({config_path(args)}: {len(enabled)} enabled probes)", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def _add_log_options(parser: argparse.ArgumentParser, default_level: str) -> None:
+    parser.add_argument(
+        "--log-level", choices=sorted(LEVELS), default=default_level, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto: console on a terminal, JSON otherwise (default)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the built-in commands (run, once, check-config)."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the monitor daemon (probes on schedule, /metrics, /healthz, /readyz)",
+        description="Run every enabled probe on its interval, forever. SIGTERM/SIGINT drain in-flight "
+        "runs (up to --grace seconds) and exit 0; SIGHUP reloads the config (an invalid one is "
+        "rejected and the running one kept).",
+    )
+    add_config_option(run)
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="drain time on SIGTERM (default: %(default)s)",
+    )
+    _add_log_options(run, "info")
+    run.set_defaults(func=_cmd_run)
+
+    once = subparsers.add_parser(
+        "once",
+        help="run probes once and exit 0 (all passed), 1 (any failed) or 2 (bad config)",
+        description="Run the enabled probes (or those named with --probe, even if disabled) once, "
+        "concurrently, and print a table or JSON. Made for post-deployment checks in pipelines.",
+    )
+    add_config_option(once)
+    once.add_argument(
+        "--probe", action="append", metavar="NAME", help="run only this probe (repeat for several)"
+    )
+    once.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output (default: %(default)s)"
+    )
+    _add_log_options(once, "warning")
+    once.set_defaults(func=_cmd_once)
+
+    check = subparsers.add_parser(
+        "check-config",
+        help="validate the config and print it as the daemon sees it (secrets masked)",
+        description="Validate the config file: print the effective config (environment variables "
+        "interpolated, defaults filled, secrets shown as **********) and exit 0, or print the one "
+        "error with its field path and file line and exit 2.",
+    )
+    add_config_option(check)
+    check.add_argument("-q", "--quiet", action="store_true", help="only validate; print nothing on success")
+    check.set_defaults(func=_cmd_check_config)
+
+
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser: built-in commands, then each module in ``modules`` (default COMMAND_MODULES)."""
+    parser = argparse.ArgumentParser(
+        prog="synthmon",
+        description="Synthetic monitoring for an ML model registry platform "
+        "(auth service -> registry proxy -> MLflow -> artifacts).",
+        epilog="Every command takes --config PATH (default: $SYNTHMON_CONFIG or ./config.yaml). "
+        "Run 'synthmon COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"synthmon {synthmon_version()}")
+    add_config_option(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(subparsers)
+    for name in COMMAND_MODULES if modules is None else modules:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``synthmon`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    return int(func(args))

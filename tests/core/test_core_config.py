@@ -1,0 +1,232 @@
+"""Config loading: interpolation, durations, secrets, cross checks and one clear error per mistake."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import ConfigError, load_config, parse_config
+from probes.http import HttpOptions
+
+KEY = "hk_test_" + "q" * 32
+
+VALID = """\
+environment: test
+secrets:
+  api_key: {key}
+probes:
+  - name: health
+    kind: http
+    interval: 30s
+    timeout: 5s
+    options:
+      url: http://127.0.0.1:9/health
+      bearer_secret: api_key
+  - name: root
+    kind: http
+    depends_on: [health]
+    options:
+      url: http://127.0.0.1:9/
+"""
+
+
+def _parse(text: str, env: dict[str, str] | None = None) -> object:
+    return parse_config(textwrap.dedent(text), source="config.yaml", env=env or {})
+
+
+def _probe(extra: str = "", options: str = "url: http://127.0.0.1:9/", name: str = "p") -> str:
+    """A one-probe config with ``extra`` probe keys and ``options`` (flow style)."""
+    return (
+        f"environment: test\nprobes:\n  - name: {name}\n    kind: http\n{extra}    options: {{{options}}}\n"
+    )
+
+
+INVALID: list[tuple[str, str, str]] = [
+    ("unknown_top_key", "environment: t\nprobez: []\n", "probez: unknown key 'probez'"),
+    ("missing_environment", "probes: []\n", "environment: required field is missing"),
+    ("unknown_kind", _probe().replace("kind: http", "kind: ftp"), "probes[0].kind: unknown probe kind 'ftp'"),
+    ("unknown_probe_key", _probe("    retries: 3\n"), "probes[0].retries: unknown key 'retries'"),
+    ("unknown_option", _probe(options="url: http://x/, verb: GET"), "probes[0].options.verb: unknown key"),
+    ("missing_url", _probe(options="method: GET"), "probes[0].options.url: required field is missing"),
+    ("bad_url_scheme", _probe(options="url: ftp://x/"), "probes[0].options.url: must be an absolute http"),
+    ("bad_status", _probe(options="url: http://x/, expected_status: [99]"), "HTTP statuses are 100-599"),
+    ("bad_regex", _probe(options="url: http://x/, body_regex: '('"), "options.body_regex: invalid regular"),
+    ("bad_duration", _probe("    interval: soon\n"), "probes[0].interval: invalid duration 'soon'"),
+    ("negative_timeout", _probe("    timeout: -1\n"), "probes[0].timeout: Input should be greater than 0"),
+    ("timeout_over_interval", _probe("    interval: 10s\n    timeout: 20s\n"), "timeout 20s is longer than"),
+    (
+        "jitter_over_interval",
+        _probe("    interval: 10s\n    timeout: 5s\n    jitter: 10s\n"),
+        "jitter 10s must",
+    ),
+    ("budget_over_timeout", _probe("    timeout: 5s\n    latency_budget: 5s\n"), "latency_budget 5s must be"),
+    ("bad_name", _probe(name="Bad-Name"), "probes[0].name: String should match pattern"),
+    (
+        "duplicate_name",
+        _probe() + "  - name: p\n    kind: http\n    options: {url: 'http://x/'}\n",
+        "probes[1].name: duplicate probe name 'p'",
+    ),
+    (
+        "unknown_dependency",
+        _probe("    depends_on: [ghost]\n"),
+        "probes[0].depends_on[0]: unknown probe 'ghost'",
+    ),
+    ("self_dependency", _probe("    depends_on: [p]\n"), "a probe cannot depend on itself"),
+    (
+        "dependency_cycle",
+        "environment: t\nprobes:\n"
+        "  - {name: a, kind: http, depends_on: [b], options: {url: 'http://x/'}}\n"
+        "  - {name: b, kind: http, depends_on: [c], options: {url: 'http://x/'}}\n"
+        "  - {name: c, kind: http, depends_on: [a], options: {url: 'http://x/'}}\n",
+        "dependency cycle: a -> b -> c -> a",
+    ),
+    ("undefined_secret", _probe(options="url: http://x/, bearer_secret: nope"), "uses secret 'nope', which"),
+    (
+        "credential_in_plain_header",
+        _probe(options="url: http://x/, headers: {Authorization: 'Bearer x'}"),
+        "carries a credential",
+    ),
+    ("bad_listen", "environment: t\nlisten: localhost\n", "listen: listen must be host:port"),
+    (
+        "unset_variable",
+        "environment: ${NOPE_UNSET}\n",
+        "environment: environment variable NOPE_UNSET is not set",
+    ),
+    ("bad_yaml", "environment: [unclosed\n", "invalid YAML"),
+    ("not_a_mapping", "- just\n- a list\n", "the top level must be a mapping"),
+    ("bool_is_not_a_duration", _probe("    interval: yes\n"), "probes[0].interval: expected a duration"),
+    ("bad_method", _probe(options="url: http://x/, method: FETCH"), "probes[0].options.method"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"), [(t, f) for _, t, f in INVALID], ids=[i for i, _, _ in INVALID]
+)
+def test_invalid_config_is_one_clear_error(text: str, fragment: str) -> None:
+    """Each mistake is rejected with one message naming the field path and the reason."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="config.yaml", env={})
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_error_names_the_yaml_line() -> None:
+    """The error carries the file name and the line of the offending value."""
+    text = VALID.format(key=KEY).replace("url: http://127.0.0.1:9/\n", "url: gopher://x/\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="config.yaml", env={})
+    line = next(i for i, line in enumerate(text.splitlines(), 1) if "gopher" in line)
+    assert str(err.value).startswith(f"config.yaml:{line}: probes[1].options.url:")
+    assert err.value.line == line
+
+
+def test_valid_config_is_typed_and_frozen() -> None:
+    """Durations become seconds, options become the kind's typed model, the config is immutable."""
+    config = parse_config(VALID.format(key=KEY), env={})
+    health = config.probe("health")
+    assert (health.interval, health.timeout) == (30.0, 5.0)
+    assert isinstance(health.options, HttpOptions)
+    assert health.options.bearer_secret == "api_key"
+    assert config.probe("root").depends_on == ["health"]
+    with pytest.raises(ValueError, match="frozen"):
+        health.interval = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("45", 45.0), ("1.5s", 1.5)],
+    ids=["ms", "s", "m", "h", "plain", "fraction"],
+)
+def test_duration_syntax(written: str, seconds: float) -> None:
+    """Durations accept ms/s/m/h suffixes or plain seconds."""
+    config = _parse(_probe(f"    interval: {written}\n    timeout: 0.1\n"))
+    assert config.probes[0].interval == seconds  # type: ignore[attr-defined]
+
+
+def test_interpolation_with_defaults_and_escapes() -> None:
+    """${VAR} reads the environment, ${VAR:-default} falls back when unset or empty, $${ is literal."""
+    text = (
+        "environment: ${ENV_NAME}\nlisten: ${LISTEN:-127.0.0.1:9999}\n"
+        "probes:\n  - name: p\n    kind: http\n    interval: ${EVERY:-2m}\n    timeout: 5s\n"
+        "    options: {url: '${BASE:-http://fallback}/health', json_equals: {note: '$${NOT_A_VAR}'}}\n"
+    )
+    config = parse_config(text, env={"ENV_NAME": "staging", "BASE": "", "EVERY": "10s"})
+    assert config.environment == "staging"
+    assert config.listen_address() == ("127.0.0.1", 9999)
+    assert config.probes[0].interval == 10.0
+    assert config.probes[0].options.url == "http://fallback/health"  # type: ignore[attr-defined]
+    assert config.probes[0].options.json_equals == {"note": "${NOT_A_VAR}"}  # type: ignore[attr-defined]
+
+
+def test_unset_variable_names_field_and_line() -> None:
+    """An unset ${VAR} without default names the variable, the field path and the line."""
+    text = "environment: t\nprobes:\n  - name: p\n    kind: http\n    options:\n      url: ${TARGET_URL}\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="c.yaml", env={})
+    assert str(err.value).startswith("c.yaml:6: probes[0].options.url: environment variable TARGET_URL")
+
+
+def test_secret_from_file_is_stripped_and_collected(tmp_path: Path) -> None:
+    """`NAME_file: path` reads secret NAME from the file; secret_values() finds it for maskers."""
+    secret_file = tmp_path / "key"
+    secret_file.write_text(KEY + "\n")
+    config = parse_config(f"environment: t\nsecrets:\n  api_key_file: {secret_file}\n", env={})
+    assert config.secret_map() == {"api_key": KEY}
+    assert KEY in config.secret_values()
+    assert KEY not in repr(config)
+
+
+def test_unreadable_secret_file_is_an_error(tmp_path: Path) -> None:
+    """A missing secret file is reported with its field path, not a traceback."""
+    with pytest.raises(ConfigError, match=r"secrets\.api_key_file: cannot read .*No such file"):
+        parse_config(f"environment: t\nsecrets:\n  api_key_file: {tmp_path}/absent\n", env={})
+
+
+def test_timeout_over_interval_allowed_explicitly() -> None:
+    """allow_timeout_over_interval lifts the timeout <= interval rule."""
+    config = _parse(_probe("    interval: 10s\n    timeout: 20s\n    allow_timeout_over_interval: true\n"))
+    assert config.probes[0].timeout == 20.0  # type: ignore[attr-defined]
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A config path that does not exist is a ConfigError naming the file."""
+    with pytest.raises(ConfigError, match=r"absent\.yaml: cannot read config file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_check_config_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config prints the effective config with every secret as ********** and exits 0."""
+    path = tmp_path / "config.yaml"
+    path.write_text(VALID.format(key="${THE_KEY}"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("THE_KEY", KEY)
+        code = main(["check-config", "--config", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert KEY not in out + err
+    assert "api_key: '**********'" in out
+    assert "bearer_secret: api_key" in out
+    assert "config OK" in err
+
+
+def test_check_config_invalid_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid config prints the one error (path and line) to stderr and exits 2."""
+    path = tmp_path / "config.yaml"
+    path.write_text(_probe("    interval: soon\n"))
+    code = main(["check-config", "--config", str(path)])
+    _out, err = capsys.readouterr()
+    assert code == 2
+    assert f"{path}:5: probes[0].interval: invalid duration 'soon'" in err
+
+
+def test_config_path_from_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --config, SYNTHMON_CONFIG names the file."""
+    path = tmp_path / "other.yaml"
+    path.write_text("environment: from-env\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHMON_CONFIG", str(path))
+        assert main(["check-config"]) == 0
+    assert "environment: from-env" in capsys.readouterr().out
