@@ -1,0 +1,209 @@
+"""Store contract suite: the same scenarios on SQLite and PostgreSQL (migrations, runs, rollups,
+retention, incident transitions with the outbox, outbox claiming, silences)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.alerting.base import Event, EventKind
+from monitor.alerting.incidents import IncidentState, Phase
+from monitor.history import migrate
+from monitor.history.base import IncidentView
+from monitor.history.sqlstore import SqlStore, create_store_engine
+from probes.base import Status
+
+from .history_helpers import T0, open_store, result
+
+
+def _event(probe: str = "p", kind: EventKind = EventKind.OPENED, incident: str = "p-1") -> Event:
+    return Event(
+        kind=kind,
+        probe=probe,
+        incident_id=incident,
+        incident_probe=probe,
+        environment="prod",
+        at=T0,
+        since=T0,
+        run_id="r",
+        old_status="PASS",
+        new_status="FAIL",
+    )
+
+
+def _queue(store: SqlStore, events: list[Event], channels: tuple[str, ...] = ("slack",)) -> None:
+    for e in events:
+        store.transition(e.probe, (), T0, lambda v, e=e: (v.state, [e]), channels)
+
+
+def test_migrations_reach_head_and_are_idempotent(store: SqlStore) -> None:
+    """A fresh store is at the head revision and re-applying migrations changes nothing."""
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+    assert migrate.upgrade(store.engine) == migrate.head_revision()
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+def test_newer_schema_is_refused_clearly(store: SqlStore) -> None:
+    """A database stamped by a newer synthmon makes start-up fail with a message naming the revision."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(migrate.SchemaTooNewError, match="9999_future"):
+        migrate.upgrade(store.engine)
+
+
+def test_runs_round_trip_filter_and_order(store: SqlStore) -> None:
+    """Stored runs come back equal, newest first, filtered by probe and since, limited; duplicates skip."""
+    a1 = result("auth", Status.PASS, T0)
+    a2 = result("auth", Status.FAIL, T0 + timedelta(minutes=1))
+    b1 = result("mlflow_api", Status.PASS, T0 + timedelta(minutes=2))
+    assert store.append_runs([a1, a2, b1]) == 3
+    assert store.append_runs([a2]) == 0
+    assert store.runs(probe=None, since=T0, limit=10) == [b1, a2, a1]
+    assert store.runs(probe="auth", since=T0 + timedelta(seconds=30), limit=10) == [a2]
+    assert store.runs(probe=None, since=T0, limit=1) == [b1]
+    assert store.latest_runs() == {"auth": a2, "mlflow_api": b1}
+
+
+def test_uptime_counts_and_error_is_not_downtime(store: SqlStore) -> None:
+    """Uptime counts FAIL as down, leaves ERROR out, and reports per probe and per step."""
+    runs = [
+        result("auth", s, T0 + timedelta(minutes=i))
+        for i, s in enumerate([Status.PASS, Status.PASS, Status.FAIL, Status.ERROR, Status.DEGRADED])
+    ]
+    store.append_runs(runs)
+    rows = {(r.probe, r.step): r for r in store.uptime(since=T0, until=T0 + timedelta(hours=1), now=T0)}
+    whole = rows[("auth", None)]
+    assert (whole.runs, whole.failures, whole.errors, whole.degraded) == (5, 1, 1, 1)
+    assert whole.uptime == pytest.approx(3 / 4)
+    assert rows[("auth", "setup")].uptime == 1.0
+    assert rows[("auth", "upload")].failures == 1
+
+
+def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, backend: str) -> None:
+    """Hourly rollups sum runs and failures and keep the max duration; after raw runs are pruned an
+    old window is still answered from rollups, and rollups older than their retention are pruned."""
+    with open_store(backend, tmp_path, retention_days=1, rollup_retention_days=3) as store:
+        store.append_runs(
+            [
+                result("auth", Status.PASS, T0 + timedelta(minutes=5), duration=1.0),
+                result("auth", Status.FAIL, T0 + timedelta(minutes=50), duration=3.0),
+            ]
+        )
+        # Added in a later batch to the same hour: folded, not overwritten.
+        store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=55), duration=2.0)])
+        store.append_runs([result("auth", Status.PASS, T0 + timedelta(hours=1, minutes=1), duration=1.0)])
+        now = T0 + timedelta(days=2)
+        report = store.prune(now)
+        assert report.runs == 4
+        assert store.runs(probe=None, since=T0 - timedelta(days=1), limit=10) == []
+        rows = {r.step: r for r in store.uptime(since=T0, until=T0 + timedelta(hours=1), now=now)}
+        assert (rows[None].runs, rows[None].failures) == (3, 1)
+        assert rows[None].duration_sum == pytest.approx(6.0)
+        assert rows[None].duration_max == pytest.approx(3.0)
+        two_hours = {r.step: r for r in store.uptime(since=T0, until=T0 + timedelta(hours=2), now=now)}
+        assert two_hours[None].runs == 4
+        assert store.prune(T0 + timedelta(days=4)).rollups == 6  # 2 hours x (run, setup, upload)
+        assert store.uptime(since=T0, until=T0 + timedelta(hours=2), now=T0 + timedelta(days=4)) == []
+
+
+def test_transition_stores_state_and_outbox_atomically(store: SqlStore) -> None:
+    """State and outbox rows are written together; if deciding fails, neither is written."""
+    opened = IncidentState("p", phase=Phase.OPEN, incident_id="p-1", incident_probe="p", opened_at=T0)
+
+    def boom(view: IncidentView) -> tuple[IncidentState, list[Event]]:
+        raise RuntimeError("decide failed")
+
+    with pytest.raises(RuntimeError):
+        store.transition("p", (), T0, boom, ("slack",))
+    assert store.incident_states() == {}
+    events = store.transition("p", (), T0, lambda v: (opened, [_event()]), ("slack", "log"))
+    assert len(events) == 1
+    assert store.incident_states()["p"] == opened
+    assert store.outbox_pending() == {"slack": 1, "log": 1}
+    [record] = store.incidents(open_only=True, limit=10)
+    assert (record.incident_id, record.probe, record.resolved_at) == ("p-1", "p", None)
+    store.transition("p", (), T0 + timedelta(minutes=5), lambda v: (IncidentState("p"), []), ("slack",))
+    assert store.incidents(open_only=True, limit=10) == []
+    assert store.incidents(open_only=False, limit=10)[0].resolved_at == T0 + timedelta(minutes=5)
+
+
+def test_transition_sees_upstream_states(store: SqlStore) -> None:
+    """The decide function reads the upstream probes' states inside the transaction."""
+    up = IncidentState("mlflow_api", phase=Phase.OPEN, incident_id="m-1", incident_probe="mlflow_api")
+    store.transition("mlflow_api", (), T0, lambda v: (up, []), ())
+    seen: list[IncidentView] = []
+    store.transition(
+        "artifact_roundtrip", ("mlflow_api", "auth"), T0, lambda v: (seen.append(v), (v.state, []))[1], ()
+    )
+    assert seen[0].upstreams == {"mlflow_api": up}
+
+
+def test_outbox_is_claimed_in_order_per_channel_with_leases(store: SqlStore) -> None:
+    """Only a channel's oldest pending row is claimable; a lease hides it; retry/sent/failed release it."""
+    _queue(store, [_event(incident="a"), _event(incident="b")], ("slack", "log"))
+    first = store.claim_next(T0, "d1", 60)
+    assert first is not None
+    assert (first.channel, first.event.incident_id, first.attempts) == ("slack", "a", 1)
+    second = store.claim_next(T0, "d2", 60)
+    assert second is not None
+    assert (second.channel, second.event.incident_id) == ("log", "a")
+    assert store.claim_next(T0, "d2", 60) is None  # slack "b" waits behind leased slack "a"
+    store.mark_retry(first, T0 + timedelta(seconds=30), "HTTP 500")
+    assert store.claim_next(T0 + timedelta(seconds=10), "d2", 60) is None  # not due yet; "b" still blocked
+    again = store.claim_next(T0 + timedelta(seconds=30), "d2", 60)
+    assert again is not None
+    assert (again.event.incident_id, again.attempts) == ("a", 2)
+    store.mark_sent(again, T0, "C1:111.1")
+    assert store.thread_ref("a", "slack") == "C1:111.1"
+    nxt = store.claim_next(T0 + timedelta(seconds=30), "d2", 60)
+    assert nxt is not None
+    assert nxt.event.incident_id == "b"
+    store.mark_failed(nxt, T0, "channel_not_found")
+    assert store.outbox_pending() == {"log": 2}
+    states = [(r["channel"], r["state"]) for r in store.outbox_rows()]
+    assert states == [("slack", "sent"), ("log", "pending"), ("slack", "failed"), ("log", "pending")]
+
+
+def test_expired_lease_is_reclaimed(store: SqlStore) -> None:
+    """A row leased by a dispatcher that died is claimed again once its lease has expired."""
+    _queue(store, [_event()])
+    assert store.claim_next(T0, "dead", 60) is not None
+    assert store.claim_next(T0 + timedelta(seconds=59), "alive", 60) is None
+    item = store.claim_next(T0 + timedelta(seconds=61), "alive", 60)
+    assert item is not None
+    assert item.lease_owner == "alive"
+
+
+def test_silences_add_list_clear(store: SqlStore) -> None:
+    """Silences are active in their window, listed, and cleared by id or probe."""
+    s1 = store.add_silence(
+        probe="auth", starts_at=T0, ends_at=T0 + timedelta(minutes=30), reason="deploy", created_by="me"
+    )
+    store.add_silence(probe="*", starts_at=T0, ends_at=T0 + timedelta(hours=2), reason="all", created_by="me")
+    assert {s.id for s in store.silences(active_at=T0 + timedelta(minutes=10))} == {s1.id, s1.id + 1}
+    assert [s.reason for s in store.silences(active_at=T0 + timedelta(minutes=40))] == ["all"]
+    assert store.clear_silences(now=T0 + timedelta(minutes=1), silence_id=s1.id, probe=None) == 1
+    assert [s.reason for s in store.silences(active_at=T0 + timedelta(minutes=2))] == ["all"]
+    assert store.clear_silences(now=T0 + timedelta(minutes=3), silence_id=None, probe="*") == 1
+    assert store.silences(active_at=T0 + timedelta(minutes=4)) == []
+    assert len(store.silences(active_at=None)) == 2
+
+
+def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
+    """The default SQLite store runs in WAL mode (readers never block the writer)."""
+    engine = create_store_engine(f"sqlite:///{tmp_path}/x/y.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_store_url_password_is_masked() -> None:
+    """The store URL shown in logs and errors hides the database password."""
+    from monitor.history.config import StoreConfig
+
+    shown = StoreConfig(url="postgresql+psycopg://u:s3cr3t-pw@db.internal/synthmon").safe_url()
+    assert "s3cr3t-pw" not in shown
+    assert "db.internal/synthmon" in shown
