@@ -1,0 +1,171 @@
+"""The runner: deadlines, exceptions, subprocess isolation, budgets, diagnosis and masking."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from monitor.runner import Runner
+from probes.base import Status, SystemClock
+from tests.core.conftest import FAKE_KEY, Captured, config_from
+from tests.core.target import Target
+
+
+def _runner(text: str, captured: Captured) -> Runner:
+    config = config_from(text)
+    return Runner(config, clock=SystemClock(), logger=captured.logger, masker=captured.masker)
+
+
+def _one(kind: str, options: str = "{}", extra: str = "") -> str:
+    return (
+        "environment: test\nsecrets:\n  api_key: ${KEY}\nprobes:\n"
+        f"  - name: p\n    kind: {kind}\n    interval: 10s\n    timeout: 0.5s\n"
+        f"{extra}    options: {options}\n"
+    )
+
+
+def _gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(predicate: object, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+async def test_hanging_probe_is_cut_at_its_deadline(test_kinds: None, captured: Captured) -> None:
+    """A probe that never returns becomes an ERROR at its timeout, not a hang of the runner."""
+    runner = _runner(_one("t_hang"), captured)
+    start = time.monotonic()
+    result = await runner.run("p")
+    elapsed = time.monotonic() - start
+    assert result.status is Status.ERROR
+    assert result.steps[0].error_class == "deadline_exceeded"
+    assert "exceeded its 0.5s deadline" in result.steps[0].message
+    assert 0.45 <= elapsed < 2.0
+
+
+async def test_exception_becomes_error_with_class_and_masked_message(
+    test_kinds: None, captured: Captured
+) -> None:
+    """An exception is the monitor's fault: ERROR, its class as error_class, secrets masked out."""
+    runner = _runner(_one("t_boom", f"{{message: 'cannot use {FAKE_KEY}'}}"), captured)
+    result = await runner.run("p")
+    step = result.steps[0]
+    assert (result.status, step.status, step.error_class) == (Status.ERROR, Status.ERROR, "RuntimeError")
+    assert "cannot use **********" in step.message
+    assert FAKE_KEY not in json.dumps(result.to_dict())
+    assert "about.to.fail" in captured.text
+    assert FAKE_KEY not in captured.text
+
+
+async def test_isolated_probe_killed_at_deadline_leaves_no_process(
+    test_kinds: None, captured: Captured, tmp_path: Path
+) -> None:
+    """A stuck subprocess probe is killed with its whole process group at the deadline."""
+    pid_file = tmp_path / "pids"
+    text = _one("t_iso_hang", f"{{pid_file: '{pid_file}'}}").replace("timeout: 0.5s", "timeout: 3s")
+    runner = _runner(text, captured)
+    result = await runner.run("p")
+    assert result.status is Status.ERROR
+    assert result.steps[0].error_class == "deadline_exceeded"
+    assert "subprocess killed" in result.steps[0].message
+    child, grandchild = (int(p) for p in pid_file.read_text().split())
+    assert _wait_for(lambda: _gone(child) and _gone(grandchild)), "a probe process survived its deadline"
+
+
+async def test_isolated_probe_returns_steps_and_masks_its_output(
+    test_kinds: None, captured: Captured
+) -> None:
+    """A subprocess probe gets the secret on stdin, its steps come back, and secrets are masked."""
+    text = _one("t_iso_echo").replace("timeout: 0.5s", "timeout: 8s")
+    runner = _runner(text, captured)
+    result = await runner.run("p")
+    step = result.steps[0]
+    assert (step.name, step.status, step.http_status) == ("echo", Status.FAIL, 500)
+    assert step.measurements == {"answer": 42.0}
+    assert step.message.startswith("saw key ********** in pid")
+    assert "child stderr mentions **********" in captured.text
+    assert FAKE_KEY not in captured.text + json.dumps(result.to_dict())
+
+
+async def test_latency_budget_turns_pass_into_degraded(test_kinds: None, captured: Captured) -> None:
+    """A passing run slower than latency_budget is DEGRADED, its steps stay PASS."""
+    text = _one("t_sleep", "{sleep_s: 0.2}", "    latency_budget: 50ms\n")
+    result = await _runner(text, captured).run("p")
+    assert result.status is Status.DEGRADED
+    assert [s.status for s in result.steps] == [Status.PASS]
+
+
+async def test_http_probe_passes_with_bearer_and_timing(target: Target, captured: Captured) -> None:
+    """The http kind sends the bearer secret, checks JSON, and records timing phases."""
+    options = f"{{url: '{target.url}/health', bearer_secret: api_key, json_equals: {{status: healthy}}}}"
+    result = await _runner(_one("http", options), captured).run("p")
+    step = result.steps[0]
+    assert (result.status, step.http_status, step.path) == (Status.PASS, 200, "/health")
+    assert step.timing is not None
+    assert {"connect", "ttfb", "total"} <= set(step.timing.phases())
+    assert target.requests[-1][1]["Authorization"] == f"Bearer {FAKE_KEY}"
+    assert FAKE_KEY not in captured.text
+
+
+async def test_http_probe_fails_on_500_with_config_diagnosis(target: Target, captured: Captured) -> None:
+    """A 500 is a FAIL with error_class http_status, diagnosed by a config-supplied signature."""
+    target.mode = "error"
+    text = _one("http", f"{{url: '{target.url}/health'}}") + (
+        "diagnosis:\n  - {cause: test target is broken, hint: fix it, http_status: 500, probe: p}\n"
+    )
+    result = await _runner(text, captured).run("p")
+    step = result.steps[0]
+    assert (result.status, step.error_class, step.http_status) == (Status.FAIL, "http_status", 500)
+    assert step.diagnosis is not None
+    assert step.diagnosis.cause == "test target is broken"
+    finished = [json.loads(line) for line in captured.text.splitlines() if '"probe.finished"' in line]
+    assert finished[-1]["status"] == "FAIL"
+    assert finished[-1]["failing_step"] == "request"
+
+
+async def test_http_probe_body_mismatch_and_slow_step(target: Target, captured: Captured) -> None:
+    """A JSON value that differs is body_mismatch; a slow answer within timeout is DEGRADED by budget."""
+    mismatch = _one("http", f"{{url: '{target.url}/', json_equals: {{status: ok}}}}")
+    result = await _runner(mismatch, captured).run("p")
+    assert (result.status, result.steps[0].error_class) == (Status.FAIL, "body_mismatch")
+    target.mode, target.delay_s = "slow", 0.15
+    slow = _one("http", f"{{url: '{target.url}/', latency_budget: 50ms}}").replace("0.5s", "3s")
+    result = await _runner(slow, captured).run("p")
+    assert (result.status, result.steps[0].error_class) == (Status.DEGRADED, "slow")
+
+
+async def test_http_probe_timeout_is_a_fail_not_an_error(target: Target, captured: Captured) -> None:
+    """A target that never answers is reported by the probe (FAIL, read_timeout) before the hard cut."""
+    target.mode = "hang"
+    result = await _runner(_one("http", f"{{url: '{target.url}/'}}").replace("0.5s", "1s"), captured).run("p")
+    assert result.status is Status.FAIL
+    assert result.steps[0].error_class == "read_timeout"
+
+
+@pytest.mark.parametrize("kind", ["http", "t_hang"])
+async def test_result_carries_identity_and_timing(
+    kind: str, test_kinds: None, target: Target, captured: Captured
+) -> None:
+    """Every result has the probe, kind, environment, a hex run id and an aware start time."""
+    result = await _runner(_one(kind, f"{{url: '{target.url}/'}}" if kind == "http" else "{}"), captured).run(
+        "p"
+    )
+    assert (result.probe, result.kind, result.environment) == ("p", kind, "test")
+    assert len(result.run_id) == 32
+    assert int(result.run_id, 16) >= 0
+    assert result.started_at.tzinfo is not None
+    assert result.duration_s > 0
