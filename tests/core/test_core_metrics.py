@@ -1,0 +1,171 @@
+"""Metrics: every series from a run, bounded labels, valid exposition (parser and promtool)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.metrics import Metrics
+from monitor.results import ProbeResult
+from probes.base import HttpTiming, Status, StepResult
+
+STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _result(status: Status, steps: tuple[StepResult, ...], probe: str = "auth") -> ProbeResult:
+    return ProbeResult(
+        probe=probe,
+        kind="http",
+        run_id="0" * 32,
+        started_at=STARTED,
+        duration_s=0.42,
+        status=status,
+        steps=steps,
+    )
+
+
+OK_STEP = StepResult(
+    name="validate",
+    status=Status.PASS,
+    duration_s=0.2,
+    http_status=200,
+    path="/api/v1/keys/validate",
+    timing=HttpTiming(connect_s=0.01, ttfb_s=0.15, total_s=0.2),
+    measurements={"bytes_per_second": 1234.5},
+)
+FAILED_STEP = StepResult(
+    name="validate",
+    status=Status.FAIL,
+    duration_s=1.0,
+    error_class="connect_error",
+    message="GET http://secret-host/x failed",
+    path="/x",
+    timing=HttpTiming(total_s=1.0),
+)
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def test_record_sets_every_series() -> None:
+    """One passing run sets success, one-hot status, histograms, counters, HTTP and measurement series."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, version="1.2.3")
+    metrics.declare(["auth"])
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    s = _samples(registry)
+    assert _get(s, "synthmon_probe_success", probe="auth") == 1
+    assert _get(s, "synthmon_probe_status", probe="auth", status="PASS") == 1
+    assert _get(s, "synthmon_probe_status", probe="auth", status="FAIL") == 0
+    assert _get(s, "synthmon_probe_duration_seconds_count", probe="auth") == 1
+    assert _get(s, "synthmon_step_duration_seconds_sum", probe="auth", step="validate") == pytest.approx(0.2)
+    assert _get(s, "synthmon_step_success", probe="auth", step="validate") == 1
+    assert _get(s, "synthmon_probe_runs_total", probe="auth", status="PASS") == 1
+    assert _get(s, "synthmon_probe_runs_total", probe="auth", status="ERROR") == 0
+    assert _get(s, "synthmon_probe_last_run_timestamp_seconds", probe="auth") == STARTED.timestamp()
+    assert _get(s, "synthmon_probe_consecutive_failures", probe="auth") == 0
+    assert _get(s, "synthmon_http_status_code", probe="auth", step="validate") == 200
+    assert (
+        _get(s, "synthmon_http_phase_duration_seconds", probe="auth", step="validate", phase="ttfb") == 0.15
+    )
+    assert (
+        _get(s, "synthmon_step_measurement", probe="auth", step="validate", measurement="bytes_per_second")
+        == 1234.5
+    )
+    assert _get(s, "synthmon_scheduler_missed_runs_total", probe="auth") == 0
+    assert _get(s, "synthmon_config_reloads_total", result="failure") == 0
+    assert _get(s, "synthmon_build_info", version="1.2.3") == 1
+
+
+def test_failures_count_up_and_reset() -> None:
+    """Consecutive failures grow with FAIL/ERROR runs, reset on a pass; no response means status code 0."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.FAIL, (FAILED_STEP,)))
+    metrics.record(_result(Status.ERROR, (FAILED_STEP.with_(status=Status.ERROR),)))
+    s = _samples(registry)
+    assert _get(s, "synthmon_probe_consecutive_failures", probe="auth") == 2
+    assert _get(s, "synthmon_probe_success", probe="auth") == 0
+    assert _get(s, "synthmon_http_status_code", probe="auth", step="validate") == 0
+    assert _get(s, "synthmon_probe_status", probe="auth", status="ERROR") == 1
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    assert _get(_samples(registry), "synthmon_probe_consecutive_failures", probe="auth") == 0
+
+
+def test_labels_never_carry_urls_or_error_text() -> None:
+    """Messages, hosts and paths stay out of the exposition entirely."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.FAIL, (FAILED_STEP,)))
+    text = generate_latest(registry).decode()
+    assert "secret-host" not in text
+    assert "/x" not in text
+    assert "connect_error" not in text
+
+
+def test_forget_drops_a_removed_probe() -> None:
+    """After a reload removes a probe, none of its series remain."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.declare(["auth", "other"])
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    metrics.record(_result(Status.PASS, (OK_STEP,), probe="other"))
+    metrics.forget("auth")
+    text = generate_latest(registry).decode()
+    assert 'probe="auth"' not in text
+    assert 'probe="other"' in text
+
+
+def test_counters_for_missed_runs_reloads_and_sinks() -> None:
+    """Missed runs, reload results and sink errors are counted under bounded labels."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.missed_run("auth")
+    metrics.missed_run("auth")
+    metrics.config_reload(ok=False)
+    metrics.sink_error("HistorySink")
+    s = _samples(registry)
+    assert _get(s, "synthmon_scheduler_missed_runs_total", probe="auth") == 2
+    assert _get(s, "synthmon_config_reloads_total", result="failure") == 1
+    assert _get(s, "synthmon_sink_errors_total", sink="HistorySink") == 1
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    """`promtool check metrics` reports no problem (names, units, help) on a fully populated registry."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`; .ci/run installs it)")
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, version="0.1.0")
+    metrics.declare(["auth"])
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    metrics.record(_result(Status.FAIL, (FAILED_STEP,)))
+    metrics.missed_run("auth")
+    metrics.config_reload(ok=True)
+    metrics.sink_error("S")
+    metrics.job_error("prune")
+    proc = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=generate_latest(registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert proc.stdout.decode().strip() == ""
+    assert proc.stderr.decode().strip() == ""
