@@ -1,0 +1,206 @@
+"""The daemon in-process: probing goes on past hangs and broken sinks; HTTP endpoints; reload; jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.app import Daemon, PeriodicJob, build_daemon
+from monitor.config import Config
+from monitor.results import ProbeResult
+from probes.base import Status, SystemClock
+from tests.core.conftest import Captured, config_from
+from tests.core.target import Target
+
+BASE = "environment: test\nlisten: 127.0.0.1:0\nsecrets:\n  api_key: ${KEY}\nprobes:\n"
+HANG = "  - {name: stuck, kind: t_hang, interval: 1s, timeout: 300ms}\n"
+QUICK = "  - {name: quick, kind: t_sleep, interval: 200ms, timeout: 100ms, options: {sleep_s: 0}}\n"
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class RecordingSink:
+    """Remembers every result it is given."""
+
+    results: list[ProbeResult] = field(default_factory=list)
+
+    async def handle(self, result: ProbeResult) -> None:
+        """Keep the result."""
+        self.results.append(result)
+
+    def of(self, probe: str) -> list[ProbeResult]:
+        """Results of one probe."""
+        return [r for r in self.results if r.probe == probe]
+
+
+class BrokenSink:
+    """Raises on every result (a store that is down)."""
+
+    async def handle(self, result: ProbeResult) -> None:
+        """Fail loudly."""
+        raise ConnectionError("store unavailable")
+
+
+@dataclass
+class Running:
+    """A daemon serving in a task, and its base URL."""
+
+    daemon: Daemon
+    task: asyncio.Task[int]
+    url: str
+    sink: RecordingSink
+
+
+async def _start(config: Config, captured: Captured, **kwargs: object) -> Running:
+    sink = RecordingSink()
+    extra_sinks = list(kwargs.pop("sinks", []))  # type: ignore[call-overload]
+    daemon = build_daemon(
+        config,
+        registry=CollectorRegistry(),
+        clock=SystemClock(),
+        logger=captured.logger,
+        masker=captured.masker,
+        sinks=[*extra_sinks, sink],
+        stagger_s=0.0,
+        heartbeat_s=0.2,
+        grace_s=2.0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(daemon.serve(install_signals=False))
+    await _until(lambda: daemon.server is not None and daemon.server.started)
+    assert daemon.server is not None
+    return Running(daemon, task, f"http://127.0.0.1:{daemon.server.port}", sink)
+
+
+@pytest.fixture
+async def stopper() -> AsyncIterator[list[Running]]:
+    """Stops every daemon a test started, even when the test fails."""
+    started: list[Running] = []
+    yield started
+    for r in started:
+        r.daemon.request_stop()
+        await asyncio.wait_for(r.task, 10)
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+async def test_hanging_probe_does_not_stop_other_probes(
+    test_kinds: None, captured: Captured, stopper: list[Running]
+) -> None:
+    """A probe that hangs is cut at each deadline while another probe keeps running on schedule."""
+    r = await _start(config_from(BASE + HANG + QUICK), captured)
+    stopper.append(r)
+    await _until(lambda: len(r.sink.of("stuck")) >= 2 and len(r.sink.of("quick")) >= 5)
+    assert all(x.status is Status.ERROR for x in r.sink.of("stuck"))
+    assert all(x.status is Status.PASS for x in r.sink.of("quick"))
+
+
+async def test_failing_sink_is_counted_and_probing_continues(
+    test_kinds: None, captured: Captured, stopper: list[Running]
+) -> None:
+    """A sink that raises is logged and counted; later sinks and later runs still happen."""
+    r = await _start(config_from(BASE + QUICK), captured, sinks=[BrokenSink()])
+    stopper.append(r)
+    await _until(lambda: len(r.sink.of("quick")) >= 3)
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(r.url + "/metrics")).text
+    errors = _sample(text, "synthmon_sink_errors_total", sink="BrokenSink")
+    assert errors is not None
+    assert errors >= 3
+    assert "sink.failed" in captured.text
+
+
+async def test_http_endpoints(test_kinds: None, captured: Captured, stopper: list[Running]) -> None:
+    """/metrics is Prometheus text, /healthz is 200 while alive, /readyz 200 with probe statuses."""
+    r = await _start(config_from(BASE + QUICK), captured)
+    stopper.append(r)
+    await _until(lambda: len(r.sink.of("quick")) >= 1)
+    async with httpx.AsyncClient() as client:
+        metrics = await client.get(r.url + "/metrics")
+        health = await client.get(r.url + "/healthz")
+        ready = await client.get(r.url + "/readyz")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert _sample(metrics.text, "synthmon_probe_success", probe="quick") == 1
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["probes"]["quick"] == "PASS"
+
+
+async def test_readyz_fails_while_draining(test_kinds: None, captured: Captured) -> None:
+    """Once a stop is requested, /readyz answers 503 until the server closes."""
+    r = await _start(config_from(BASE + QUICK), captured)
+    r.daemon.request_stop()
+    ok, _details = r.daemon.ready()
+    assert ok is False
+    assert await asyncio.wait_for(r.task, 10) == 0
+
+
+async def test_reload_applies_valid_and_rejects_invalid(
+    test_kinds: None, captured: Captured, stopper: list[Running], tmp_path: Path, target: Target
+) -> None:
+    """A valid new config adds its probe; an invalid one is rejected, counted and the old one kept."""
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "config.yaml"
+    path.write_text(BASE.replace("${KEY}", "hk_test_" + "r" * 32) + QUICK)
+    r = await _start(config_from(path.read_text()), captured, config_path=path)
+    stopper.append(r)
+    extra = f"  - {{name: web, kind: http, interval: 1s, timeout: 1s, options: {{url: '{target.url}/'}}}}\n"
+    path.write_text(BASE.replace("${KEY}", "hk_test_" + "r" * 32) + QUICK + extra)
+    assert await r.daemon.reload() is True
+    await _until(lambda: len(r.sink.of("web")) >= 1)
+    path.write_text(BASE.replace("${KEY}", "x" * 8) + "  - {name: broken, kind: nope}\n")
+    assert await r.daemon.reload() is False
+    assert [p.name for p in r.daemon.config.probes] == ["quick", "web"]
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(r.url + "/metrics")).text
+    assert _sample(text, "synthmon_config_reloads_total", result="success") == 1
+    assert _sample(text, "synthmon_config_reloads_total", result="failure") == 1
+    assert "config.reload_failed" in captured.text
+    assert "unknown probe kind 'nope'" in captured.text
+
+
+async def test_periodic_jobs_run_and_their_errors_are_counted(
+    test_kinds: None, captured: Captured, stopper: list[Running]
+) -> None:
+    """Jobs passed to build_daemon run on the scheduler; one that raises is counted, not fatal."""
+    calls: list[str] = []
+
+    async def ok() -> None:
+        calls.append("ok")
+
+    async def bad() -> None:
+        calls.append("bad")
+        raise RuntimeError("prune failed")
+
+    jobs = [PeriodicJob("ok", 0.2, ok), PeriodicJob("bad", 0.2, bad)]
+    r = await _start(config_from(BASE + QUICK), captured, jobs=jobs)
+    stopper.append(r)
+    await _until(lambda: calls.count("ok") >= 2 and calls.count("bad") >= 2)
+    job_errors = _sample(
+        (await httpx.AsyncClient().get(r.url + "/metrics")).text, "synthmon_job_errors_total", job="bad"
+    )
+    assert job_errors is not None
+    assert job_errors >= 2
