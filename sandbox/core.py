@@ -291,7 +291,8 @@ class Sandbox:
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop every child (platform first, it also kills MLflow; then MLflow's group). Idempotent."""
         atexit.unregister(self.stop)
-        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        for stale in (STATE_FILE, PORTS_FILE):
+            (self.workdir / stale).unlink(missing_ok=True)
         for proc in (self._platform, self._mlflow):
             if proc is not None:
                 _stop_group(proc, grace_s)

@@ -133,6 +133,9 @@ class KeyValidator:
             return _json_error(429, {"detail": "Authentication rate limit exceeded"}, retry_after="60")
         if answer.status_code in (400, 401, 403):
             return _json_error(401, {"detail": "Invalid or expired API key"})
+        if answer.status_code >= 500:
+            # The auth ALB's 503 (no healthy target) lands here too.
+            return _json_error(503, {"detail": "Authentication service unavailable"}, retry_after="1")
         if answer.status_code != 200:
             return _json_error(503, {"detail": "Authentication service error"}, retry_after="1")
         try:
