@@ -86,7 +86,7 @@ def config_file(tmp_path: Path, target: Target) -> tuple[Path, str]:
 def test_run_daemon_reports_outage_and_drains_on_sigterm(
     config_file: tuple[Path, str], target: Target, tmp_path: Path
 ) -> None:
-    """The daemon probes on schedule, /metrics shows the 500s, SIGTERM exits 0 within the grace."""
+    """The daemon probes on schedule, /metrics shows the 500s, a bad SIGHUP is refused, SIGTERM exits 0."""
     path, url = config_file
     log_path = tmp_path / "daemon.log"
     with log_path.open("w") as log:
@@ -109,6 +109,14 @@ def test_run_daemon_reports_outage_and_drains_on_sigterm(
         fails = _metric(url, "synthmon_probe_runs_total", probe="health", status="FAIL")
         assert fails is not None
         assert fails >= 2
+        # SIGHUP with a broken file: rejected, counted, and the running config keeps probing.
+        path.write_text(path.read_text().replace("kind: http", "kind: nope", 1))
+        proc.send_signal(signal.SIGHUP)
+        _until(lambda: _metric(url, "synthmon_config_reloads_total", result="failure") == 1)
+        before = _metric(url, "synthmon_probe_runs_total", probe="health", status="FAIL") or 0
+        _until(
+            lambda: (_metric(url, "synthmon_probe_runs_total", probe="health", status="FAIL") or 0) > before
+        )
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -120,7 +128,13 @@ def test_run_daemon_reports_outage_and_drains_on_sigterm(
     output = log_path.read_text()
     events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     names = {e["event"] for e in events}
-    assert {"daemon.started", "probe.finished", "daemon.stopping", "daemon.stopped"} <= names
+    assert {
+        "daemon.started",
+        "probe.finished",
+        "config.reload_failed",
+        "daemon.stopping",
+        "daemon.stopped",
+    } <= names
     assert FAKE_KEY not in output
     assert target.requests[-1][1]["Authorization"] == f"Bearer {FAKE_KEY}"
 
