@@ -1,0 +1,54 @@
+"""The status API and page over a real store, through the wiring helper the daemon uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from monitor.alerting.config import AlertingConfig
+from monitor.history.config import StoreConfig
+from monitor.history.wiring import build_history_alerting
+from probes.base import Status
+
+from .history_helpers import T0, FakeClock, result
+
+
+async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
+    """Results through the built sinks show up in /api/v1/runs, /status, /incidents and the page."""
+    clock = FakeClock(T0)
+    registry = CollectorRegistry()
+    bundle = build_history_alerting(
+        StoreConfig(url=f"sqlite:///{tmp_path}/w.db"),
+        AlertingConfig(),
+        {},
+        registry,
+        clock,
+        environment="test",
+    )
+    assert [j[0] for j in bundle.jobs] == ["history-flush", "outbox-dispatch", "history-retention"]
+    for _ in range(2):
+        r = result("auth", Status.FAIL, clock.now())
+        for sink in bundle.sinks:
+            await sink.handle(r)
+        clock.advance(60)
+    report = await bundle.dispatcher.run()
+    assert report is not None
+    assert report.sent == 1  # the log channel (Slack is not configured)
+    client = TestClient(Starlette(routes=bundle.routes))
+    runs = client.get("/api/v1/runs", params={"since": "1h"}).json()["runs"]
+    assert [r["status"] for r in runs] == ["FAIL", "FAIL"]
+    [status] = client.get("/api/v1/status").json()["probes"]
+    assert (status["probe"], status["status"], status["failing_step"]) == ("auth", "FAIL", "upload")
+    assert status["incident"] is not None
+    assert status["uptime_24h"] == 0.0
+    [incident] = client.get("/api/v1/incidents", params={"open": "1"}).json()["incidents"]
+    assert incident["probe"] == "auth"
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "auth" in page.text
+    assert "upload (404)" in page.text
+    assert client.get("/api/v1/runs", params={"since": "soon"}).status_code == 400
+    bundle.close()
