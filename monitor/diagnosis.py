@@ -6,6 +6,10 @@ matched in order, first match wins: config-supplied ones first (``diagnosis:`` i
 modes the five built-in probes report themselves (``accepts_invalid_key``, ``service_id_mismatch``,
 ``checksum_mismatch``, ...). Everything here is pure: a step in, a diagnosis out.
 
+Rows whose body text is unmistakable (``REGISTRY_ADMIN_REQUIRED``, "Artifact serving is disabled")
+do not require an HTTP status: the MLflow client often loses the status in its exception, and the
+registration and ``client_search`` steps carry the exception text as their body excerpt.
+
 Ordering within the built-ins matters: specific rows (a 503 whose body says artifact serving is
 disabled) come before generic ones (any 503 from the ALB), and transport-level rows come last.
 """
@@ -139,7 +143,6 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
     # --- contract §6 -------------------------------------------------------------------------
     Signature(
         cause="artifacts_disabled",
-        http_status=503,
         body_regex=r"Artifact serving is disabled|ARTIFACTS_DISABLED",
         hint="MLflow runs without --serve-artifacts (artifact routes answer 503)",
         action="Restart the MLflow task with --serve-artifacts and an --artifacts-destination.",
@@ -201,29 +204,24 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
     ),
     Signature(
         cause="proxy_strips_authorization",
-        http_status_min=401,
-        http_status_max=403,
         body_regex=r"API key required",
         hint="a key was sent but the request arrived without it: the proxy strips Authorization",
         action="Check that the registry proxy forwards Authorization/X-API-Key to MLflow.",
     ),
     Signature(
         cause="api_key_rejected",
-        http_status=401,
         body_regex=r"Invalid or expired API key|API key not found or invalid|not authorized for this service",
         hint="the key was rejected: wrong service_id, revoked or expired key, or a stale auth cache",
         action="Validate the key with service_id 'platform'; check revocation (auth caches results 5 min).",
     ),
     Signature(
         cause="registry_admin_required",
-        http_status=403,
         body_regex=r"REGISTRY_ADMIN_REQUIRED|Admin access required",
         hint="the monitoring key lacks registry-admin scope",
         action="Use a registry-admin key for synthmon (SYNTHMON_API_KEY).",
     ),
     Signature(
         cause="mlflow_invalid_host",
-        http_status=403,
         body_regex=r"Invalid Host header",
         hint="MLflow's allowed-hosts list does not include the host the proxy forwards",
         action="Add the proxy's upstream host to MLflow's --allowed-hosts.",
@@ -265,11 +263,24 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Check the ALB listener rules and the service's mounted routes for this path.",
     ),
     Signature(
+        cause="unexpected_redirect",
+        http_status_min=300,
+        http_status_max=399,
+        hint="a redirect where an answer was expected (an http→https listener rule or a login page)",
+        action="Point the probe at the final URL, or enable follow_redirects for this check.",
+    ),
+    Signature(
         cause="server_error",
         http_status_min=500,
         http_status_max=599,
         hint="the service failed with a 5xx",
         action="Read the service's logs around this time.",
+    ),
+    Signature(
+        cause="unexpected_status",
+        error_class="http_status",
+        hint="the target answered with a status the check does not expect",
+        action="Compare the answer with the check's expected statuses; a route or its owner changed.",
     ),
     # --- transport ---------------------------------------------------------------------------
     Signature(

@@ -7,7 +7,6 @@ runs in a subprocess (:mod:`probes._mlflow_child`) so the daemon never imports m
 from __future__ import annotations
 
 from probes.base import ProbeContext, Status, StepResult
-from probes.isolation import IsolationCrash, IsolationTimeout, run_isolated
 
 #: Seconds kept back from the run's deadline so the probe, not the runner, reports a hang.
 _MARGIN_S = 1.0
@@ -35,6 +34,10 @@ async def client_search_step(
         "step": name,
         "request_timeout_s": max(1, int(min(request_timeout_s, budget))),
     }
+    # Imported here, not at module level: ``python -m probes.isolation`` imports the ``probes``
+    # package first, and a module-level import would load probes.isolation twice in the child.
+    from probes.isolation import IsolationCrash, IsolationTimeout, run_isolated
+
     start = ctx.clock.monotonic()
     try:
         answer = await run_isolated("probes._mlflow_child:search_experiments", payload, budget)

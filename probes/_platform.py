@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from probes.base import ProbeContext
+from probes.base import ProbeContext, Status, StepResult
 
 
 def join_url(base: str, path: str) -> str:
@@ -42,3 +42,18 @@ def invalid_key() -> str:
 def request_timeout(ctx: ProbeContext, per_request_s: float) -> float:
     """A request's timeout: its own budget, but never past the run's deadline (minus a margin)."""
     return max(0.1, min(per_request_s, ctx.remaining() - 0.5))
+
+
+def classify_503(step: StepResult) -> StepResult:
+    """Tell an ALB-generated 503 (HTML, no healthy target) from an application 503 (JSON)."""
+    if step.status is not Status.FAIL or step.http_status != 503:
+        return step
+    body = step.body_excerpt or ""
+    if step.content_type == "text/html" or "Service Temporarily Unavailable" in body:
+        return step.with_(
+            error_class="alb_503",
+            message=f"{step.message}: ALB-generated 503 (HTML): no healthy target",
+        )
+    if step.content_type == "application/json":
+        return step.with_(message=f"{step.message}: application 503 (JSON), not the ALB")
+    return step

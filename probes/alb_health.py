@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from probes._mlflow_client import client_search_step
-from probes._platform import bearer, join_url, request_timeout
+from probes._platform import bearer, classify_503, join_url, request_timeout
 from probes.base import ProbeContext, ProbeOptions, Status, StepResult, worst
 from probes.http import Duration
 from probes.httpstep import check_body, http_step
@@ -107,21 +107,6 @@ class AlbHealthOptions(ProbeOptions):
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
-
-
-def classify_503(step: StepResult) -> StepResult:
-    """Tell an ALB-generated 503 (HTML, no healthy target) from an application 503 (JSON)."""
-    if step.status is not Status.FAIL or step.http_status != 503:
-        return step
-    body = step.body_excerpt or ""
-    if step.content_type == "text/html" or "Service Temporarily Unavailable" in body:
-        return step.with_(
-            error_class="alb_503",
-            message=f"{step.message}: ALB-generated 503 (HTML): no healthy target",
-        )
-    if step.content_type == "application/json":
-        return step.with_(message=f"{step.message}: application 503 (JSON), not the ALB")
-    return step
 
 
 def summarize(checks: list[StepResult]) -> StepResult:

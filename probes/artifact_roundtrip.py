@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes._platform import bearer, join_url, request_timeout
+from probes._platform import bearer, classify_503, join_url, request_timeout
 from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
@@ -106,7 +107,7 @@ class ArtifactRoundtripProbe:
         self, ctx: ProbeContext, step: str, method: str, url: str, key: str, **kw: Any
     ) -> Exchange:
         o = self.options
-        return await http_step(
+        exchange = await http_step(
             ctx,
             step,
             method,
@@ -116,6 +117,7 @@ class ArtifactRoundtripProbe:
             budget_s=o.step_latency_budget_s,
             **kw,
         )
+        return replace(exchange, step=classify_503(exchange.step))
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
         """Upload, list, download, verify, delete; see the module docstring."""

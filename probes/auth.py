@@ -11,15 +11,16 @@ Steps, in order (contract §1):
   service that accepts anything is a FAIL (``accepts_invalid_key``): it is the one failure that
   looks like success everywhere else.
 
-When ``health`` cannot even connect, the other steps are SKIPPED: they would fail the same way and
-say nothing new.
+When ``health`` cannot even connect, or the ALB has no healthy target, the other steps are
+SKIPPED: they would fail the same way and say nothing new.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
-from probes._platform import bearer, invalid_key, join_url, request_timeout
+from probes._platform import bearer, classify_503, invalid_key, join_url, request_timeout
 from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
@@ -91,7 +92,7 @@ class AuthProbe:
 
     async def _get(self, ctx: ProbeContext, step: str, path: str) -> Exchange:
         o = self.options
-        return await http_step(
+        exchange = await http_step(
             ctx,
             step,
             "GET",
@@ -99,10 +100,11 @@ class AuthProbe:
             timeout_s=request_timeout(ctx, o.request_timeout_s),
             budget_s=o.step_latency_budget_s,
         )
+        return replace(exchange, step=classify_503(exchange.step))
 
     async def _validate(self, ctx: ProbeContext, step: str, key: str, expected: tuple[int, ...]) -> Exchange:
         o = self.options
-        return await http_step(
+        exchange = await http_step(
             ctx,
             step,
             "POST",
@@ -113,6 +115,7 @@ class AuthProbe:
             timeout_s=request_timeout(ctx, o.request_timeout_s),
             budget_s=o.step_latency_budget_s,
         )
+        return replace(exchange, step=classify_503(exchange.step))
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
         """Run the four steps; see the module docstring."""
@@ -124,8 +127,9 @@ class AuthProbe:
         steps.append(health.step)
         later = ["ready"] if o.check_ready else []
         later += ["validate"] + (["rejects_invalid_key"] if o.check_rejects_invalid_key else [])
-        if health.response is None:
-            # Unreachable (refused, DNS, TLS, timeout): every later step would repeat this.
+        if health.response is None or health.step.error_class == "alb_503":
+            # Unreachable (refused, DNS, TLS, timeout) or no healthy target behind the ALB:
+            # every later step would repeat this.
             return steps + [skipped(n, "health") for n in later]
 
         if o.check_ready:

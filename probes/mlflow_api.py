@@ -18,12 +18,13 @@ After the first FAIL the remaining steps are SKIPPED: they go through the same p
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from probes._mlflow_client import client_search_step
-from probes._platform import bearer, join_url, request_timeout
+from probes._platform import bearer, classify_503, join_url, request_timeout
 from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
@@ -100,7 +101,7 @@ class MlflowApiProbe:
                 return "body is not JSON"
             return list_shape_problem(doc, shape[0], shape[1])
 
-        return await http_step(
+        exchange = await http_step(
             ctx,
             step,
             method,
@@ -113,6 +114,7 @@ class MlflowApiProbe:
             budget_s=o.step_latency_budget_s,
             check=check if shape is not None else None,
         )
+        return replace(exchange, step=classify_503(exchange.step))
 
     async def _experiment(self, ctx: ProbeContext, key: str) -> StepResult:
         """Get the synthetic experiment by name, restoring or creating it when needed."""

@@ -1,0 +1,60 @@
+"""Shared helpers for the platform-probe tests: a ProbeContext around any httpx transport."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import structlog
+
+from probes.base import ProbeContext, Secrets, SystemClock
+
+#: An obviously fake key of the platform's shape (never a real one in tests).
+FAKE_KEY = "hk_test_" + "x" * 32
+
+
+def generated_key() -> str:
+    """A fresh well-formed fake key, for tests that must not see a constant in any output."""
+    return "hk_test_" + secrets.token_hex(16)
+
+
+class FixedClock:
+    """Real monotonic time, but a fixed ``now`` (certificate and TTL decisions are testable)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 7, 1, tzinfo=UTC)
+        self._system = SystemClock()
+
+    def monotonic(self) -> float:
+        return self._system.monotonic()
+
+    def now(self) -> datetime:
+        return self._now
+
+
+def make_ctx(
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    key: str = FAKE_KEY,
+    timeout_s: float = 30.0,
+    clock: FixedClock | SystemClock | None = None,
+    run_id: str = "testrun",
+) -> ProbeContext:
+    """A ProbeContext whose client uses ``transport`` (a real network client when None)."""
+    clk = clock or SystemClock()
+    client = httpx.AsyncClient(transport=transport, timeout=timeout_s)
+    return ProbeContext(
+        http=client,
+        clock=clk,
+        secrets=Secrets({"api_key": key}),
+        logger=structlog.get_logger("test"),
+        run_id=run_id,
+        deadline=clk.monotonic() + timeout_s,
+    )
+
+
+def mock(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    """A MockTransport around ``handler`` (for parsing and edge cases only)."""
+    return httpx.MockTransport(handler)
