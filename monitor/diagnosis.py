@@ -129,6 +129,12 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Check the artifact store and any proxy that rewrites or truncates bodies.",
     ),
     Signature(
+        cause="artifact_corrupted",
+        error_class="artifact_unreadable",
+        hint="the model's files were downloaded but do not parse: the stored artifacts are corrupted",
+        action="Check the artifact store and any proxy that rewrites bodies; re-upload the model.",
+    ),
+    Signature(
         cause="model_prediction_mismatch",
         error_class="prediction_mismatch",
         hint="the model loaded back from the registry predicts differently from the one logged",

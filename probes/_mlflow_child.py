@@ -88,6 +88,27 @@ _STATUS_PATTERNS = (
 _URL_PATTERN = re.compile(r"(?:for url: |url: |with url )(\S+)|(https?://\S+)")
 
 
+#: Statuses the MLflow client retries; its exception then says only "too many 503 error responses".
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def fetch_evidence(url: str, key: str, timeout_s: float = 5.0) -> tuple[str | None, str | None]:
+    """One side-effect-free GET of ``url`` with the key: ``(content_type, body excerpt)``.
+
+    The MLflow client drops the body of a retried status (429/5xx), and the body is what tells
+    "Artifact serving is disabled" from an ALB's HTML 503. Re-asking with a GET recovers it.
+    Any failure here just means no extra evidence.
+    """
+    import httpx
+
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout_s)
+    except httpx.HTTPError:
+        return None, None
+    content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
+    return content_type, " ".join(response.text[: EXCERPT_CHARS * 4].split())[:EXCERPT_CHARS]
+
+
 def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]:
     """The facts diagnosis matches on, pulled from an MLflow/requests exception.
 
@@ -121,10 +142,17 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
             if m:
                 status = int(m.group(1))
                 break
-    if path is None:
-        m = _URL_PATTERN.search(text)
-        if m:
-            path = urlparse((m.group(1) or m.group(2)).rstrip(".,;:)'\"")).path or None
+    url_found: str | None = None
+    m = _URL_PATTERN.search(text)
+    if m:
+        url_found = (m.group(1) or m.group(2)).rstrip(".,;:)'\"")
+        if path is None:
+            path = urlparse(url_found).path or None
+    content_type: str | None = None
+    if body is None and status in _RETRIED_STATUSES and url_found and secrets:
+        parts = urlparse(url_found)
+        content_type, body = fetch_evidence(f"{parts.scheme}://{parts.netloc}{parts.path}", secrets[0])
+        body = masked(body, secrets) if body is not None else None
     if body is None:
         body = text[:EXCERPT_CHARS]
     if status is not None and isinstance(exc, ConnectionError | TimeoutError):
@@ -142,6 +170,7 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
         "http_status": status,
         "path": path,
         "body_excerpt": body,
+        "content_type": content_type,
         "error_class": error_class,
         "message": text[:1000],
     }

@@ -114,6 +114,15 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
     def step(name: str, fn: Callable[[], Any]) -> bool:
         result, value = timed_step(name, fn, secrets)
+        transport = ("timeout", "connect_error", "connection_reset")
+        if (
+            name == "load"
+            and result["status"] == "FAIL"
+            and result.get("http_status") is None
+            and result.get("error_class") not in transport
+        ):
+            # Downloaded, but the files do not parse (YAML, pickle, UTF-8): corrupted artifacts.
+            result["error_class"] = "artifact_unreadable"
         if result["status"] == "PASS" and isinstance(value, dict):
             result.update(value)  # a step may add its own message / status / measurements
         steps.append(result)
