@@ -257,6 +257,12 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Validate the key against the auth service with service_id 'platform'.",
     ),
     Signature(
+        cause="forbidden",
+        http_status=403,
+        hint="the platform refused the request (key permissions, a WAF rule, or a host allow-list)",
+        action="Read the body; check the key's scopes and any WAF or allowed-hosts setting.",
+    ),
+    Signature(
         cause="application_unavailable",
         http_status=503,
         hint="the application answered 503 itself (a dependency check failed), not the ALB",

@@ -58,3 +58,35 @@ def make_ctx(
 def mock(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
     """A MockTransport around ``handler`` (for parsing and edge cases only)."""
     return httpx.MockTransport(handler)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+#: The default config the project ships; the sandbox tests run exactly this file.
+DEFAULT_CONFIG = REPO / "config.yaml"
+
+
+def sandbox_env(sandbox_env_vars: dict[str, str], tmp_dir: str) -> dict[str, str]:
+    """The environment that points config.yaml at a test sandbox, with a throwaway store."""
+    return {
+        **sandbox_env_vars,
+        "SYNTHMON_STORE_URL": f"sqlite:///{tmp_dir}/synthmon.db",
+        "SYNTHMON_ENV": "test",
+    }
+
+
+async def run_config(config: object, names: list[str] | None = None) -> dict[str, object]:
+    """Run probes of ``config`` once through the real daemon (runner, isolation, diagnosis)."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import build_daemon
+    from monitor.config import Config
+    from monitor.logs import SecretMasker, make_logger
+
+    assert isinstance(config, Config)
+    masker = SecretMasker(config.secret_values())
+    logger = make_logger(masker, json=True, level="error")
+    daemon = build_daemon(
+        config, registry=CollectorRegistry(), clock=SystemClock(), logger=logger, masker=masker
+    )
+    results = await daemon.run_once(names or [])
+    return {r.probe: r for r in results}
