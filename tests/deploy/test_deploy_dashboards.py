@@ -87,7 +87,7 @@ def test_committed_dashboards_match_the_generator() -> None:
 
 def test_dashboards_have_unique_uids_titles_and_a_recent_schema(docs: dict[str, dict[str, Any]]) -> None:
     """Each dashboard has its own uid and title and a schemaVersion of Grafana 10 or later."""
-    uids = [d.get("uid") for d in docs.values()]
+    uids = [str(d.get("uid") or "") for d in docs.values()]
     assert all(uids), uids
     assert len(set(uids)) == len(uids), uids
     assert all(len(uid) <= 40 for uid in uids)  # Grafana's limit
