@@ -168,8 +168,7 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
     ),
     Signature(
         cause="artifact_store_error",
-        http_status_min=500,
-        http_status_max=500,
+        http_status=500,
         path_regex=_ARTIFACTS,
         hint="MLflow could not write or read the artifact store (S3 permissions or bucket missing)",
         action="Check the MLflow task role's S3 permissions and that the artifact bucket exists.",
