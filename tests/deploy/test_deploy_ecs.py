@@ -272,3 +272,12 @@ def test_default_config_validates_with_the_task_definition_environment(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert fakes["SYNTHMON_API_KEY"] not in proc.stdout + proc.stderr
+
+
+def test_env_example_mentions_every_variable_the_default_config_reads() -> None:
+    """Each ${VAR} of config.yaml is listed in the env example (set, or commented with its default)."""
+    lines = [ln for ln in (ROOT / "config.yaml").read_text().splitlines() if not ln.lstrip().startswith("#")]
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", "\n".join(lines)))
+    assert used, "config.yaml reads no environment variables?"
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
+    assert used <= listed, f"not in deploy/synthmon.env.example: {sorted(used - listed)}"
