@@ -32,7 +32,7 @@ from .grafana import Query, queries, substitute, variable_queries
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RULES = Path(__file__).resolve().parents[2] / "dashboards" / "rules" / "synthmon.rules.yml"
 #: Samples per series to wait for: enough for every rate window the dashboards use (15 s, 1 m).
-MIN_SAMPLES = 15
+MIN_SAMPLES = 10
 
 pytestmark = pytest.mark.skipif(
     not Path(PROMETHEUS).exists(), reason="prometheus not installed (.ci/run installs Debian's prometheus)"
