@@ -28,6 +28,7 @@ from monitor.app import build_daemon, synthmon_version
 from monitor.config import Config, ConfigError, load_config
 from monitor.logs import LEVELS, SecretMasker, make_logger, route_stdlib_logging
 from monitor.results import SCHEMA_VERSION, ProbeResult
+from monitor.server import ListenError
 from probes.base import Status, SystemClock
 
 #: Modules adding subcommands (``register(subparsers)``). The lead appends e.g. ``sandbox.cli``.
@@ -83,6 +84,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             grace_s=args.grace,
         )
         return asyncio.run(daemon.serve())
+    except ListenError as exc:
+        # The one start-up failure that comes from the host, not the config: exit 1, not 2.
+        logger.error("daemon.listen_failed", listen=config.listen, error=str(exc))
+        print(f"synthmon: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         logging.getLogger().removeHandler(handler)
 

@@ -83,6 +83,10 @@ class _QuietServer(uvicorn.Server):
         return None
 
 
+class ListenError(OSError):
+    """The listen address cannot be bound (in use, not local, no permission)."""
+
+
 class HttpServer:
     """uvicorn on a socket bound at construction, so the port is known before serving (port 0 works)."""
 
@@ -90,7 +94,11 @@ class HttpServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._sock.set_inheritable(True)
         self.host = host
         self.port: int = self._sock.getsockname()[1]

@@ -211,3 +211,24 @@ def test_help_explains_each_command() -> None:
             check=True,
         )
         assert "--config" in sub.stdout
+
+
+def test_run_exits_1_when_listen_address_is_taken(tmp_path: Path) -> None:
+    """A listen address already in use stops start-up with a one-line reason and exit code 1."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "config.yaml"
+        path.write_text(f"environment: e2e\nlisten: 127.0.0.1:{port}\n")
+        proc = subprocess.run(
+            [sys.executable, "-m", "monitor", "run", "--config", str(path)],
+            cwd=REPO,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
