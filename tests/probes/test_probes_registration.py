@@ -41,6 +41,7 @@ class MlflowRest:
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
+        self.artifact_uris: dict[str, str] = {}
 
     def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         response = self._client.request(method, path, **kw)
@@ -57,7 +58,9 @@ class MlflowRest:
 
     def create_run(self, experiment_id: str) -> str:
         body = {"experiment_id": experiment_id, "start_time": int(time.time() * 1000) - 7_200_000}
-        return str(self.call("POST", "/runs/create", json=body)["run"]["info"]["run_id"])
+        info = self.call("POST", "/runs/create", json=body)["run"]["info"]
+        self.artifact_uris[str(info["run_id"])] = str(info["artifact_uri"])
+        return str(info["run_id"])
 
     def ensure_model(self, name: str) -> None:
         response = self._client.get("/registered-models/get", params={"name": name})
@@ -65,7 +68,8 @@ class MlflowRest:
             self.call("POST", "/registered-models/create", json={"name": name})
 
     def create_version(self, name: str, run_id: str) -> str:
-        body = {"name": name, "source": f"mlflow-artifacts:/user/{run_id}/model", "run_id": run_id}
+        # MLflow checks that a version's source lies under its run's artifact location.
+        body = {"name": name, "source": self.artifact_uris[run_id] + "/model", "run_id": run_id}
         return str(self.call("POST", "/model-versions/create", json=body)["model_version"]["version"])
 
     def active_runs(self, experiment_id: str) -> list[dict[str, Any]]:
