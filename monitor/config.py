@@ -47,6 +47,7 @@ from probes.http import Duration, parse_duration
 DEFAULT_LISTEN = "0.0.0.0:9710"
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9_]+$"
+_INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")
 
 Path_ = tuple[str | int, ...]
 
@@ -398,8 +399,9 @@ def _to_config_error(exc: ValidationError, lines: Mapping[Path_, int], source: s
         message = "required field is missing"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
-    # "probes[0].options.function-after[...]" style internal segments never reach users.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or "-" in p)))
+    # Validator segments such as "function-after[_timing(), ProbeConfig]" are pydantic internals,
+    # not keys the user wrote (keys like "X-API-Key" stay).
+    loc = tuple(p for p in loc if not (isinstance(p, str) and _INTERNAL_LOC.match(p)))
     return ConfigError(message, path=format_path(loc), line=_line_for(lines, loc), source=source)
 
 

@@ -99,6 +99,11 @@ INVALID: list[tuple[str, str, str]] = [
     ("not_a_mapping", "- just\n- a list\n", "the top level must be a mapping"),
     ("bool_is_not_a_duration", _probe("    interval: yes\n"), "probes[0].interval: expected a duration"),
     ("bad_method", _probe(options="url: http://x/, method: FETCH"), "probes[0].options.method"),
+    (
+        "header_key_in_path",
+        _probe(options="url: http://x/, headers: {X-Trace-Id: [1]}"),
+        "probes[0].options.headers.X-Trace-Id: Input should be a valid string",
+    ),
 ]
 
 
