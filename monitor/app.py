@@ -14,12 +14,12 @@ invalid one is logged with its reason and counted, and the old one keeps running
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
@@ -45,13 +45,20 @@ def synthmon_version() -> str:
         return "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class PeriodicJob:
-    """Housekeeping run every ``interval_s`` on the daemon's scheduler (pruning, outbox, ...)."""
+class PeriodicJob(NamedTuple):
+    """Housekeeping run every ``interval_s`` on the daemon's scheduler (pruning, outbox, ...).
+
+    A NamedTuple so that plain ``(name, interval_s, async_func)`` tuples are accepted as well.
+    """
 
     name: str
     interval_s: float
-    func: Callable[[], Awaitable[None]]
+    func: Callable[[], Awaitable[Any]]
+
+
+JobLike = PeriodicJob | tuple[str, float, Callable[[], Awaitable[Any]]]
+#: Called once after the drain on shutdown (flush buffers, close stores); sync or async.
+ShutdownHook = Callable[[], Awaitable[Any] | Any]
 
 
 class Daemon:
@@ -67,7 +74,8 @@ class Daemon:
         masker: SecretMasker,
         sinks: Sequence[ResultSink] = (),
         extra_routes: Sequence[BaseRoute] = (),
-        jobs: Sequence[PeriodicJob] = (),
+        jobs: Sequence[JobLike] = (),
+        shutdown_hooks: Sequence[ShutdownHook] = (),
         config_path: str | Path | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         stagger_s: float = 5.0,
@@ -84,7 +92,8 @@ class Daemon:
         self.metrics = Metrics(registry, version=synthmon_version())
         self.metrics.declare(p.name for p in config.probes)
         self.sinks: list[ResultSink] = list(sinks)
-        self._jobs = list(jobs)
+        self._jobs = [PeriodicJob(*job) for job in jobs]
+        self._shutdown_hooks = list(shutdown_hooks)
         self._extra_routes = list(extra_routes)
         self.config_path = Path(config_path) if config_path is not None else None
         self.grace_s = grace_s
@@ -231,12 +240,25 @@ class Daemon:
             self._stop.set()
         stop_wait.cancel()
         drained = await self.scheduler.drain(self.grace_s)
+        await self._run_shutdown_hooks()
         await self.server.stop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         self._log.info("daemon.stopped", drained=drained)
         return 0
+
+    async def _run_shutdown_hooks(self) -> None:
+        for hook in self._shutdown_hooks:
+            try:
+                outcome = hook()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                # One failing hook (a store already gone) must not keep the others from running.
+                self._log.exception(
+                    "daemon.shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook))
+                )
 
 
 def build_daemon(
@@ -248,7 +270,8 @@ def build_daemon(
     masker: SecretMasker | None = None,
     sinks: Sequence[ResultSink] = (),
     extra_routes: Sequence[BaseRoute] = (),
-    jobs: Sequence[PeriodicJob] = (),
+    jobs: Sequence[JobLike] = (),
+    shutdown_hooks: Sequence[ShutdownHook] = (),
     config_path: str | Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     stagger_s: float = 5.0,
@@ -265,6 +288,7 @@ def build_daemon(
         sinks=sinks,
         extra_routes=extra_routes,
         jobs=jobs,
+        shutdown_hooks=shutdown_hooks,
         config_path=config_path,
         grace_s=grace_s,
         stagger_s=stagger_s,

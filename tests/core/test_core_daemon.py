@@ -195,7 +195,8 @@ async def test_periodic_jobs_run_and_their_errors_are_counted(
         calls.append("bad")
         raise RuntimeError("prune failed")
 
-    jobs = [PeriodicJob("ok", 0.2, ok), PeriodicJob("bad", 0.2, bad)]
+    # A plain (name, interval_s, func) tuple is accepted like a PeriodicJob.
+    jobs = [PeriodicJob("ok", 0.2, ok), ("bad", 0.2, bad)]
     r = await _start(config_from(BASE + QUICK), captured, jobs=jobs)
     stopper.append(r)
     await _until(lambda: calls.count("ok") >= 2 and calls.count("bad") >= 2)
@@ -204,3 +205,24 @@ async def test_periodic_jobs_run_and_their_errors_are_counted(
     )
     assert job_errors is not None
     assert job_errors >= 2
+
+
+async def test_shutdown_hooks_run_after_the_drain(test_kinds: None, captured: Captured) -> None:
+    """Every shutdown hook runs once after in-flight runs finished, even when an earlier one fails."""
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise OSError("store already closed")
+
+    async def flush() -> None:
+        calls.append(f"flush after {len(r.sink.of('quick'))} results")
+
+    r = await _start(config_from(BASE + QUICK), captured, shutdown_hooks=[broken, flush])
+    await _until(lambda: len(r.sink.of("quick")) >= 1)
+    r.daemon.request_stop()
+    assert await asyncio.wait_for(r.task, 10) == 0
+    assert calls[0] == "broken"
+    assert calls[1].startswith("flush after")
+    assert len(calls) == 2
+    assert "daemon.shutdown_hook_failed" in captured.text
