@@ -59,6 +59,8 @@ class PeriodicJob(NamedTuple):
 JobLike = PeriodicJob | tuple[str, float, Callable[[], Awaitable[Any]]]
 #: Called once after the drain on shutdown (flush buffers, close stores); sync or async.
 ShutdownHook = Callable[[], Awaitable[Any] | Any]
+#: Called with the new config after a successful reload (e.g. to refresh depends_on in incidents).
+ReloadHook = Callable[[Config], Awaitable[Any] | Any]
 
 
 class Daemon:
@@ -76,6 +78,7 @@ class Daemon:
         extra_routes: Sequence[BaseRoute] = (),
         jobs: Sequence[JobLike] = (),
         shutdown_hooks: Sequence[ShutdownHook] = (),
+        reload_hooks: Sequence[ReloadHook] = (),
         config_path: str | Path | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         stagger_s: float = 5.0,
@@ -94,6 +97,7 @@ class Daemon:
         self.sinks: list[ResultSink] = list(sinks)
         self._jobs = [PeriodicJob(*job) for job in jobs]
         self._shutdown_hooks = list(shutdown_hooks)
+        self._reload_hooks = list(reload_hooks)
         self._extra_routes = list(extra_routes)
         self.config_path = Path(config_path) if config_path is not None else None
         self.grace_s = grace_s
@@ -205,6 +209,7 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.update(new.probes)
         self._masker.update(new.secret_values())
+        await self._run_hooks("reload", self._reload_hooks, new)
         self.metrics.config_reload(ok=True)
         self._log.info("config.reloaded", probes=[p.name for p in new.probes if p.enabled])
         return True
@@ -240,7 +245,7 @@ class Daemon:
             self._stop.set()
         stop_wait.cancel()
         drained = await self.scheduler.drain(self.grace_s)
-        await self._run_shutdown_hooks()
+        await self._run_hooks("shutdown", self._shutdown_hooks)
         await self.server.stop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -248,17 +253,16 @@ class Daemon:
         self._log.info("daemon.stopped", drained=drained)
         return 0
 
-    async def _run_shutdown_hooks(self) -> None:
-        for hook in self._shutdown_hooks:
+    async def _run_hooks(self, what: str, hooks: Sequence[Callable[..., Any]], *args: Any) -> None:
+        for hook in hooks:
             try:
-                outcome = hook()
+                outcome = hook(*args)
                 if inspect.isawaitable(outcome):
                     await outcome
             except Exception:
                 # One failing hook (a store already gone) must not keep the others from running.
-                self._log.exception(
-                    "daemon.shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook))
-                )
+                name = getattr(hook, "__qualname__", repr(hook))
+                self._log.exception(f"daemon.{what}_hook_failed", hook=name)
 
 
 def build_daemon(
@@ -272,6 +276,7 @@ def build_daemon(
     extra_routes: Sequence[BaseRoute] = (),
     jobs: Sequence[JobLike] = (),
     shutdown_hooks: Sequence[ShutdownHook] = (),
+    reload_hooks: Sequence[ReloadHook] = (),
     config_path: str | Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     stagger_s: float = 5.0,
@@ -289,6 +294,7 @@ def build_daemon(
         extra_routes=extra_routes,
         jobs=jobs,
         shutdown_hooks=shutdown_hooks,
+        reload_hooks=reload_hooks,
         config_path=config_path,
         grace_s=grace_s,
         stagger_s=stagger_s,

@@ -160,20 +160,27 @@ async def test_readyz_fails_while_draining(test_kinds: None, captured: Captured)
 async def test_reload_applies_valid_and_rejects_invalid(
     test_kinds: None, captured: Captured, stopper: list[Running], tmp_path: Path, target: Target
 ) -> None:
-    """A valid new config adds its probe; an invalid one is rejected, counted and the old one kept."""
+    """A valid config adds its probe and reaches reload hooks; an invalid one is refused and counted."""
     from pathlib import Path
 
     path = Path(str(tmp_path)) / "config.yaml"
     path.write_text(BASE.replace("${KEY}", "hk_test_" + "r" * 32) + QUICK)
-    r = await _start(config_from(path.read_text()), captured, config_path=path)
+    reloaded: list[list[str]] = []
+
+    def on_reload(config: Config) -> None:
+        reloaded.append([p.name for p in config.probes])
+
+    r = await _start(config_from(path.read_text()), captured, config_path=path, reload_hooks=[on_reload])
     stopper.append(r)
     extra = f"  - {{name: web, kind: http, interval: 1s, timeout: 1s, options: {{url: '{target.url}/'}}}}\n"
     path.write_text(BASE.replace("${KEY}", "hk_test_" + "r" * 32) + QUICK + extra)
     assert await r.daemon.reload() is True
+    assert reloaded == [["quick", "web"]]
     await _until(lambda: len(r.sink.of("web")) >= 1)
     path.write_text(BASE.replace("${KEY}", "x" * 8) + "  - {name: broken, kind: nope}\n")
     assert await r.daemon.reload() is False
     assert [p.name for p in r.daemon.config.probes] == ["quick", "web"]
+    assert len(reloaded) == 1
     async with httpx.AsyncClient() as client:
         text = (await client.get(r.url + "/metrics")).text
     assert _sample(text, "synthmon_config_reloads_total", result="success") == 1
