@@ -109,53 +109,6 @@ async def test_latency_budget_turns_pass_into_degraded(test_kinds: None, capture
     assert [s.status for s in result.steps] == [Status.PASS]
 
 
-async def test_http_probe_passes_with_bearer_and_timing(target: Target, captured: Captured) -> None:
-    """The http kind sends the bearer secret, checks JSON, and records timing phases."""
-    options = f"{{url: '{target.url}/health', bearer_secret: api_key, json_equals: {{status: healthy}}}}"
-    result = await _runner(_one("http", options), captured).run("p")
-    step = result.steps[0]
-    assert (result.status, step.http_status, step.path) == (Status.PASS, 200, "/health")
-    assert step.timing is not None
-    assert {"connect", "ttfb", "total"} <= set(step.timing.phases())
-    assert target.requests[-1][1]["Authorization"] == f"Bearer {FAKE_KEY}"
-    assert FAKE_KEY not in captured.text
-
-
-async def test_http_probe_fails_on_500_with_config_diagnosis(target: Target, captured: Captured) -> None:
-    """A 500 is a FAIL with error_class http_status, diagnosed by a config-supplied signature."""
-    target.mode = "error"
-    text = _one("http", f"{{url: '{target.url}/health'}}") + (
-        "diagnosis:\n  - {cause: test target is broken, hint: fix it, http_status: 500, probe: p}\n"
-    )
-    result = await _runner(text, captured).run("p")
-    step = result.steps[0]
-    assert (result.status, step.error_class, step.http_status) == (Status.FAIL, "http_status", 500)
-    assert step.diagnosis is not None
-    assert step.diagnosis.cause == "test target is broken"
-    finished = [json.loads(line) for line in captured.text.splitlines() if '"probe.finished"' in line]
-    assert finished[-1]["status"] == "FAIL"
-    assert finished[-1]["failing_step"] == "request"
-
-
-async def test_http_probe_body_mismatch_and_slow_step(target: Target, captured: Captured) -> None:
-    """A JSON value that differs is body_mismatch; a slow answer within timeout is DEGRADED by budget."""
-    mismatch = _one("http", f"{{url: '{target.url}/', json_equals: {{status: ok}}}}")
-    result = await _runner(mismatch, captured).run("p")
-    assert (result.status, result.steps[0].error_class) == (Status.FAIL, "body_mismatch")
-    target.mode, target.delay_s = "slow", 0.15
-    slow = _one("http", f"{{url: '{target.url}/', latency_budget: 50ms}}").replace("0.5s", "3s")
-    result = await _runner(slow, captured).run("p")
-    assert (result.status, result.steps[0].error_class) == (Status.DEGRADED, "slow")
-
-
-async def test_http_probe_timeout_is_a_fail_not_an_error(target: Target, captured: Captured) -> None:
-    """A target that never answers is reported by the probe (FAIL, read_timeout) before the hard cut."""
-    target.mode = "hang"
-    result = await _runner(_one("http", f"{{url: '{target.url}/'}}").replace("0.5s", "1s"), captured).run("p")
-    assert result.status is Status.FAIL
-    assert result.steps[0].error_class == "read_timeout"
-
-
 @pytest.mark.parametrize("kind", ["http", "t_hang"])
 async def test_result_carries_identity_and_timing(
     kind: str, test_kinds: None, target: Target, captured: Captured
