@@ -54,11 +54,28 @@ def masked(text: str, secrets: list[str]) -> str:
     return text
 
 
-def prepare_environment(payload: dict[str, Any]) -> list[str]:
-    """Set up this child for the MLflow client: token, retries, timeouts, masked stderr.
+def configure_client_env(payload: dict[str, Any]) -> None:
+    """Environment for the MLflow client in this process: token, retries, timeout, no telemetry.
 
-    Returns the secrets to mask. Retries are turned off (``max_retries`` 0 by default) so that a 503
-    or 404 surfaces as what it is within the probe's deadline, instead of minutes of backoff.
+    Retries are off (``max_retries`` 0 by default) so that a 503 or 404 surfaces as what it is
+    within the probe's deadline, instead of minutes of backoff.
+    """
+    key = str(payload.get("api_key") or "")
+    if key:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = key
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(payload.get("max_retries", 0)))
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(payload.get("request_timeout_s", 30)))
+    # No telemetry, no git lookups: the child talks to the tracking server and nothing else.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DO_NOT_TRACK"] = "true"
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+def prepare_environment(payload: dict[str, Any]) -> list[str]:
+    """Set up a ``run_isolated`` child: masked stdout/stderr, then :func:`configure_client_env`.
+
+    Returns the secrets to mask.
     """
     key = str(payload.get("api_key") or "")
     secrets = [key] if key else []
@@ -66,16 +83,7 @@ def prepare_environment(payload: dict[str, Any]) -> list[str]:
     # Duck-typed text stream; probes.isolation restores the real stdout after the call.
     sys.stderr = stream
     sys.stdout = stream
-    if key:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = key
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(payload.get("max_retries", 0)))
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(payload.get("request_timeout_s", 30)))
-    # No telemetry, no git lookups, no env-manager warnings: the child must not touch the network
-    # beyond the tracking server, and must be quiet.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    configure_client_env(payload)
     return secrets
 
 
@@ -86,7 +94,6 @@ _STATUS_PATTERNS = (
     re.compile(r"status code (\d{3})", re.IGNORECASE),
 )
 _URL_PATTERN = re.compile(r"(?:for url: |url: |with url )(\S+)|(https?://\S+)")
-
 
 #: Statuses the MLflow client retries; its exception then says only "too many 503 error responses".
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})

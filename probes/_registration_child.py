@@ -13,7 +13,6 @@ mid-way) that carry the tag and are older than the TTL. Nothing without the tag 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes._mlflow_child import masked, prepare_environment, timed_step
+from probes._mlflow_child import configure_client_env, masked, prepare_environment, timed_step
 
 STEP_NAMES = (
     "set_experiment",
@@ -90,10 +89,8 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
     key = str(payload.get("api_key") or "")
     secrets = [key] if key else []
-    if key:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = key
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(int(payload.get("max_retries", 0))))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(payload.get("request_timeout_s", 30))))
+    # Also when run by the runner's own isolated child (probes.child), which does not call main().
+    configure_client_env(payload)
     mlflow.set_tracking_uri(str(payload["tracking_uri"]))
     client = MlflowClient()
 
