@@ -84,13 +84,14 @@ def main(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The eight steps; returns StepResult-shaped dicts. See :mod:`probes.registration` for payload keys."""
+    key = str(payload.get("api_key") or "")
+    secrets = [key] if key else []
+    # Before importing mlflow (telemetry starts at import), and also when the runner's own
+    # isolated child (probes.child) runs the probe, which does not go through main().
+    configure_client_env(payload)
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    key = str(payload.get("api_key") or "")
-    secrets = [key] if key else []
-    # Also when run by the runner's own isolated child (probes.child), which does not call main().
-    configure_client_env(payload)
     mlflow.set_tracking_uri(str(payload["tracking_uri"]))
     client = MlflowClient()
 
