@@ -27,10 +27,13 @@ def _free_port() -> int:
         return port
 
 
-def _config(target: Target, port: int) -> str:
+def _config(target: Target, port: int, store: Path) -> str:
+    # The store is pinned to the test's tmp dir so a daemon wired to history never writes ./var.
     return f"""\
 environment: e2e
 listen: 127.0.0.1:{port}
+store:
+  url: sqlite:///{store}
 secrets:
   api_key: ${{SYNTHMON_API_KEY}}
 probes:
@@ -79,7 +82,7 @@ def config_file(tmp_path: Path, target: Target) -> tuple[Path, str]:
     """A config pointing at the target; yields its path and the daemon's base URL."""
     port = _free_port()
     path = tmp_path / "config.yaml"
-    path.write_text(_config(target, port))
+    path.write_text(_config(target, port, tmp_path / "store.db"))
     return path, f"http://127.0.0.1:{port}"
 
 
