@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,20 @@ from typing import Any, NamedTuple
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
+from monitor.alerting.base import Notifier
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.log import LogNotifier
+from monitor.alerting.metrics import AlertingMetrics
+from monitor.alerting.outbox import Dispatcher
+from monitor.alerting.sink import IncidentSink
+from monitor.alerting.slack import SlackNotifier
 from monitor.config import Config, ConfigError, load_config
+from monitor.history.api import routes as api_routes
+from monitor.history.config import StoreConfig
+from monitor.history.metrics import StoreMetrics
+from monitor.history.retention import RetentionJob
+from monitor.history.sink import HistorySink
+from monitor.history.sqlstore import SqlStore
 from monitor.logs import SecretMasker
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult, ResultSink
@@ -300,4 +314,109 @@ def build_daemon(
         stagger_s=stagger_s,
         heartbeat_s=heartbeat_s,
         client_factory=client_factory,
+    )
+
+
+# --- history, incidents and notifications (issue #5) -----------------------------------------
+
+
+@dataclass
+class HistoryAlerting:
+    """What the daemon plugs in: result sinks, periodic jobs, HTTP routes; ``close()`` at shutdown."""
+
+    store: SqlStore
+    sinks: list[ResultSink]
+    jobs: list[JobLike]
+    routes: list[BaseRoute]
+    dispatcher: Dispatcher
+    notifiers: dict[str, Notifier] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+
+def build_history_alerting(
+    store_config: StoreConfig,
+    alerting: AlertingConfig,
+    dependencies: Mapping[str, Sequence[str]],
+    registry: CollectorRegistry,
+    clock: Clock,
+    *,
+    environment: str = "",
+    logger: Any = None,
+) -> HistoryAlerting:
+    """Open the store (migrating; raises ``SchemaError`` on a newer schema) and build everything."""
+    store = SqlStore.open(
+        store_config.url,
+        retention_days=store_config.retention_days,
+        rollup_retention_days=store_config.rollup_retention_days,
+    )
+    store_metrics = StoreMetrics(registry)
+    alert_metrics = AlertingMetrics(registry)
+    notifiers: dict[str, Notifier] = {}
+    channels = alerting.channels()
+    if "slack" in channels:
+        notifiers["slack"] = SlackNotifier(alerting.slack, alerting.links)
+    if "log" in channels:
+        notifiers["log"] = LogNotifier(logger)
+    dispatcher = Dispatcher(
+        store, notifiers, clock, alert_metrics, store_metrics, alerting.outbox, logger=logger
+    )
+    history = HistorySink(store, store_metrics, buffer_size=store_config.buffer_size, logger=logger)
+    incidents = IncidentSink(
+        store, alerting, dependencies, clock, alert_metrics, store_metrics, logger=logger
+    )
+    retention = RetentionJob(store, clock, store_metrics, logger=logger)
+    return HistoryAlerting(
+        store=store,
+        sinks=[history, incidents],
+        jobs=[history.job(), dispatcher.job(), retention.job(store_config.prune_interval)],
+        routes=api_routes(store, store, clock, environment=environment),
+        dispatcher=dispatcher,
+        notifiers=notifiers,
+    )
+
+
+def probe_dependencies(config: Config) -> dict[str, list[str]]:
+    """``depends_on`` of every probe, for incident suppression."""
+    return {p.name: list(p.depends_on) for p in config.probes}
+
+
+def build_monitor(
+    config: Config,
+    *,
+    registry: CollectorRegistry,
+    clock: Clock,
+    logger: Any,
+    masker: SecretMasker | None = None,
+    config_path: str | Path | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> Daemon:
+    """The production daemon: probes, metrics, history, incidents and notifications.
+
+    Opens (and migrates) the store first; raises ``monitor.history.migrate.SchemaError`` when the
+    database holds a schema newer than this code.
+    """
+    ha = build_history_alerting(
+        config.store,
+        config.alerting,
+        probe_dependencies(config),
+        registry,
+        clock,
+        environment=config.environment,
+        logger=logger,
+    )
+    return build_daemon(
+        config,
+        registry=registry,
+        clock=clock,
+        logger=logger,
+        masker=masker,
+        sinks=ha.sinks,
+        extra_routes=ha.routes,
+        jobs=ha.jobs,
+        shutdown_hooks=[ha.close],
+        config_path=config_path,
+        grace_s=grace_s,
     )

@@ -24,8 +24,9 @@ from typing import Any, TextIO
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.app import build_daemon, synthmon_version
+from monitor.app import build_daemon, build_monitor, synthmon_version
 from monitor.config import Config, ConfigError, load_config
+from monitor.history.migrate import SchemaError
 from monitor.logs import LEVELS, SecretMasker, make_logger, route_stdlib_logging
 from monitor.results import SCHEMA_VERSION, ProbeResult
 from monitor.server import ListenError
@@ -74,15 +75,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
     handler = route_stdlib_logging(logger, level="warning")
     try:
-        daemon = build_daemon(
-            config,
-            registry=CollectorRegistry(),
-            clock=SystemClock(),
-            logger=logger,
-            masker=masker,
-            config_path=config_path(args),
-            grace_s=args.grace,
-        )
+        try:
+            daemon = build_monitor(
+                config,
+                registry=CollectorRegistry(),
+                clock=SystemClock(),
+                logger=logger,
+                masker=masker,
+                config_path=config_path(args),
+                grace_s=args.grace,
+            )
+        except SchemaError as exc:
+            # A database written by a newer synthmon: refuse rather than corrupt it.
+            print(f"synthmon: store: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         return asyncio.run(daemon.serve())
     except ListenError as exc:
         # The one start-up failure that comes from the host, not the config: exit 1, not 2.

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from monitor.alerting.config import AlertingConfig
 from monitor.history.config import StoreConfig
-from monitor.history.wiring import build_history_alerting
+from monitor.app import build_history_alerting
 from probes.base import Status
 
 from .history_helpers import T0, FakeClock, result
