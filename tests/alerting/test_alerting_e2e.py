@@ -270,3 +270,36 @@ def test_two_daemons_on_postgres_send_one_thread(
             assert {e["status"] for e in finished} >= {"PASS", "FAIL"}
         assert_each_event_once(store_url, daemons)
         assert_no_secrets(slack, sandbox, daemons, store_url)
+
+
+def test_slack_errors_delay_the_page_but_it_is_delivered_once(
+    sandbox: Sandbox, faults: FaultControl, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """Slack answering 500 twice: the root is retried with backoff and lands once; the thread still works."""
+    store_url = f"sqlite:///{tmp_path}/synthmon.db"
+    config = write_config(tmp_path / "synthmon.yaml", port=free_port())
+    daemon = start_daemon(config, daemon_env(sandbox, slack, store_url), tmp_path, "d1")
+    try:
+        wait_healthy([daemon])
+        slack.fail("500", times=2)
+        faults.set_faults("artifacts-404")
+        wait_for(lambda: len(roots(slack)) >= 3, "the root message after two Slack 500s")
+        faults.clear_faults()
+        wait_for(lambda: replies(slack), "the resolution reply")
+        wait_more_runs(daemon, GOOD, 2)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    attempts = roots(slack)
+    assert len(attempts) == 3, "two failed attempts and one accepted, nothing after"
+    assert attempts[0].body == attempts[1].body == attempts[2].body  # the same event, retried as is
+    # The thread hangs off the accepted (third) attempt.
+    root_ts = answered_ts(slack, attempts[2])
+    [reply] = replies(slack)
+    assert reply.body["thread_ts"] == root_ts
+    [update] = slack.posted("chat.update")
+    assert update.body["ts"] == root_ts
+    assert outbox_rows(store_url) == [("opened", "slack", "sent", 3), ("resolved", "slack", "sent", 1)]
+    retries = logged_events(daemon, "notification_retry")
+    assert [r["attempts"] for r in retries] == [1, 2]
+    assert_no_secrets(slack, sandbox, [daemon], store_url)
