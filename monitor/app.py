@@ -330,6 +330,7 @@ class HistoryAlerting:
     routes: list[BaseRoute]
     dispatcher: Dispatcher
     notifiers: dict[str, Notifier] = field(default_factory=dict)
+    incidents: IncidentSink | None = None
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -375,6 +376,7 @@ def build_history_alerting(
         routes=api_routes(store, store, clock, environment=environment),
         dispatcher=dispatcher,
         notifiers=notifiers,
+        incidents=incidents,
     )
 
 
@@ -407,6 +409,19 @@ def build_monitor(
         environment=config.environment,
         logger=logger,
     )
+    incidents = ha.incidents
+
+    def reload_alerting(new: Config) -> None:
+        # Without this, a SIGHUP would reload probes but keep the start-up incident rules,
+        # maintenance windows and depends_on: a window added for a deploy would not hold the page.
+        if incidents is not None:
+            incidents.reconfigure(new.alerting, probe_dependencies(new))
+        if (
+            new.alerting.channels() != config.alerting.channels()
+            or new.alerting.slack != config.alerting.slack
+        ):
+            logger.warning("alerting.channels_unchanged", reason="notification channels change on restart")
+
     return build_daemon(
         config,
         registry=registry,
@@ -417,6 +432,7 @@ def build_monitor(
         extra_routes=ha.routes,
         jobs=ha.jobs,
         shutdown_hooks=[ha.close],
+        reload_hooks=[reload_alerting],
         config_path=config_path,
         grace_s=grace_s,
     )

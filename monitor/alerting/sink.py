@@ -59,6 +59,15 @@ class IncidentSink:
         self._channels = config.channels()
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
 
+    def reconfigure(self, config: AlertingConfig, dependencies: Mapping[str, Sequence[str]]) -> None:
+        """Apply a reloaded config (SIGHUP): rules, maintenance windows and ``depends_on``.
+
+        They take effect with the next result. The channels stay as they were: the notifiers behind
+        them are built at start-up, so a changed Slack setting needs a restart.
+        """
+        self._config = config
+        self._deps = {k: tuple(v) for k, v in dependencies.items()}
+
     async def handle(self, result: ProbeResult) -> None:
         """Evaluate ``result``; never raises."""
         now = self._clock.now()

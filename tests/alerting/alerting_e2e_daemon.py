@@ -44,10 +44,13 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60.0, 
         time.sleep(interval_s)
 
 
-def write_config(path: Path, *, port: int, artifact_interval_s: float = 2.0) -> Path:
+def write_config(
+    path: Path, *, port: int, artifact_interval_s: float = 2.0, alerting_extra: str = ""
+) -> Path:
     """A daemon config: auth + artifact_roundtrip on short intervals, thresholds 2/2, Slack by bot token.
 
     Every target, secret and the store URL come from the environment, as in the shipped config.yaml.
+    ``alerting_extra`` is YAML added to the ``alerting:`` section (indented by two spaces).
     """
     path.write_text(
         f"""\
@@ -62,6 +65,7 @@ alerting:
     channel: ${{SLACK_CHANNEL}}
     api_url: ${{SLACK_API_URL}}
   outbox: {{dispatch_interval: 0.5, backoff_base: 1, backoff_max: 5, lease: 60}}
+{alerting_extra}
 secrets:
   api_key: ${{SYNTHMON_API_KEY}}
 probes:

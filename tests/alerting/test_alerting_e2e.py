@@ -10,6 +10,7 @@ token) may appear in a Slack payload, a log line or a stored row.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,35 @@ def test_slack_errors_delay_the_page_but_it_is_delivered_once(
     retries = logged_events(daemon, "notification_retry")
     assert [r["attempts"] for r in retries] == [1, 2]
     assert_no_secrets(slack, sandbox, [daemon], store_url)
+
+
+def test_maintenance_window_added_by_sighup_holds_the_page(
+    sandbox: Sandbox, faults: FaultControl, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """A maintenance window added to the config and applied with SIGHUP holds the page: nothing to Slack."""
+    store_url = f"sqlite:///{tmp_path}/synthmon.db"
+    port = free_port()
+    config = write_config(tmp_path / "synthmon.yaml", port=port)
+    daemon = start_daemon(config, daemon_env(sandbox, slack, store_url), tmp_path, "d1")
+    try:
+        wait_healthy([daemon])
+        # Every day from 00:00 for 24 h: always inside the window.
+        window = (
+            "  maintenance:\n"
+            "    - {name: e2e-window, probes: [artifact_roundtrip], start: '00:00', duration: 1d}\n"
+        )
+        write_config(config, port=port, alerting_extra=window)
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: logged_events(daemon, "config.reloaded"), "the reload")
+        faults.set_faults("artifacts-404")
+        wait_for(lambda: incidents_of(daemon), "the incident to open (held, not sent)")
+        wait_more_runs(daemon, ("FAIL",), 2)
+        faults.clear_faults()
+        wait_for(lambda: incidents_of(daemon)[0]["resolved_at"], "the incident to resolve")
+        wait_more_runs(daemon, GOOD, 1)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    assert slack.requests == [], [r.body.get("text") for r in slack.requests]
+    # Held, not lost from the state machine: the incident was recorded, and no event was queued.
+    assert outbox_rows(store_url) == []
