@@ -21,9 +21,10 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from monitor.app import build_daemon
+from monitor.app import build_daemon, build_history_alerting, probe_dependencies
 from monitor.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
 from monitor.config import ConfigError, load_config
+from monitor.history.migrate import SchemaError
 from monitor.logs import SecretMasker, make_logger, route_stdlib_logging
 from monitor.results import ProbeResult
 from probes.base import Status, SystemClock
@@ -134,13 +135,32 @@ def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextI
     logger = make_logger(masker, stream=log_file, json=True, level="info")
     handler = route_stdlib_logging(logger, level="warning")
     try:
+        registry, clock = CollectorRegistry(), SystemClock()
+        # The production pipeline (history, incidents, log/Slack notifications, /api routes) as
+        # `synthmon run` builds it, plus the line printer: the demo shows the real daemon.
+        try:
+            ha = build_history_alerting(
+                config.store,
+                config.alerting,
+                probe_dependencies(config),
+                registry,
+                clock,
+                environment=config.environment,
+                logger=logger,
+            )
+        except SchemaError as exc:
+            print(f"synthmon demo: store: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         daemon = build_daemon(
             config,
-            registry=CollectorRegistry(),
-            clock=SystemClock(),
+            registry=registry,
+            clock=clock,
             logger=logger,
             masker=masker,
-            sinks=[PrintSink(stream)],
+            sinks=[*ha.sinks, PrintSink(stream)],
+            extra_routes=ha.routes,
+            jobs=ha.jobs,
+            shutdown_hooks=[ha.close],
             config_path=config_path(args),
         )
         host, port = config.listen_address()

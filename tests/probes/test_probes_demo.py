@@ -21,11 +21,6 @@ from monitor.demo import format_result
 from monitor.results import ProbeResult
 from probes.base import Diagnosis, Status, StepResult
 
-# Wires monitor.demo the way the CLI will (COMMAND_MODULES), without depending on that wiring.
-_LAUNCH = (
-    "import sys, monitor.cli as c; c.COMMAND_MODULES.append('monitor.demo'); sys.exit(c.main(sys.argv[1:]))"
-)
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -68,8 +63,8 @@ def test_demo_runs_probes_against_the_sandbox_and_stops_on_ctrl_c(tmp_path: Path
     env.pop("SYNTHMON_API_KEY", None)  # the demo must export the sandbox's own key
     argv = [
         sys.executable,
-        "-c",
-        _LAUNCH,
+        "-m",
+        "monitor",
         "demo",
         "--config",
         str(DEFAULT_CONFIG),
@@ -94,12 +89,15 @@ def test_demo_runs_probes_against_the_sandbox_and_stops_on_ctrl_c(tmp_path: Path
                 continue
             line = proc.stdout.readline()
             if not line:
-                break
+                break  # the demo exited: the assertion below shows its stderr
             lines.append(line)
             parts = line.split()
             if len(parts) >= 3 and parts[1] in wanted | {"registration"}:
                 seen.setdefault(parts[1], line)
-        assert wanted <= set(seen), "".join(lines)
+        if not wanted <= set(seen):
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail("demo did not show every probe:\n" + "".join(lines) + "\nstderr:\n" + err[-3000:])
         assert any(f"http://127.0.0.1:{port}/metrics" in line for line in lines)
         assert " FAIL " in seen["artifact_roundtrip"]
         assert "[artifact_route_not_deployed]" in seen["artifact_roundtrip"]
