@@ -9,8 +9,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from monitor.alerting.config import AlertingConfig
-from monitor.history.config import StoreConfig
 from monitor.app import build_history_alerting
+from monitor.history.config import StoreConfig
 from probes.base import Status
 
 from .history_helpers import T0, FakeClock, result
