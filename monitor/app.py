@@ -332,8 +332,15 @@ class HistoryAlerting:
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     incidents: IncidentSink | None = None
 
-    def close(self) -> None:
-        """Release the store's connections."""
+    async def close(self) -> None:
+        """Write what the history buffer still holds, then release the store.
+
+        When the database is still down the flush logs how many runs stay unwritten; they are lost
+        with the process (the buffer is memory only).
+        """
+        for sink in self.sinks:
+            if isinstance(sink, HistorySink):
+                await sink.flush()
         self.store.close()
 
 
@@ -366,7 +373,14 @@ def build_history_alerting(
     )
     history = HistorySink(store, store_metrics, buffer_size=store_config.buffer_size, logger=logger)
     incidents = IncidentSink(
-        store, alerting, dependencies, clock, alert_metrics, store_metrics, logger=logger
+        store,
+        alerting,
+        dependencies,
+        clock,
+        alert_metrics,
+        store_metrics,
+        logger=logger,
+        wake=dispatcher.wake,
     )
     retention = RetentionJob(store, clock, store_metrics, logger=logger)
     return HistoryAlerting(

@@ -73,6 +73,7 @@ class Dispatcher:
         self.owner = owner or default_owner()
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
         self._lock = asyncio.Lock()
+        self._wakeups: set[asyncio.Task[DispatchReport | None]] = set()
 
     def dispatch_once(self) -> DispatchReport:
         """Send every due event (up to ``batch``). Blocking: notifiers do network I/O."""
@@ -134,6 +135,13 @@ class Dispatcher:
         pending = self._store.outbox_pending()
         for channel in set(self._notifiers) | set(pending):
             self._metrics.outbox_pending.labels(channel=channel).set(pending.get(channel, 0))
+
+    def wake(self) -> None:
+        """Start a round now (called on the event loop when events were queued), so a new page
+        does not wait for the next ``dispatch_interval``. The round shares the lock with the job."""
+        task = asyncio.get_running_loop().create_task(self.run())
+        self._wakeups.add(task)  # keep a reference until done: the loop holds tasks weakly
+        task.add_done_callback(self._wakeups.discard)
 
     async def run(self) -> DispatchReport | None:
         """One round off the event loop; a store failure is counted and logged, never raised."""
