@@ -408,6 +408,7 @@ def build_monitor(
     masker: SecretMasker | None = None,
     config_path: str | Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
+    extra_sinks: Sequence[ResultSink] = (),
 ) -> Daemon:
     """The production daemon: probes, metrics, history, incidents and notifications.
 
@@ -442,7 +443,7 @@ def build_monitor(
         clock=clock,
         logger=logger,
         masker=masker,
-        sinks=ha.sinks,
+        sinks=[*ha.sinks, *extra_sinks],
         extra_routes=ha.routes,
         jobs=ha.jobs,
         shutdown_hooks=[ha.close],

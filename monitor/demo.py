@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from monitor.app import build_daemon, build_history_alerting, probe_dependencies
+from monitor.app import build_monitor
 from monitor.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
 from monitor.config import ConfigError, load_config
 from monitor.history.migrate import SchemaError
@@ -139,30 +139,18 @@ def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextI
         # The production pipeline (history, incidents, log/Slack notifications, /api routes) as
         # `synthmon run` builds it, plus the line printer: the demo shows the real daemon.
         try:
-            ha = build_history_alerting(
-                config.store,
-                config.alerting,
-                probe_dependencies(config),
-                registry,
-                clock,
-                environment=config.environment,
+            daemon = build_monitor(
+                config,
+                registry=registry,
+                clock=clock,
                 logger=logger,
+                masker=masker,
+                config_path=config_path(args),
+                extra_sinks=[PrintSink(stream)],
             )
         except SchemaError as exc:
             print(f"synthmon demo: store: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        daemon = build_daemon(
-            config,
-            registry=registry,
-            clock=clock,
-            logger=logger,
-            masker=masker,
-            sinks=[*ha.sinks, PrintSink(stream)],
-            extra_routes=ha.routes,
-            jobs=ha.jobs,
-            shutdown_hooks=[ha.close],
-            config_path=config_path(args),
-        )
         host, port = config.listen_address()
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         faults = ", ".join(box.active_faults()) or "none"
