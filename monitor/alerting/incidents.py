@@ -1,6 +1,6 @@
 """The incident state machine: a pure function ``(state, result, rule, now) -> (state, events)``.
 
-One :class:`IncidentState` per probe. Rules (see ``docs/history-alerting.md``):
+One :class:`IncidentState` per probe. Rules (see README, "Incident rules"):
 
 - a run is *bad* (FAIL; DEGRADED or ERROR only when the rule says so), *good* (PASS, DEGRADED by
   default) or *neutral* (ERROR by default, a fully SKIPPED run): neutral runs change no counter,
