@@ -70,16 +70,24 @@ def test_start_failure_names_the_component_and_shows_its_log(tmp_path: Path) -> 
     fake = tmp_path / "fake-mlflow"
     fake.write_text("#!/bin/sh\necho 'fake mlflow: cannot open database, giving up' >&2\nexit 3\n")
     fake.chmod(0o755)
+    # The session's shared sandbox (started by earlier tests) has a platform process of its own.
+    before = _platform_pids()
     box = Sandbox(tmp_path / "work", auth_port=0, registry_port=0, mlflow_executable=str(fake))
     with pytest.raises(SandboxStartError, match="cannot open database") as caught:
         box.start(timeout_s=60)
     assert caught.value.component == "mlflow"
     assert "exited with code 3" in str(caught.value)
     assert box.pids == {}
-    leftovers = [
-        p for p in psutil.Process().children(recursive=True) if "sandbox.platform" in " ".join(p.cmdline())
-    ]
-    assert leftovers == []
+    assert _platform_pids() - before == set()
+
+
+def _platform_pids() -> set[int]:
+    """Pids of this process's descendants that run the sandbox platform."""
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "sandbox.platform" in " ".join(p.cmdline())
+    }
 
 
 def test_up_serves_commands_and_leaves_no_child_after_ctrl_c(tmp_path: Path, occupied_port: int) -> None:
