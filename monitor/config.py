@@ -203,7 +203,9 @@ class Config(BaseModel):
         return out
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
+    def _cross_checks(self, info: ValidationInfo) -> Config:
+        # parse_config passes where each secret came from (before interpolation erased it).
+        sources: Mapping[str, tuple[str, str]] = (info.context or {}).get("secret_sources", {})
         names: dict[str, int] = {}
         for i, probe in enumerate(self.probes):
             if probe.name in names:
@@ -225,6 +227,15 @@ class Config(BaseModel):
                         raise _path_error(
                             ("probes", i, "options"),
                             f"uses secret {secret!r}, which is not defined under secrets:",
+                        )
+                    if not self.secrets[secret].get_secret_value().strip():
+                        # Secrets.get refuses an empty value at run time: every run would be an
+                        # ERROR, which does not page. Refuse the config instead, naming the source.
+                        key, origin = sources.get(secret, (secret, ""))
+                        raise _path_error(
+                            ("secrets", key),
+                            f"is empty{f' (from {origin})' if origin else ''}, "
+                            f"but probes[{i}] ({probe.name}) uses it",
                         )
         cycle = _find_cycle({p.name: list(p.depends_on) for p in self.probes})
         if cycle:
@@ -372,15 +383,36 @@ def parse_config(text: str, *, source: str = "", env: Mapping[str, str] | None =
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping (environment:, probes:, ...)", source=source)
+    raw = data
     try:
         data = interpolate(data, os.environ if env is None else env)
     except ConfigError as exc:
         loc = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", exc.path))
         raise ConfigError(exc.reason, path=exc.path, line=_line_for(lines, loc), source=source) from None
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"secret_sources": _secret_sources(raw)})
     except ValidationError as exc:
         raise _to_config_error(exc, lines, source) from None
+
+
+def _secret_sources(raw: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Secret name -> (the key written under ``secrets:``, where its value comes from).
+
+    Read from the YAML before interpolation, so an empty secret can be reported as "from
+    SYNTHMON_API_KEY" or "from file /run/secrets/k" instead of leaving the user to guess.
+    """
+    secrets = raw.get("secrets")
+    out: dict[str, tuple[str, str]] = {}
+    if not isinstance(secrets, Mapping):
+        return out
+    for key, value in secrets.items():
+        key = str(key)
+        if key.endswith("_file"):
+            out[key.removesuffix("_file")] = (key, f"file {value}")
+        elif isinstance(value, str):
+            names = [m.group(1) for m in _VAR.finditer(value) if m.group(1)]
+            out[key] = (key, "environment variable " + " and ".join(names) if names else "")
+    return out
 
 
 def _to_config_error(exc: ValidationError, lines: Mapping[Path_, int], source: str) -> ConfigError:

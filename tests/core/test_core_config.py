@@ -235,3 +235,35 @@ def test_config_path_from_environment(tmp_path: Path, capsys: pytest.CaptureFixt
         mp.setenv("SYNTHMON_CONFIG", str(path))
         assert main(["check-config"]) == 0
     assert "environment: from-env" in capsys.readouterr().out
+
+
+EMPTY_SECRET = (
+    "environment: t\nsecrets:\n  {secret}\nprobes:\n"
+    "  - {{name: p, kind: http, options: {{url: 'http://x/', bearer_secret: api_key}}}}\n"
+)
+
+
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "blank"])
+def test_empty_secret_from_environment_is_refused(value: str) -> None:
+    """A referenced secret whose environment variable is empty is refused, naming the variable."""
+    text = EMPTY_SECRET.format(secret="api_key: ${SYNTHMON_API_KEY}")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="c.yaml", env={"SYNTHMON_API_KEY": value})
+    assert str(err.value) == (
+        "c.yaml:3: secrets.api_key: is empty (from environment variable SYNTHMON_API_KEY), "
+        "but probes[0] (p) uses it"
+    )
+
+
+def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    """A referenced secret read from an empty file is refused, naming the file."""
+    empty = tmp_path / "key"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=rf"secrets\.api_key_file: is empty \(from file {empty}\)"):
+        parse_config(EMPTY_SECRET.format(secret=f"api_key_file: {empty}"), env={})
+
+
+def test_empty_secret_nobody_uses_is_accepted() -> None:
+    """An empty secret that no probe references does not block start-up."""
+    text = "environment: t\nsecrets:\n  spare: ${SPARE:-}\n"
+    assert parse_config(text, env={}).secret_map() == {"spare": ""}
