@@ -253,7 +253,9 @@ class Config(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Every configured secret value anywhere in the config (for maskers). Never log it."""
-        return sorted({v for v in _walk_secrets(self) if v}, key=len, reverse=True)
+        # The store URL is a plain string (sqlalchemy needs it whole), so its password is added here.
+        values = {*_walk_secrets(self), *self.store.passwords()}
+        return sorted({v for v in values if v}, key=len, reverse=True)
 
     def secret_map(self) -> dict[str, str]:
         """The ``secrets:`` table as plain values (for a probe's :class:`probes.base.Secrets`)."""
@@ -265,7 +267,9 @@ class Config(BaseModel):
 
     def effective(self) -> dict[str, Any]:
         """The config as plain data with every secret shown as ``**********`` (for check-config)."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        data["store"]["url"] = self.store.safe_url()
+        return data
 
 
 def _walk_secrets(value: Any) -> Iterator[str]:

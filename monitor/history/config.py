@@ -13,14 +13,19 @@ store:
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from monitor.history.timeutil import parse_duration
 
 #: A duration field: a number of seconds or a string such as ``"30m"``.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+#: The database backends the SQL store speaks (any driver: ``postgresql+psycopg``, ...).
+BACKENDS = ("sqlite", "postgresql")
 
 
 class StoreConfig(BaseModel):
@@ -32,7 +37,39 @@ class StoreConfig(BaseModel):
     retention_days: int = Field(default=30, ge=1)
     rollup_retention_days: int = Field(default=400, ge=1)
     buffer_size: int = Field(default=10_000, ge=1)
-    prune_interval: Duration = 3600.0
+    prune_interval: Annotated[Duration, Field(gt=0)] = 3600.0
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        # Checked here so a typo stops start-up with the field path, not at the first write.
+        # The messages never repeat the URL: it may carry a password.
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (expected e.g. sqlite:///var/synthmon.db or "
+                "postgresql+psycopg://user:password@host/db)"
+            ) from None
+        if backend not in BACKENDS:
+            raise ValueError(f"unsupported database {backend!r}; use one of: {', '.join(BACKENDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _rollups_outlive_runs(self) -> StoreConfig:
+        # Rollups are computed from raw runs; keeping them for less time than the runs is a typo.
+        if self.rollup_retention_days < self.retention_days:
+            raise ValueError(
+                f"rollup_retention_days ({self.rollup_retention_days}) must be at least "
+                f"retention_days ({self.retention_days})"
+            )
+        return self
+
+    def passwords(self) -> list[str]:
+        """The URL's password as written (percent-encoded) and decoded, for the log masker."""
+        decoded = make_url(self.url).password
+        written = urlsplit(self.url).password
+        return sorted({p for p in (decoded, written) if p})
 
     def safe_url(self) -> str:
         """The URL with any password masked: the only form that may be logged or shown."""

@@ -267,3 +267,55 @@ def test_empty_secret_nobody_uses_is_accepted() -> None:
     """An empty secret that no probe references does not block start-up."""
     text = "environment: t\nsecrets:\n  spare: ${SPARE:-}\n"
     assert parse_config(text, env={}).secret_map() == {"spare": ""}
+
+
+STORE_PASSWORD = "s3cr" + "et-pw@x"  # generated-looking; the URL carries it percent-encoded
+
+
+def test_check_config_masks_the_store_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config shows store.url without its password, and the log masker knows the password."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "environment: t\nstore:\n  url: postgresql+psycopg://synthmon:${PW}@db.internal/synthmon\n"
+    )
+    encoded = STORE_PASSWORD.replace("@", "%40")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PW", encoded)
+        code = main(["check-config", "--config", str(path)])
+        config = load_config(path)
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "url: postgresql+psycopg://synthmon:***@db.internal/synthmon" in out
+    assert "s3cr" not in out + err
+    assert {STORE_PASSWORD, encoded} <= set(config.secret_values())
+
+
+STORE_INVALID: list[tuple[str, str, str]] = [
+    ("unparseable_url", "store: {url: 'not a url'}", "store.url: not a database URL"),
+    (
+        "unsupported_backend",
+        "store: {url: 'mysql://u:hunter2hunter2@h/db'}",
+        "store.url: unsupported database 'mysql'; use one of: sqlite, postgresql",
+    ),
+    (
+        "prune_interval_zero",
+        "store: {prune_interval: 0}",
+        "store.prune_interval: Input should be greater than 0",
+    ),
+    (
+        "rollups_shorter_than_runs",
+        "store: {retention_days: 30, rollup_retention_days: 7}",
+        "store: rollup_retention_days (7) must be at least retention_days (30)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "fragment"), [(t, f) for _, t, f in STORE_INVALID], ids=[i for i, _, _ in STORE_INVALID]
+)
+def test_invalid_store_section(section: str, fragment: str) -> None:
+    """Store mistakes stop start-up with the field path, and never echo the URL's password."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"environment: t\n{section}\n", source="c.yaml", env={})
+    assert fragment in str(err.value)
+    assert "hunter2" not in str(err.value)
