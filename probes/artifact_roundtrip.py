@@ -156,7 +156,7 @@ class ArtifactRoundtripProbe:
                     error_class="checksum_mismatch",
                     message=f"list shows {size} bytes, wrote {len(payload)}",
                 )
-        steps.append(list_step)
+        steps.append(listing.judged(list_step))
 
         # The cap leaves room to notice a longer body instead of silently truncating to equal size.
         download = await self._http(

@@ -138,7 +138,8 @@ class AuthProbe:
         validate = await self._validate(ctx, "validate", key, (200,))
         step = validate.step
         if step.status.ok:
-            step = judge_validation(step, validate.json(), o)
+            # A wrong service_id or missing scope keeps the answer as evidence; a pass does not.
+            step = validate.judged(judge_validation(step, validate.json(), o))
         steps.append(step)
 
         if o.check_rejects_invalid_key:

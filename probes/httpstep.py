@@ -4,6 +4,10 @@ Every probe that speaks HTTP goes through :func:`http_step`, so that timing, err
 facts diagnosis matches on (status, path, body excerpt, content type) are recorded the same way
 everywhere. Transport failures become FAIL steps with a bounded ``error_class``; they never escape
 as exceptions. The URL's query string is never recorded (it may carry ``?api_key=``).
+
+Only a failing step keeps a ``body_excerpt``: a successful answer is not evidence of anything,
+and it can hold personal data (``/keys/validate`` returns the key owner's ``user_id`` and
+``email``) that would otherwise be stored and served by the history API on every run.
 """
 
 from __future__ import annotations
@@ -103,11 +107,29 @@ class Exchange:
         except (ValueError, UnicodeDecodeError):
             return None
 
+    def judged(self, step: StepResult) -> StepResult:
+        """``step`` (this exchange's step after the caller's own checks) with the excerpt rule applied.
+
+        A caller that turns a passing exchange into a FAIL (a wrong ``service_id``, a missing
+        listing) gets the body excerpt back as evidence; an ok step never carries one.
+        """
+        return with_excerpt_rule(step, self.body)
+
 
 def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
     """The first ``limit`` characters of a body, decoded leniently, whitespace folded."""
     text = body[: limit * 4].decode("utf-8", errors="replace")
     return " ".join(text.split())[:limit]
+
+
+def with_excerpt_rule(step: StepResult, body: bytes) -> StepResult:
+    """``step`` with a body excerpt when it failed (FAIL/ERROR), and without one when it is ok.
+
+    DEGRADED counts as ok: a slow answer is still a successful one, with the same content.
+    """
+    if step.status in (Status.FAIL, Status.ERROR):
+        return step if step.body_excerpt else step.with_(body_excerpt=excerpt(body) if body else None)
+    return step.with_(body_excerpt=None) if step.body_excerpt is not None else step
 
 
 def json_path(doc: Any, path: str) -> Any:
@@ -252,11 +274,14 @@ async def http_step(
             status=Status.FAIL, error_class="body_mismatch", message=f"{method} {path}: {reason}"
         )
         return Exchange(step, response, body)
+    # Passing from here on: the excerpt is dropped (see the module docstring).
     if budget_s is not None and elapsed > budget_s:
         step = base.with_(
             status=Status.DEGRADED,
             error_class="slow",
             message=f"{method} {path} took {elapsed:.2f}s, budget {budget_s:.2f}s",
+            body_excerpt=None,
         )
         return Exchange(step, response, body)
-    return Exchange(base.with_(message=f"{method} {path} answered {response.status_code}"), response, body)
+    step = base.with_(message=f"{method} {path} answered {response.status_code}", body_excerpt=None)
+    return Exchange(step, response, body)

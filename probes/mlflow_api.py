@@ -133,10 +133,12 @@ class MlflowApiProbe:
         doc = got.json()
         if got.step.http_status == 404:
             if not isinstance(doc, dict) or doc.get("error_code") != "RESOURCE_DOES_NOT_EXIST":
-                return got.step.with_(
-                    status=Status.FAIL,
-                    error_class="http_status",
-                    message="get-by-name answered 404 without RESOURCE_DOES_NOT_EXIST",
+                return got.judged(
+                    got.step.with_(
+                        status=Status.FAIL,
+                        error_class="http_status",
+                        message="get-by-name answered 404 without RESOURCE_DOES_NOT_EXIST",
+                    )
                 )
             created = await self._call(
                 ctx,
@@ -148,24 +150,34 @@ class MlflowApiProbe:
             )
             body = created.json()
             if created.step.status.ok and not (isinstance(body, dict) and body.get("experiment_id")):
-                return created.step.with_(
-                    status=Status.FAIL, error_class="body_mismatch", message="create: no experiment_id"
+                return created.judged(
+                    created.step.with_(
+                        status=Status.FAIL, error_class="body_mismatch", message="create: no experiment_id"
+                    )
                 )
             if created.step.status.ok:
                 return created.step.with_(message=f"created experiment {o.experiment_name!r}")
             return created.step
         experiment = doc.get("experiment") if isinstance(doc, dict) else None
         if not isinstance(experiment, dict) or "experiment_id" not in experiment:
-            return got.step.with_(
-                status=Status.FAIL, error_class="body_mismatch", message="get-by-name: no experiment object"
+            return got.judged(
+                got.step.with_(
+                    status=Status.FAIL,
+                    error_class="body_mismatch",
+                    message="get-by-name: no experiment object",
+                )
             )
         if experiment.get("lifecycle_stage") == "deleted":
             tags = {t.get("key"): t.get("value") for t in experiment.get("tags", []) if isinstance(t, dict)}
             if tags.get(o.synthetic_tag) != "true":
-                return got.step.with_(
-                    status=Status.FAIL,
-                    error_class="experiment_deleted",
-                    message=f"experiment {o.experiment_name!r} is deleted and not synthmon's; not restoring",
+                return got.judged(
+                    got.step.with_(
+                        status=Status.FAIL,
+                        error_class="experiment_deleted",
+                        message=(
+                            f"experiment {o.experiment_name!r} is deleted and not synthmon's; not restoring"
+                        ),
+                    )
                 )
             restored = await self._call(
                 ctx,
