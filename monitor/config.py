@@ -45,6 +45,10 @@ from probes.base import ProbeOptions
 from probes.http import Duration, parse_duration
 
 DEFAULT_LISTEN = "0.0.0.0:9710"
+#: The shortest probe interval: below it a probe becomes load on the platform, not a check of it.
+MIN_INTERVAL_S = 1.0
+#: Signature fields that say what a row diagnoses; every other set field is a condition.
+_SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action"})
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9_]+$"
 _INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")
@@ -115,6 +119,13 @@ class ProbeConfig(BaseModel):
     def _jitter_duration(cls, value: Any) -> Any:
         # jitter may be 0, so it cannot use Duration (gt=0); same syntax otherwise.
         return parse_duration(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _min_interval(cls, interval: float) -> float:
+        if interval < MIN_INTERVAL_S:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL_S:g}s, got {interval:g}s")
+        return interval
 
     @field_validator("kind")
     @classmethod
@@ -242,7 +253,32 @@ class Config(BaseModel):
             raise _path_error(
                 ("probes", names[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle)
             )
+        self._check_alerting_probes(names)
+        for i, signature in enumerate(self.diagnosis):
+            if not set(signature.model_dump(exclude_none=True)) - _SIGNATURE_OUTPUT:
+                # A row without conditions matches every failing step and hides the built-in table.
+                raise _path_error(
+                    ("diagnosis", i),
+                    "a diagnosis row needs at least one condition (http_status, path_regex, "
+                    "body_regex, error_class, probe, step, ...); this one would match every failure",
+                )
         return self
+
+    def _check_alerting_probes(self, names: Mapping[str, int]) -> None:
+        """Probe names referenced from ``alerting:`` must exist (a typo would silently never apply)."""
+        known = ", ".join(names) or "(none)"
+        for probe in self.alerting.probes:
+            if probe not in names:
+                raise _path_error(
+                    ("alerting", "probes", probe), f"unknown probe {probe!r}; configured: {known}"
+                )
+        for i, window in enumerate(self.alerting.maintenance):
+            for j, probe in enumerate(window.probes):
+                if probe not in names:
+                    raise _path_error(
+                        ("alerting", "maintenance", i, "probes", j),
+                        f"unknown probe {probe!r}; configured: {known}",
+                    )
 
     def probe(self, name: str) -> ProbeConfig:
         """The probe called ``name``; KeyError when there is none."""

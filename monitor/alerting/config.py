@@ -38,7 +38,8 @@ alerting:
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -128,6 +129,18 @@ class SlackConfig(BaseModel):
     def _blank(cls, value: object) -> object:
         return _empty_to_none(value)
 
+    @field_validator("webhook_url", "api_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | str | None) -> SecretStr | str | None:
+        # A typo here would only show at the first page, hours later; the message never repeats
+        # the value (a webhook URL is a credential).
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if url is not None:
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
     @model_validator(mode="after")
     def _token_needs_channel(self) -> SlackConfig:
         if self.bot_token is not None and not self.channel:
@@ -167,7 +180,8 @@ class OutboxConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dispatch_interval: Duration = 5.0
+    #: Must be > 0: a zero interval would make the dispatcher spin.
+    dispatch_interval: Annotated[Duration, Field(gt=0)] = 5.0
     backoff_base: Duration = 5.0
     backoff_max: Duration = 300.0
     give_up_after: Duration = 86400.0

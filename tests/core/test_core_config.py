@@ -142,7 +142,7 @@ def test_valid_config_is_typed_and_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("written", "seconds"),
-    [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("45", 45.0), ("1.5s", 1.5)],
+    [("1500ms", 1.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("45", 45.0), ("1.5s", 1.5)],
     ids=["ms", "s", "m", "h", "plain", "fraction"],
 )
 def test_duration_syntax(written: str, seconds: float) -> None:
@@ -319,3 +319,69 @@ def test_invalid_store_section(section: str, fragment: str) -> None:
         parse_config(f"environment: t\n{section}\n", source="c.yaml", env={})
     assert fragment in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+ONE_PROBE = "environment: t\nprobes:\n  - {name: p, kind: http, options: {url: 'http://x/'}}\n"
+
+CROSS_INVALID: list[tuple[str, str, str]] = [
+    (
+        "override_of_unknown_probe",
+        "alerting:\n  probes:\n    nosuch: {failure_threshold: 1}\n",
+        "c.yaml:6: alerting.probes.nosuch: unknown probe 'nosuch'; configured: p",
+    ),
+    (
+        "maintenance_of_unknown_probe",
+        "alerting:\n  maintenance:\n    - {name: w, probes: [p, nosuch], start: '02:00', duration: 1h}\n",
+        "alerting.maintenance[0].probes[1]: unknown probe 'nosuch'",
+    ),
+    (
+        "webhook_not_http",
+        "alerting:\n  slack: {webhook_url: 'hooks.slack.com/services/T0/B0/fakefakefake'}\n",
+        "alerting.slack.webhook_url: must be an absolute http:// or https:// URL",
+    ),
+    (
+        "api_url_not_http",
+        "alerting:\n  slack: {bot_token: xoxb-fake, channel: '#c', api_url: 'ftp://slack.test/api'}\n",
+        "alerting.slack.api_url: must be an absolute http:// or https:// URL",
+    ),
+    (
+        "dispatch_interval_zero",
+        "alerting:\n  outbox: {dispatch_interval: 0}\n",
+        "alerting.outbox.dispatch_interval: Input should be greater than 0",
+    ),
+    (
+        "diagnosis_without_condition",
+        "diagnosis:\n  - {cause: everything, hint: matches any failure}\n",
+        "diagnosis[0]: a diagnosis row needs at least one condition",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "fragment"), [(t, f) for _, t, f in CROSS_INVALID], ids=[i for i, _, _ in CROSS_INVALID]
+)
+def test_invalid_alerting_and_diagnosis_sections(section: str, fragment: str) -> None:
+    """Alerting and diagnosis mistakes are refused with the field path, never echoing a webhook URL."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(ONE_PROBE + section, source="c.yaml", env={})
+    assert fragment in str(err.value)
+    assert "fakefakefake" not in str(err.value)
+
+
+def test_interval_below_one_second_is_refused() -> None:
+    """A probe interval under 1s is refused: it would load the platform rather than check it."""
+    with pytest.raises(ConfigError, match=r"probes\[0\]\.interval: interval must be at least 1s, got 0.5s"):
+        _parse(_probe("    interval: 500ms\n    timeout: 100ms\n"))
+
+
+def test_alerting_references_to_configured_probes_are_accepted() -> None:
+    """Overrides, maintenance windows, https Slack URLs and conditional diagnosis rows pass."""
+    config = parse_config(
+        ONE_PROBE
+        + "alerting:\n  probes: {p: {failure_threshold: 1}}\n"
+        + "  maintenance: [{name: w, probes: [p], start: '02:00', duration: 1h}]\n"
+        + "  slack: {webhook_url: 'https://hooks.slack.test/x', api_url: 'http://127.0.0.1:9/api'}\n"
+        + "diagnosis:\n  - {cause: c, hint: h, step: request}\n",
+        env={},
+    )
+    assert config.alerting.rule_for("p").failure_threshold == 1

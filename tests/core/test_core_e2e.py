@@ -39,8 +39,8 @@ secrets:
 probes:
   - name: health
     kind: http
-    interval: 300ms
-    timeout: 250ms
+    interval: 1s
+    timeout: 500ms
     options:
       url: {target.url}/health
       bearer_secret: api_key
