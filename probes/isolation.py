@@ -5,6 +5,11 @@ child gets its input as JSON on stdin (never argv, which ``ps`` shows: the input
 key), writes its JSON answer on stdout, and is killed with its whole process group at the deadline.
 Anything the function itself prints goes to stderr, which the caller receives for its logs.
 
+The child does not inherit the daemon's environment: that holds the Slack token and webhook,
+the store URL with its password and maybe the API key, none of which a probe needs. It gets an
+allow-listed part of it (:func:`child_environment`: paths, locale, Python settings, proxies, CA
+bundles) plus whatever the caller passes explicitly.
+
 Child side: ``python -m probes.isolation`` reads ``{"target": "module:function", "payload": {...}}``.
 """
 
@@ -18,6 +23,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,50 @@ from typing import Any
 _MARKER = "@@synthmon-result@@ "
 #: stderr kept for the caller (the tail, where tracebacks are).
 STDERR_TAIL = 8000
+
+#: Variables a child inherits by exact name: where things are, the locale, CA bundles for TLS.
+INHERITED_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "TZ",
+        "LANG",
+        "LANGUAGE",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "VIRTUAL_ENV",
+    }
+)
+#: ... and by prefix (``LC_ALL``, ``PYTHONPATH``) or suffix (``HTTPS_PROXY``, ``http_proxy``).
+INHERITED_PREFIXES = ("LC_", "PYTHON")
+INHERITED_SUFFIXES = ("_PROXY", "_proxy")
+
+
+def child_environment(
+    parent: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of an isolated child: the allow-listed part of ``parent`` plus ``extra``.
+
+    ``parent`` defaults to this process's environment. Nothing else passes: a child that needs a
+    variable (a test's ``PYTHONPATH`` is already allowed) gets it through ``extra``, explicitly.
+    """
+    source = os.environ if parent is None else parent
+    env = {
+        name: value
+        for name, value in source.items()
+        if name in INHERITED_NAMES or name.startswith(INHERITED_PREFIXES) or name.endswith(INHERITED_SUFFIXES)
+    }
+    env.update(extra or {})
+    return env
 
 
 class IsolationError(Exception):
@@ -67,11 +117,13 @@ async def run_isolated(
 ) -> IsolatedAnswer:
     """Call ``target`` (``"package.module:function"``) with ``payload`` in a subprocess.
 
-    Raises :class:`IsolationTimeout` when it runs past ``timeout_s`` (the process group is killed
-    and reaped first), :class:`IsolationCrash` when it exits without an answer. Cancelling the
-    awaiting task also kills the child.
+    The child's environment is :func:`child_environment` with ``env`` added on top (``env`` adds
+    to the allow-listed variables; it does not replace them). Raises :class:`IsolationTimeout`
+    when it runs past ``timeout_s`` (the process group is killed and reaped first),
+    :class:`IsolationCrash` when it exits without an answer. Cancelling the awaiting task also
+    kills the child.
     """
-    child_env = dict(os.environ if env is None else env)
+    child_env = child_environment(extra=env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

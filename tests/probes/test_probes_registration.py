@@ -159,7 +159,7 @@ async def test_killed_run_leftovers_are_swept_by_the_next_run(
     await ctx.http.aclose()
     options = RegistrationOptions(registry_url=sandbox.registry_url, ttl=0.001)
     payload = RegistrationProbe("registration", options).payload(ctx)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     with pytest.raises(IsolationCrash):
         await run_isolated("probes_kill_target:killed_registration", payload, 180, env=env)
 

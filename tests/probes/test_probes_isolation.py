@@ -1,0 +1,69 @@
+"""Isolated children: what they inherit from the daemon, and what a crash tells the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from probes.isolation import child_environment, run_isolated
+
+FAKE_SLACK_TOKEN = "xoxb-test-" + "0" * 24
+FAKE_STORE_URL = "postgresql://synthmon:not-a-real-password@db.test/synthmon"
+
+
+async def test_child_does_not_see_the_daemons_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slack token, webhook, store URL and API key in the daemon's env are not in the child's."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", FAKE_SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.test/services/T0/B0/xxxx")
+    monkeypatch.setenv("SYNTHMON_STORE_URL", FAKE_STORE_URL)
+    monkeypatch.setenv("SYNTHMON_API_KEY", "hk_test_" + "x" * 32)
+    secret_names = ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SYNTHMON_STORE_URL", "SYNTHMON_API_KEY")
+    answers = await asyncio.gather(*(run_isolated("os:getenv", name, 30) for name in secret_names))
+    assert {name: a.value for name, a in zip(secret_names, answers, strict=True)} == dict.fromkeys(
+        secret_names
+    )
+    assert (await run_isolated("os:getenv", "PATH", 30)).value == os.environ["PATH"]
+
+
+async def test_caller_can_add_variables_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable the caller passes in ``env`` reaches the child, on top of the allow-list."""
+    monkeypatch.setenv("SYNTHMON_NOT_INHERITED", "parent")
+    answer = await run_isolated("os:getenv", "SYNTHMON_EXPLICIT", 30, env={"SYNTHMON_EXPLICIT": "yes"})
+    assert answer.value == "yes"
+    assert (await run_isolated("os:getenv", "SYNTHMON_NOT_INHERITED", 30)).value is None
+
+
+def test_allow_list_keeps_paths_locale_python_proxies_and_ca_bundles() -> None:
+    """The allow-list passes what a child needs to run and reach the platform, nothing else."""
+    parent = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/m",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/x",
+        "HTTPS_PROXY": "http://proxy.test:3128",
+        "no_proxy": "127.0.0.1",
+        "REQUESTS_CA_BUNDLE": "/etc/ca.pem",
+        "SSL_CERT_FILE": "/etc/ca.pem",
+        "VIRTUAL_ENV": "/venv",
+        "SLACK_BOT_TOKEN": FAKE_SLACK_TOKEN,
+        "SYNTHMON_STORE_URL": FAKE_STORE_URL,
+        "AWS_SECRET_ACCESS_KEY": "not-real",
+        "MLFLOW_TRACKING_TOKEN": "hk_test_" + "y" * 32,
+    }
+    env = child_environment(parent, {"EXTRA": "1"})
+    assert set(env) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "PYTHONPATH",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "REQUESTS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "VIRTUAL_ENV",
+        "EXTRA",
+    }
