@@ -11,12 +11,15 @@ never become labels; they live in logs and history.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.results import ProbeResult
 from probes.base import Status
+
+#: The step name the runner gives a run that produced no steps of its own (exception, deadline).
+RUN_STEP = "run"
 
 #: Run/step durations: from a fast health check to a full model registration.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -29,6 +32,9 @@ class Metrics:
         self.registry = registry
         self._consecutive: dict[str, int] = {}
         self._steps: dict[str, set[str]] = {}
+        # What the last run of each (probe, step) exported, so the next run can remove the rest.
+        self._phases: dict[tuple[str, str], set[str]] = {}
+        self._measured: dict[tuple[str, str], set[str]] = {}
         r = registry
         self.probe_success = Gauge(
             "synthmon_probe_success",
@@ -140,22 +146,68 @@ class Metrics:
         self._consecutive[probe] = streak
         self.consecutive_failures.labels(probe=probe).set(streak)
         seen = self._steps.setdefault(probe, set())
+        current = {step.name for step in result.steps}
+        for name in sorted(seen - current):
+            if name == RUN_STEP:
+                # The runner's synthetic step (the run raised or timed out): it describes that run
+                # only, so it disappears once the probe reports its real steps again.
+                self._drop_step(probe, name)
+                seen.discard(name)
+            else:
+                # A step of an earlier run that did not happen this time (e.g. after an ERROR run):
+                # it did not pass, and it made no HTTP exchange.
+                self.step_success.labels(probe=probe, step=name).set(0)
+                self._set_http(probe, name, None, None)
+                self._set_measurements(probe, name, {})
         for step in result.steps:
             seen.add(step.name)
             labels = {"probe": probe, "step": step.name}
             self.step_success.labels(**labels).set(1 if step.status.ok else 0)
-            if step.status is not Status.SKIPPED:
-                self.step_duration.labels(**labels).observe(step.duration_s)
+            if step.status is Status.SKIPPED:
+                # A skipped step sent nothing: no status code, no phases, no measurements.
+                self._set_http(probe, step.name, None, None)
+                self._set_measurements(probe, step.name, {})
+                continue
+            self.step_duration.labels(**labels).observe(step.duration_s)
             if step.http_status is not None:
-                self.http_status.labels(**labels).set(step.http_status)
+                code: int | None = step.http_status
             elif step.timing is not None:
                 # An HTTP step without a response (refused, timed out): blackbox_exporter's 0.
-                self.http_status.labels(**labels).set(0)
-            if step.timing is not None:
-                for phase, seconds in step.timing.phases().items():
-                    self.http_phase.labels(**labels, phase=phase).set(seconds)
-            for name, value in step.measurements.items():
-                self.measurement.labels(**labels, measurement=name).set(value)
+                code = 0
+            else:
+                code = None
+            self._set_http(probe, step.name, code, step.timing.phases() if step.timing is not None else None)
+            self._set_measurements(probe, step.name, step.measurements)
+
+    def _set_http(self, probe: str, step: str, code: int | None, phases: dict[str, float] | None) -> None:
+        """Set the step's HTTP gauges, removing those the last run did not produce."""
+        if code is None:
+            _remove(self.http_status, probe, step)
+        else:
+            self.http_status.labels(probe=probe, step=step).set(code)
+        new = phases or {}
+        for phase in self._phases.get((probe, step), set()) - set(new):
+            _remove(self.http_phase, probe, step, phase)
+        for phase, seconds in new.items():
+            self.http_phase.labels(probe=probe, step=step, phase=phase).set(seconds)
+        self._phases[(probe, step)] = set(new)
+
+    def _set_measurements(self, probe: str, step: str, values: Mapping[str, float]) -> None:
+        """Set the step's measurements, removing names the last run did not report."""
+        for name in self._measured.get((probe, step), set()) - set(values):
+            _remove(self.measurement, probe, step, name)
+        for name, value in values.items():
+            self.measurement.labels(probe=probe, step=step, measurement=name).set(value)
+        self._measured[(probe, step)] = set(values)
+
+    def _drop_step(self, probe: str, step: str) -> None:
+        """Remove every series of one step."""
+        self._set_http(probe, step, None, None)
+        self._set_measurements(probe, step, {})
+        self._phases.pop((probe, step), None)
+        self._measured.pop((probe, step), None)
+        _remove(self.step_success, probe, step)
+        _remove(self.step_duration, probe, step)
 
     def missed_run(self, probe: str) -> None:
         """Count a scheduled run that did not start."""
@@ -177,6 +229,9 @@ class Metrics:
         """Drop a probe's series (it was removed from config on reload)."""
         self._steps.pop(probe, None)
         self._consecutive.pop(probe, None)
+        for key in [k for k in (*self._phases, *self._measured) if k[0] == probe]:
+            self._phases.pop(key, None)
+            self._measured.pop(key, None)
         for gauge in (self.probe_success, self.probe_duration, self.last_run, self.consecutive_failures):
             _remove(gauge, probe)
         for status in Status:

@@ -107,6 +107,57 @@ def test_failures_count_up_and_reset() -> None:
     assert _get(_samples(registry), "synthmon_probe_consecutive_failures", probe="auth") == 0
 
 
+def _series(registry: CollectorRegistry, step: str) -> set[str]:
+    """Names of every sample of probe auth and ``step`` (histogram parts included)."""
+    return {name for (name, labels) in _samples(registry) if ("step", step) in labels}
+
+
+RUN_ERROR = StepResult(name="run", status=Status.ERROR, error_class="deadline_exceeded", message="deadline")
+
+
+def test_error_run_clears_the_previous_runs_step_series() -> None:
+    """After an ERROR run (one synthetic `run` step) the old steps read failed, with no HTTP series left."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    metrics.record(_result(Status.ERROR, (RUN_ERROR,)))
+    s = _samples(registry)
+    assert _get(s, "synthmon_step_success", probe="auth", step="validate") == 0
+    assert _get(s, "synthmon_step_success", probe="auth", step="run") == 0
+    left = _series(registry, "validate")
+    assert "synthmon_http_status_code" not in left
+    assert "synthmon_http_phase_duration_seconds" not in left
+    assert "synthmon_step_measurement" not in left
+
+
+def test_normal_run_removes_the_synthetic_run_step() -> None:
+    """Once the probe reports its real steps again, the `run` step's series disappear."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.ERROR, (RUN_ERROR,)))
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    assert _series(registry, "run") == set()
+    s = _samples(registry)
+    assert _get(s, "synthmon_step_success", probe="auth", step="validate") == 1
+    assert _get(s, "synthmon_http_status_code", probe="auth", step="validate") == 200
+
+
+def test_skipped_step_has_no_http_status() -> None:
+    """A step that ran with a 200 and is SKIPPED next time exports no status code, phases or measurements."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    skipped = StepResult(name="validate", status=Status.SKIPPED, message="auth failed")
+    metrics.record(_result(Status.FAIL, (FAILED_STEP.with_(name="health"), skipped)))
+    left = _series(registry, "validate")
+    assert left == {"synthmon_step_success", *_histogram("synthmon_step_duration_seconds")}
+    assert _get(_samples(registry), "synthmon_step_success", probe="auth", step="validate") == 0
+
+
+def _histogram(name: str) -> set[str]:
+    return {f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created"}
+
+
 def test_labels_never_carry_urls_or_error_text() -> None:
     """Messages, hosts and paths stay out of the exposition entirely."""
     registry = CollectorRegistry()
