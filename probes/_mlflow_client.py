@@ -10,6 +10,23 @@ from probes.base import ProbeContext, Status, StepResult
 
 #: Seconds kept back from the run's deadline so the probe, not the runner, reports a hang.
 _MARGIN_S = 1.0
+#: How much of a crashed child's stderr goes into the step message (its last lines).
+CRASH_TAIL_CHARS = 600
+
+
+def crash_tail(stderr: str, secrets: list[str], limit: int = CRASH_TAIL_CHARS) -> str:
+    """The last non-empty lines of a crashed child's stderr, secrets masked, folded to one line.
+
+    The child masks its own writes, but not what reaches fd 2 before its masking is set up (or
+    from C code), so the parent masks again before anything is shown or stored.
+    """
+    text = stderr
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines)
+    return tail[-limit:]
 
 
 async def client_search_step(
@@ -50,11 +67,15 @@ async def client_search_step(
             message=f"MLflow client search_experiments still running after {budget:.1f}s (timeout)",
         )
     except IsolationCrash as exc:
+        message = f"MLflow client subprocess died without an answer: {exc}"
+        tail = crash_tail(exc.stderr_tail, [api_key, *ctx.secrets.values()])
+        if tail:
+            message += f"; stderr: {tail}"
         return StepResult(
             name=name,
             status=Status.ERROR,
             duration_s=ctx.clock.monotonic() - start,
             error_class="subprocess_crash",
-            message=f"MLflow client subprocess died without an answer: {exc}",
+            message=message,
         )
     return StepResult.from_dict(answer.value)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
+from probes_helpers import generated_key, make_ctx
 
+from probes._mlflow_client import client_search_step
+from probes.base import Status
 from probes.isolation import child_environment, run_isolated
 
 FAKE_SLACK_TOKEN = "xoxb-test-" + "0" * 24
@@ -67,3 +71,29 @@ def test_allow_list_keeps_paths_locale_python_proxies_and_ca_bundles() -> None:
         "VIRTUAL_ENV",
         "EXTRA",
     }
+
+
+async def test_crashed_client_child_shows_its_stderr_tail_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client_search child that dies says why (its stderr's last lines), with the key masked."""
+    # A stand-in mlflow that writes to fd 2 directly (bypassing the child's masking) and dies.
+    fake = tmp_path / "mlflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "token = os.environ['MLFLOW_TRACKING_TOKEN']\n"
+        "os.write(2, f'fatal: cannot load libfoo.so; token {token}\\n'.encode())\n"
+        "os._exit(3)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    key = generated_key()
+    ctx = make_ctx(None, key=key, timeout_s=30)
+    async with ctx.http:
+        step = await client_search_step(
+            ctx, "client_search", "http://127.0.0.1:9/api/mlflow", key, timeout_s=25
+        )
+    assert (step.status, step.error_class) == (Status.ERROR, "subprocess_crash")
+    assert "fatal: cannot load libfoo.so" in step.message
+    assert key not in step.message
+    assert "token ***" in step.message
