@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import structlog
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
@@ -36,9 +37,10 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.history.api import routes as api_routes
 from monitor.history.config import StoreConfig
 from monitor.history.metrics import StoreMetrics
+from monitor.history.migrate import StoreGate
 from monitor.history.retention import RetentionJob
-from monitor.history.sink import HistorySink
-from monitor.history.sqlstore import SqlStore
+from monitor.history.sink import HistorySink, ResilienceMetrics
+from monitor.history.sqlstore import SqlStore, StoreExecutor, create_store_engine
 from monitor.logs import SecretMasker
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult, ResultSink
@@ -320,9 +322,17 @@ def build_daemon(
 # --- history, incidents and notifications (issue #5) -----------------------------------------
 
 
+#: How long shutdown waits for the history and incident queues to reach the store. ECS SIGKILLs
+#: 30 s after SIGTERM and the probe drain may take most of that (--grace 25 s).
+SHUTDOWN_FLUSH_S = 3.0
+
+
 @dataclass
 class HistoryAlerting:
-    """What the daemon plugs in: result sinks, periodic jobs, HTTP routes; ``close()`` at shutdown."""
+    """What the daemon plugs in: result sinks, periodic jobs, HTTP routes; ``close()`` at shutdown.
+
+    The store may not be open yet (``gate``): the sinks queue in memory until it is.
+    """
 
     store: SqlStore
     sinks: list[ResultSink]
@@ -331,17 +341,42 @@ class HistoryAlerting:
     dispatcher: Dispatcher
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     incidents: IncidentSink | None = None
+    history: HistorySink | None = None
+    gate: StoreGate | None = None
+    executor: StoreExecutor | None = None
+    store_url: str = ""
+    logger: Any = None
 
-    async def close(self) -> None:
-        """Write what the history buffer still holds, then release the store.
+    def status(self) -> dict[str, Any]:
+        """The store's state for ``/api/v1/store`` (and readiness): open or not, what waits in memory."""
+        details: dict[str, Any] = {"store": self.store_url}
+        if self.gate is not None:
+            details.update(self.gate.status())
+        details["history_buffered"] = self.history.depth if self.history is not None else 0
+        details["incidents_buffered"] = self.incidents.depth if self.incidents is not None else 0
+        return details
 
-        When the database is still down the flush logs how many runs stay unwritten; they are lost
-        with the process (the buffer is memory only).
+    async def close(self, timeout_s: float = SHUTDOWN_FLUSH_S) -> None:
+        """Write what the history and incident queues still hold (for at most ``timeout_s``), then
+        release the store and its threads.
+
+        What is still queued afterwards (the database is down or hung) is logged and lost with the
+        process: the queues are memory only. A store thread stuck in a database call is abandoned
+        (daemon thread), so it cannot keep the process from exiting.
         """
-        for sink in self.sinks:
-            if isinstance(sink, HistorySink):
-                await sink.flush()
+        flushes = [q.flush(timeout_s) for q in (self.history, self.incidents) if q is not None]
+        done = await asyncio.gather(*flushes)
+        if not all(done):
+            log = self.logger if self.logger is not None else structlog.get_logger("synthmon")
+            log.warning(
+                "store.flush_incomplete",
+                history_unwritten=self.history.depth if self.history is not None else 0,
+                incidents_unevaluated=self.incidents.depth if self.incidents is not None else 0,
+                timeout_s=timeout_s,
+            )
         self.store.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def build_history_alerting(
@@ -353,15 +388,43 @@ def build_history_alerting(
     *,
     environment: str = "",
     logger: Any = None,
+    open_now: bool = True,
 ) -> HistoryAlerting:
-    """Open the store (migrating; raises ``SchemaError`` on a newer schema) and build everything."""
-    store = SqlStore.open(
-        store_config.url,
+    """Build the store, its sinks, jobs and routes.
+
+    With ``open_now`` the store is opened and migrated right away when it can be; a schema newer
+    than this code raises ``monitor.history.migrate.SchemaTooNewError`` (refuse to start). Any
+    other failure (database down, DNS, auth) does not: the store is opened in the background
+    (:class:`StoreGate`, bounded backoff) while results queue in memory. An unparseable URL raises
+    ``sqlalchemy.exc.ArgumentError``.
+    """
+    engine = create_store_engine(store_config.url)
+    store = SqlStore(
+        engine,
         retention_days=store_config.retention_days,
         rollup_retention_days=store_config.rollup_retention_days,
     )
+    # The store's own threads: a hung database ties up these, never the loop's default executor
+    # (which DNS lookups and other to_thread users need).
+    executor = StoreExecutor(threads=4)
     store_metrics = StoreMetrics(registry)
     alert_metrics = AlertingMetrics(registry)
+    resilience = ResilienceMetrics(registry)
+    gate = StoreGate(
+        engine,
+        monotonic=clock.monotonic,
+        run=executor.run,
+        on_change=lambda ok: resilience.store_ready.set(1 if ok else 0),
+        logger=logger,
+        label=store_config.safe_url(),
+    )
+    if open_now:
+        try:
+            gate.open_now()
+        except BaseException:
+            executor.shutdown(wait=False)
+            engine.dispose()
+            raise
     notifiers: dict[str, Notifier] = {}
     channels = alerting.channels()
     if "slack" in channels:
@@ -369,9 +432,25 @@ def build_history_alerting(
     if "log" in channels:
         notifiers["log"] = LogNotifier(logger)
     dispatcher = Dispatcher(
-        store, notifiers, clock, alert_metrics, store_metrics, alerting.outbox, logger=logger
+        store,
+        notifiers,
+        clock,
+        alert_metrics,
+        store_metrics,
+        alerting.outbox,
+        logger=logger,
+        run=executor.run,
+        gate=gate,
     )
-    history = HistorySink(store, store_metrics, buffer_size=store_config.buffer_size, logger=logger)
+    history = HistorySink(
+        store,
+        store_metrics,
+        buffer_size=store_config.buffer_size,
+        logger=logger,
+        run=executor.run,
+        gate=gate,
+        monotonic=clock.monotonic,
+    )
     incidents = IncidentSink(
         store,
         alerting,
@@ -381,17 +460,42 @@ def build_history_alerting(
         store_metrics,
         logger=logger,
         wake=dispatcher.wake,
+        run=executor.run,
+        gate=gate,
+        buffer_size=store_config.buffer_size,
+        buffer_metrics=resilience,
     )
-    retention = RetentionJob(store, clock, store_metrics, logger=logger)
-    return HistoryAlerting(
+    retention = RetentionJob(store, clock, store_metrics, logger=logger, run=executor.run, gate=gate)
+    bundle = HistoryAlerting(
         store=store,
         sinks=[history, incidents],
-        jobs=[history.job(), dispatcher.job(), retention.job(store_config.prune_interval)],
-        routes=api_routes(store, store, clock, environment=environment),
+        jobs=[
+            gate.job(),
+            history.job(),
+            incidents.job(),
+            dispatcher.job(),
+            retention.job(store_config.prune_interval),
+        ],
+        routes=[],
         dispatcher=dispatcher,
         notifiers=notifiers,
         incidents=incidents,
+        history=history,
+        gate=gate,
+        executor=executor,
+        store_url=store_config.safe_url(),
+        logger=logger,
     )
+    bundle.routes = api_routes(
+        store,
+        store,
+        clock,
+        environment=environment,
+        run=executor.run,
+        gate=gate,
+        store_status=bundle.status,
+    )
+    return bundle
 
 
 def probe_dependencies(config: Config) -> dict[str, list[str]]:
@@ -412,8 +516,10 @@ def build_monitor(
 ) -> Daemon:
     """The production daemon: probes, metrics, history, incidents and notifications.
 
-    Opens (and migrates) the store first; raises ``monitor.history.migrate.SchemaError`` when the
-    database holds a schema newer than this code.
+    Tries to open (and migrate) the store first; raises ``monitor.history.migrate.SchemaError``
+    when the database holds a schema newer than this code, and ``sqlalchemy.exc.ArgumentError``
+    for an unparseable store URL. A database that cannot be reached does not stop the start: it is
+    opened in the background while probing runs (see :func:`build_history_alerting`).
     """
     ha = build_history_alerting(
         config.store,
@@ -425,17 +531,23 @@ def build_monitor(
         logger=logger,
     )
     incidents = ha.incidents
+    running = config.alerting  # the channels in use: notifiers are built once, at start-up
+    last_seen = config.alerting
+
+    def same_channels(a: AlertingConfig, b: AlertingConfig) -> bool:
+        return a.channels() == b.channels() and a.slack == b.slack
 
     def reload_alerting(new: Config) -> None:
+        nonlocal last_seen
         # Without this, a SIGHUP would reload probes but keep the start-up incident rules,
         # maintenance windows and depends_on: a window added for a deploy would not hold the page.
         if incidents is not None:
             incidents.reconfigure(new.alerting, probe_dependencies(new))
-        if (
-            new.alerting.channels() != config.alerting.channels()
-            or new.alerting.slack != config.alerting.slack
-        ):
+        # Warn once per change of the channel settings, not on every later reload of the same file;
+        # a file changed back to what is running needs no warning at all.
+        if not same_channels(new.alerting, running) and not same_channels(new.alerting, last_seen):
             logger.warning("alerting.channels_unchanged", reason="notification channels change on restart")
+        last_seen = new.alerting
 
     return build_daemon(
         config,

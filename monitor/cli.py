@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import yaml
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import ArgumentError
 
 from monitor.app import build_daemon, build_monitor, synthmon_version
 from monitor.config import Config, ConfigError, load_config
@@ -86,8 +87,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 grace_s=args.grace,
             )
         except SchemaError as exc:
-            # A database written by a newer synthmon: refuse rather than corrupt it.
+            # A database written by a newer synthmon: refuse rather than corrupt it. (A database
+            # that is merely unreachable does not get here: it is opened in the background.)
             print(f"synthmon: store: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except ArgumentError:
+            # An unparseable store URL is a config error. The message may hold the URL (password).
+            print("synthmon: invalid config: store.url: not a valid database URL", file=sys.stderr)
             return EXIT_CONFIG
         return asyncio.run(daemon.serve())
     except ListenError as exc:

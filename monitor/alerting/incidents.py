@@ -11,7 +11,9 @@ One :class:`IncidentState` per probe. Rules (see README, "Incident rules"):
   and ``reminder_interval`` after the last notification a bad run emits ``reminder``;
 - dependency suppression: when the probe would open while an upstream probe (``depends_on``) has an
   open incident, it *joins* that incident (event ``joined``, sent into the upstream's thread). If the
-  upstream resolves while the probe still fails, the probe opens an incident of its own;
+  upstream resolves while the probe still fails, the probe opens an incident of its own. An upstream
+  incident that is itself held by a silence (open, not announced: it has no thread yet) holds its
+  dependents too: they join it silently and send ``joined`` once the upstream has been announced;
 - silences hold notifications, never state: an incident opened during a silence is announced when
   the silence ends (if still open); its resolution is sent only if its opening was.
 """
@@ -50,10 +52,15 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """An open incident of a probe this probe depends on."""
+    """An open incident of a probe this probe depends on.
+
+    ``held``: the upstream incident has not been announced (a silence holds it), so it has no
+    thread to post into yet.
+    """
 
     probe: str
     incident_id: str
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +248,15 @@ def _from_ok(
     if silenced:
         # Held: no thread yet. A provisional id keeps the open incident addressable in the store.
         return replace(state, incident_id=f"{state.probe}-{result.run_id}", incident_probe=state.probe), []
+    if upstream is not None and upstream.held:
+        return _hold_with(state, upstream), []
     state, event = _announce(state, result, now, upstream)
     return state, [event]
+
+
+def _hold_with(state: IncidentState, upstream: Upstream) -> IncidentState:
+    """Join ``upstream``'s held (unannounced) incident silently: no thread exists to post into yet."""
+    return replace(state, incident_id=upstream.incident_id, incident_probe=upstream.probe, notified=False)
 
 
 def _from_open(
@@ -278,6 +292,12 @@ def _from_open(
     )
     if silenced:
         return state, []
+    if upstream is not None and upstream.held and (not state.notified or state.joined):
+        # Our upstream's incident is held by a silence: so are we (an own, announced incident of
+        # ours keeps its thread, though).
+        if state.notified and upstream.incident_id == state.incident_id:
+            return state, []
+        return _hold_with(state, upstream), []
     if not state.notified:
         state, event = _announce(state, result, now, upstream)
         return state, [event]

@@ -27,6 +27,8 @@ from monitor.alerting.config import OutboxConfig
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.history.base import IncidentStore
 from monitor.history.metrics import StoreMetrics
+from monitor.history.migrate import StoreGate
+from monitor.history.sink import RunInThread
 from probes.base import Clock
 
 
@@ -63,8 +65,12 @@ class Dispatcher:
         *,
         owner: str | None = None,
         logger: Any = None,
+        run: RunInThread | None = None,
+        gate: StoreGate | None = None,
     ) -> None:
         self._store = store
+        self._run: RunInThread = run or asyncio.to_thread
+        self._gate = gate
         self._notifiers = dict(notifiers)
         self._clock = clock
         self._metrics = metrics
@@ -144,10 +150,14 @@ class Dispatcher:
         task.add_done_callback(self._wakeups.discard)
 
     async def run(self) -> DispatchReport | None:
-        """One round off the event loop; a store failure is counted and logged, never raised."""
+        """One round on a store thread; a store failure is counted and logged, never raised.
+        None also when the store is not open yet (``gate``): nothing can be queued before it is."""
+        if self._gate is not None and not self._gate.ready:
+            return None
         async with self._lock:  # the scheduler and a wake-up must not run two rounds at once
             try:
-                return await asyncio.to_thread(self.dispatch_once)
+                report: DispatchReport = await self._run(self.dispatch_once)
+                return report
             except Exception as exc:
                 self._store_metrics.errors.labels(operation="outbox").inc()
                 self._log.warning("outbox_dispatch_failed", error=type(exc).__name__)

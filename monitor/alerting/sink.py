@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -15,16 +16,25 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.silences import silenced_by
 from monitor.history.base import IncidentStore, IncidentView
 from monitor.history.metrics import StoreMetrics
+from monitor.history.migrate import StoreGate
+from monitor.history.sink import ResilienceMetrics, RunInThread, WriteQueue, is_outage
 from monitor.results import ProbeResult
 from probes.base import Clock
 
 
 def open_upstream(upstreams: Mapping[str, IncidentState], order: Sequence[str]) -> Upstream | None:
-    """The first of ``order`` with an open incident, as the thread to join (its root incident)."""
+    """The first of ``order`` with an open incident, as the thread to join (its root incident).
+
+    An upstream incident whose announcement is held by a silence (open, not yet notified) has no
+    thread yet: it is returned with ``held=True`` so the dependent joins it silently instead of
+    posting into a thread that does not exist.
+    """
     for name in order:
         state = upstreams.get(name)
         if state is not None and state.phase is Phase.OPEN and state.incident_id:
-            return Upstream(probe=state.incident_probe or name, incident_id=state.incident_id)
+            return Upstream(
+                probe=state.incident_probe or name, incident_id=state.incident_id, held=not state.notified
+            )
     return None
 
 
@@ -34,7 +44,13 @@ class IncidentSink:
     The state change and its outbox rows are one transaction (``IncidentStore.transition``), so an
     event is queued exactly when its state change is stored. ``dependencies`` maps a probe to its
     ``depends_on`` list. ``wake`` is called when events were queued (e.g. to run the dispatcher now).
-    A store failure is counted and logged; that result is then not evaluated (the next one is).
+
+    ``handle`` never waits for the database: the result and the time it arrived go to a bounded
+    queue (:class:`monitor.history.sink.WriteQueue`) drained in order by a background task. While
+    the store is down (or not yet opened, ``gate``) results wait there and are evaluated in arrival
+    order, each at the time it arrived, once the store is back; so a platform outage that overlaps
+    a database outage still pages. A result the store rejects for another reason (a bug, bad data)
+    is counted, logged and skipped, so it cannot block the queue.
     """
 
     def __init__(
@@ -48,6 +64,10 @@ class IncidentSink:
         *,
         wake: Callable[[], None] | None = None,
         logger: Any = None,
+        run: RunInThread | None = None,
+        gate: StoreGate | None = None,
+        buffer_size: int = 10_000,
+        buffer_metrics: ResilienceMetrics | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -57,37 +77,93 @@ class IncidentSink:
         self._store_metrics = store_metrics
         self._wake = wake
         self._channels = config.channels()
+        self._run: RunInThread = run or asyncio.to_thread
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
+        self._dropped = buffer_metrics.incident_buffer_dropped if buffer_metrics is not None else None
+        self._queue: WriteQueue[tuple[ProbeResult, datetime]] = WriteQueue(
+            "incident",
+            self._evaluate,
+            capacity=buffer_size,
+            batch=50,
+            monotonic=clock.monotonic,
+            gate=gate,
+            on_depth=buffer_metrics.incident_buffer_depth.set if buffer_metrics is not None else None,
+            on_dropped=self._count_dropped,
+            logger=self._log,
+        )
+
+    def _count_dropped(self, n: int) -> None:
+        if self._dropped is not None:
+            self._dropped.inc(n)
+
+    @property
+    def depth(self) -> int:
+        """Results waiting for evaluation."""
+        return self._queue.depth
 
     def reconfigure(self, config: AlertingConfig, dependencies: Mapping[str, Sequence[str]]) -> None:
         """Apply a reloaded config (SIGHUP): rules, maintenance windows and ``depends_on``.
 
-        They take effect with the next result. The channels stay as they were: the notifiers behind
-        them are built at start-up, so a changed Slack setting needs a restart.
+        They take effect with the next evaluation. The channels stay as they were: the notifiers
+        behind them are built at start-up, so a changed Slack setting needs a restart.
         """
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
 
     async def handle(self, result: ProbeResult) -> None:
-        """Evaluate ``result``; never raises."""
-        now = self._clock.now()
+        """Queue ``result`` for evaluation (stamped with the time now). Returns at once; never raises."""
+        self._queue.put((result, self._clock.now()))
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Evaluate everything queued now; True when nothing is left. Bounded by ``timeout_s``."""
+        return await self._queue.flush(timeout_s)
+
+    def job(self, interval_s: float = 10.0) -> tuple[str, float, Callable[[], Awaitable[Any]]]:
+        """The periodic retry: evaluates what waited through an outage even when no result comes."""
+        return self._queue.job("incident-flush", interval_s)
+
+    async def _evaluate(self, batch: list[tuple[ProbeResult, datetime]]) -> int:
+        for i, (result, now) in enumerate(batch):
+            try:
+                events = await self._transition(result, now)
+            except Exception as exc:
+                self._store_metrics.errors.labels(operation="incident_transition").inc()
+                if is_outage(exc):
+                    self._log.warning(
+                        "incident_transition_failed",
+                        probe=result.probe,
+                        error=type(exc).__name__,
+                        waiting=self._queue.depth - i,
+                    )
+                    return i
+                self._count_dropped(1)
+                self._log.error(
+                    "incident_result_dropped",
+                    probe=result.probe,
+                    run_id=result.run_id,
+                    error=type(exc).__name__,
+                )
+                continue
+            self._announce(result.probe, events)
+        return len(batch)
+
+    async def _transition(self, result: ProbeResult, now: datetime) -> list[Event]:
         probe = result.probe
-        rule = self._config.rule_for(probe)
+        config = self._config
+        rule = config.rule_for(probe)
         upstream_names = self._deps.get(probe, ())
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
-            held = silenced_by(probe, now, self._config.maintenance, view.silences)
+            held = silenced_by(probe, now, config.maintenance, view.silences)
             upstream = open_upstream(view.upstreams, upstream_names)
             return transition(view.state, result, rule, now, upstream=upstream, silenced=held is not None)
 
-        try:
-            events = await asyncio.to_thread(
-                self._store.transition, probe, upstream_names, now, decide, self._channels
-            )
-        except Exception as exc:  # the store being down must never stop probing
-            self._store_metrics.errors.labels(operation="incident_transition").inc()
-            self._log.warning("incident_transition_failed", probe=probe, error=type(exc).__name__)
-            return
+        events: list[Event] = await self._run(
+            self._store.transition, probe, upstream_names, now, decide, self._channels
+        )
+        return events
+
+    def _announce(self, probe: str, events: list[Event]) -> None:
         for event in events:
             self._metrics.events.labels(probe=probe, kind=event.kind.value).inc()
             self._log.info(

@@ -1,12 +1,15 @@
 """HTTP routes over the store: ``/api/v1/runs``, ``/api/v1/status``, ``/api/v1/incidents`` and ``/``.
 
-The core server mounts these as extra routes. Store calls cross to a thread; a store failure answers
-503 with a short JSON error (never the database URL).
+The core server mounts these as extra routes. Store calls cross to the store's threads and are
+bounded by ``timeout_s``; a store failure, a slow store or a store not opened yet answers 503 with a
+short JSON error (never the database URL). ``GET /api/v1/store`` says whether the store is ready
+and how many results wait in memory for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,25 +20,58 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from monitor.history.base import HistoryStore, IncidentStore
+from monitor.history.migrate import StoreGate
+from monitor.history.sink import RunInThread
 from monitor.history.timeutil import DurationError, parse_duration
 from probes.base import Clock
 
 MAX_LIMIT = 1000
 
 
+class StoreNotReady(Exception):
+    """The store has not been opened yet (the daemon keeps retrying)."""
+
+
 class StatusApi:
-    """Route handlers bound to a store and a clock."""
+    """Route handlers bound to a store and a clock.
+
+    ``run`` crosses to the store's threads (default ``asyncio.to_thread``); ``gate`` tells whether
+    the store is open; ``store_status()`` adds details (buffer depths, masked URL) to
+    ``/api/v1/store``.
+    """
 
     def __init__(
-        self, history: HistoryStore, incidents: IncidentStore, clock: Clock, *, environment: str = ""
+        self,
+        history: HistoryStore,
+        incidents: IncidentStore,
+        clock: Clock,
+        *,
+        environment: str = "",
+        run: RunInThread | None = None,
+        gate: StoreGate | None = None,
+        store_status: Callable[[], dict[str, Any]] | None = None,
+        timeout_s: float = 10.0,
     ) -> None:
         self._history = history
         self._incidents = incidents
         self._clock = clock
         self._env = environment
+        self._run: RunInThread = run or asyncio.to_thread
+        self._gate = gate
+        self._store_status = store_status
+        self._timeout_s = timeout_s
 
     async def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, **kwargs)
+        if self._gate is not None and not self._gate.ready:
+            raise StoreNotReady()
+        # A hung database must not hold HTTP requests for ever: answer 503 after timeout_s.
+        return await asyncio.wait_for(self._run(functools.partial(fn, **kwargs)), self._timeout_s)
+
+    async def store(self, request: Request) -> Response:
+        """``GET /api/v1/store``: 200 when the store is open, else 503; details either way."""
+        details = self._store_status() if self._store_status is not None else {}
+        ready = self._gate.ready if self._gate is not None else True
+        return JSONResponse({"ready": ready, **details}, status_code=200 if ready else 503)
 
     async def runs(self, request: Request) -> Response:
         """``GET /api/v1/runs?probe=&since=24h&limit=100``: runs, newest first."""
@@ -143,15 +179,27 @@ class StatusApi:
 
     @staticmethod
     def _unavailable(exc: BaseException) -> Response:
+        if isinstance(exc, StoreNotReady):
+            return JSONResponse({"error": "store not ready (synthmon keeps retrying)"}, status_code=503)
         return JSONResponse({"error": f"store unavailable ({type(exc).__name__})"}, status_code=503)
 
 
 def routes(
-    history: HistoryStore, incidents: IncidentStore, clock: Clock, *, environment: str = ""
+    history: HistoryStore,
+    incidents: IncidentStore,
+    clock: Clock,
+    *,
+    environment: str = "",
+    run: RunInThread | None = None,
+    gate: StoreGate | None = None,
+    store_status: Callable[[], dict[str, Any]] | None = None,
 ) -> list[BaseRoute]:
     """The routes to mount in the core server."""
-    api = StatusApi(history, incidents, clock, environment=environment)
+    api = StatusApi(
+        history, incidents, clock, environment=environment, run=run, gate=gate, store_status=store_status
+    )
     return [
+        Route("/api/v1/store", api.store, methods=["GET"]),
         Route("/api/v1/runs", api.runs, methods=["GET"]),
         Route("/api/v1/status", api.status, methods=["GET"]),
         Route("/api/v1/incidents", api.incidents, methods=["GET"]),

@@ -1,8 +1,18 @@
-"""CLI commands ``synthmon history``, ``synthmon uptime`` and ``synthmon silence`` (``register(subparsers)``).
+"""CLI commands ``synthmon history``, ``uptime``, ``silence`` and ``migrate`` (``register(subparsers)``).
 
-Each handler loads the config (``--config PATH``, else ``$SYNTHMON_CONFIG``, else ``./config.yaml``),
-opens the store it names (applying migrations) and returns an exit code: 0 done, 1 nothing matched
-(``silence clear``), 2 bad config or unusable store.
+They read only what they need from the config file (``--config PATH``, else ``$SYNTHMON_CONFIG``,
+else ``./config.yaml``): the ``store:`` section, interpolated, and the probe names. So they work on
+a machine without the probes' secrets (``SYNTHMON_API_KEY``), and a config broken elsewhere does
+not keep on-call from reading history. history, uptime and silence open the store without
+migrating it and refuse, with a clear message, a store that is missing or not at this synthmon's
+schema: ``synthmon migrate`` (or the daemon, at start-up) creates and upgrades it.
+
+A relative SQLite path is resolved against the working directory, as the daemon resolves it;
+history and uptime name the store they read (the absolute file for SQLite) in a ``store:`` line:
+the first output line for tables, on stderr for JSON and CSV (so pipelines get clean data).
+
+Exit codes: 0 done, 1 nothing matched (``silence clear``), 2 bad config, unknown probe or
+unusable store.
 """
 
 from __future__ import annotations
@@ -12,14 +22,21 @@ import csv
 import getpass
 import io
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError
+
 from monitor.history.config import StoreConfig
-from monitor.history.migrate import SchemaError
-from monitor.history.sqlstore import SqlStore
+from monitor.history.migrate import SchemaError, head_revision
+from monitor.history.sqlstore import ALL_PROBES, SqlStore, sqlite_path
 from monitor.history.timeutil import DurationError, format_duration, parse_duration
 from probes.base import SystemClock
 
@@ -27,29 +44,76 @@ EXIT_OK, EXIT_EMPTY, EXIT_CONFIG = 0, 1, 2
 UPTIME_WINDOWS = ("1h", "24h", "7d", "30d")
 
 
-def _store_config(args: argparse.Namespace) -> StoreConfig:
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    """What the store commands need from the config file."""
+
+    store: StoreConfig
+    probes: tuple[str, ...]
+
+    def label(self) -> str:
+        """Which store this is, safe to print: the absolute file for SQLite, else the masked URL."""
+        path = sqlite_path(self.store.url)
+        return f"sqlite:///{path}" if path is not None else self.store.safe_url()
+
+
+def load_store_section(path: str, env: Mapping[str, str] | None = None) -> StoreSection:
+    """The interpolated, validated ``store:`` section of the config file at ``path`` and its probe
+    names, without validating (or needing the secrets of) anything else.
+
+    Raises ``monitor.config.ConfigError`` naming the file and field.
+    """
+    from monitor.config import ConfigError, interpolate  # the config module owns the ${VAR} syntax
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror}", source=path) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", source=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping (environment:, probes:, ...)", source=path)
+    try:
+        section = interpolate(data.get("store") or {}, os.environ if env is None else env, ("store",))
+        store = StoreConfig.model_validate(section)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, path=exc.path, source=path) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["store", *(str(p) for p in first["loc"])])
+        raise ConfigError(first["msg"], path=where, source=path) from None
+    probes = data.get("probes") or []
+    names = tuple(str(p["name"]) for p in probes if isinstance(p, dict) and "name" in p)
+    return StoreSection(store=store, probes=names)
+
+
+def _section(args: argparse.Namespace, err: TextIO) -> StoreSection | None:
     from monitor.cli import config_path  # the CLI owns --config resolution
-    from monitor.config import load_config
-
-    return load_config(config_path(args)).store
-
-
-def _open(args: argparse.Namespace, err: TextIO) -> SqlStore | None:
     from monitor.config import ConfigError
 
     try:
-        cfg = _store_config(args)
+        return load_store_section(config_path(args))
     except ConfigError as exc:
-        print(f"synthmon: {exc}", file=err)
+        print(f"synthmon: invalid config: {exc}", file=err)
         return None
+
+
+def _open(section: StoreSection, err: TextIO, *, migrate: bool = False) -> SqlStore | None:
+    cfg = section.store
+    opener = SqlStore.open if migrate else SqlStore.open_existing
     try:
-        return SqlStore.open(
+        return opener(
             cfg.url, retention_days=cfg.retention_days, rollup_retention_days=cfg.rollup_retention_days
         )
     except SchemaError as exc:
-        print(f"synthmon: {exc}", file=err)
+        print(f"synthmon: store {section.label()}: {exc}", file=err)
+    except ArgumentError:
+        # The parser's message may quote the URL, password and all.
+        print("synthmon: invalid config: store.url: not a valid database URL", file=err)
     except Exception as exc:  # unreachable database: one line naming the (masked) store, not a traceback
-        print(f"synthmon: cannot open store {cfg.safe_url()}: {type(exc).__name__}", file=err)
+        print(f"synthmon: cannot open store {section.label()}: {type(exc).__name__}", file=err)
     return None
 
 
@@ -84,17 +148,31 @@ def register(subparsers: Any) -> None:
     s.add_argument("--all", action="store_true", help="list expired silences too")
     s.set_defaults(func=cmd_silence)
 
+    m = subparsers.add_parser(
+        "migrate",
+        help="create the store or bring its schema up to this synthmon (the daemon does this at start-up)",
+    )
+    add_config_option(m)
+    m.set_defaults(func=cmd_migrate)
 
-def _with_store(fn: Callable[[argparse.Namespace, SqlStore, TextIO, TextIO], int]) -> Callable[..., int]:
+
+#: ``fn(args, store, section, out, err) -> exit code``: a command body run with an open store.
+StoreCommand = Callable[[argparse.Namespace, SqlStore, StoreSection, TextIO, TextIO], int]
+
+
+def _with_store(fn: StoreCommand, *, migrate: bool = False) -> Callable[..., int]:
     def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
         # Resolved per call, not at import: tests and wrappers may swap sys.stdout.
         out = out or sys.stdout
         err = err or sys.stderr
-        store = _open(args, err)
+        section = _section(args, err)
+        if section is None:
+            return EXIT_CONFIG
+        store = _open(section, err, migrate=migrate)
         if store is None:
             return EXIT_CONFIG
         try:
-            return fn(args, store, out, err)
+            return fn(args, store, section, out, err)
         finally:
             store.close()
 
@@ -102,13 +180,21 @@ def _with_store(fn: Callable[[argparse.Namespace, SqlStore, TextIO, TextIO], int
     return run
 
 
-def _history(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO) -> int:
+def _header(args: argparse.Namespace, section: StoreSection, out: TextIO, err: TextIO) -> None:
+    """Name the store read: a relative SQLite path makes "which file?" a real question."""
+    print(f"store: {section.label()}", file=out if args.format == "table" else err)
+
+
+def _history(
+    args: argparse.Namespace, store: SqlStore, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
     """``synthmon history``: runs newest first, as a table, JSON lines or CSV."""
     try:
         since = SystemClock().now() - timedelta(seconds=parse_duration(args.since))
     except DurationError as exc:
         print(f"synthmon: --since: {exc}", file=err)
         return EXIT_CONFIG
+    _header(args, section, out, err)
     runs = store.runs(probe=args.probe, since=since, limit=args.limit)
     if args.format == "json":
         for r in runs:
@@ -144,8 +230,11 @@ def _history(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO
     return EXIT_OK
 
 
-def _uptime(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO) -> int:
+def _uptime(
+    args: argparse.Namespace, store: SqlStore, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
     """``synthmon uptime``: share of non-failing checked runs per probe and step, per window."""
+    _header(args, section, out, err)
     now = SystemClock().now()
     table: dict[tuple[str, str], dict[str, str]] = {}
     data: dict[str, Any] = {}
@@ -176,7 +265,9 @@ def _uptime(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
-def _silence(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO) -> int:
+def _silence(
+    args: argparse.Namespace, store: SqlStore, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
     """``synthmon silence [add|list|clear]``: stored silences hold notifications, never probing."""
     now = SystemClock().now()
     if args.action == "list":
@@ -203,6 +294,11 @@ def _silence(args: argparse.Namespace, store: SqlStore, out: TextIO, err: TextIO
         return EXIT_OK if n else EXIT_EMPTY
     if not args.probe or not args.reason.strip():
         print("synthmon: silence needs --probe NAME (or *) and --reason TEXT", file=err)
+        return EXIT_CONFIG
+    if args.probe != ALL_PROBES and args.probe not in section.probes:
+        # A typo would store a silence that holds nothing, and the page would go out anyway.
+        known = ", ".join(section.probes) or "(none)"
+        print(f"synthmon: unknown probe {args.probe!r}; configured: {known} (or * for all)", file=err)
         return EXIT_CONFIG
     try:
         seconds = parse_duration(args.duration)
@@ -237,6 +333,15 @@ def _table(out: TextIO, rows: list[dict[str, str]], columns: list[str]) -> None:
         out.write("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip() + "\n")
 
 
+def _migrate(
+    args: argparse.Namespace, store: SqlStore, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
+    """``synthmon migrate``: the store exists and is at this synthmon's schema (opening did it)."""
+    print(f"store {section.label()}: schema at revision {head_revision()}", file=out)
+    return EXIT_OK
+
+
 cmd_history = _with_store(_history)
 cmd_uptime = _with_store(_uptime)
 cmd_silence = _with_store(_silence)
+cmd_migrate = _with_store(_migrate, migrate=True)

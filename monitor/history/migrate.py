@@ -1,15 +1,22 @@
-"""Apply the Alembic migrations at start-up, and refuse a database whose schema is newer than the code.
+"""Apply the Alembic migrations, refuse a database whose schema is newer than the code, and open the
+store in the background when it is not reachable at start-up (:class:`StoreGate`).
 
 Exceptions::
 
     SchemaError
-      └── SchemaTooNewError   the database was migrated by a newer synthmon: refuse to start
+      ├── SchemaTooNewError     the database was migrated by a newer synthmon: refuse to use it
+      ├── SchemaMissingError    no store / no schema yet (read-only commands never create one)
+      └── SchemaOutdatedError   an older schema (read-only commands never migrate)
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,6 +25,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+HOW_TO_MIGRATE = "run `synthmon migrate` (or start the daemon once) to create or upgrade it"
 
 
 class SchemaError(RuntimeError):
@@ -26,6 +34,14 @@ class SchemaError(RuntimeError):
 
 class SchemaTooNewError(SchemaError):
     """The database carries a revision this code does not know (a newer synthmon migrated it)."""
+
+
+class SchemaMissingError(SchemaError):
+    """There is no store, or no synthmon schema in it, yet."""
+
+
+class SchemaOutdatedError(SchemaError):
+    """The store's schema is older than this code's (a migration is pending)."""
 
 
 def _config() -> Config:
@@ -49,6 +65,35 @@ def current_revision(engine: Engine) -> str | None:
         return rev
 
 
+def _refuse_unknown(script: ScriptDirectory, current: str) -> None:
+    try:
+        known = script.get_revision(current)
+    except CommandError:
+        known = None
+    if known is None:
+        raise SchemaTooNewError(
+            f"the store's schema is at revision {current!r}, newer than this synthmon "
+            f"(knows up to {script.get_current_head()!r}); upgrade synthmon or point it at another store"
+        )
+
+
+def check(engine: Engine) -> str:
+    """Return the head revision when the database is exactly at it; otherwise raise the matching
+    :class:`SchemaError` (missing, outdated, too new). Changes nothing."""
+    script = ScriptDirectory.from_config(_config())
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return head
+    if current is None:
+        raise SchemaMissingError(f"the store has no synthmon schema yet; {HOW_TO_MIGRATE}")
+    _refuse_unknown(script, current)
+    raise SchemaOutdatedError(
+        f"the store's schema is at revision {current!r}, older than this synthmon's {head!r}; "
+        f"{HOW_TO_MIGRATE}"
+    )
+
+
 def upgrade(engine: Engine) -> str:
     """Bring the database to the head revision and return it; raise :class:`SchemaTooNewError` first
     when the database is ahead of this code (running old code on it could corrupt it)."""
@@ -56,16 +101,130 @@ def upgrade(engine: Engine) -> str:
     script = ScriptDirectory.from_config(cfg)
     current = current_revision(engine)
     if current is not None:
-        try:
-            known = script.get_revision(current)
-        except CommandError:
-            known = None
-        if known is None:
-            raise SchemaTooNewError(
-                f"the store's schema is at revision {current!r}, newer than this synthmon "
-                f"(knows up to {script.get_current_head()!r}); upgrade synthmon or point it at another store"
-            )
+        _refuse_unknown(script, current)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return head_revision()
+
+
+#: ``run(fn) -> awaitable of fn()``: how the gate crosses to a store thread.
+RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def _to_thread(fn: Callable[[], Any]) -> Any:
+    return await asyncio.to_thread(fn)
+
+
+class StoreGate:
+    """Whether the store may be used yet; it migrates the database on the first successful attempt.
+
+    Why: a database that is down when the daemon starts must not stop probing. The daemon starts
+    with the gate closed; writers ask :meth:`ensure` before touching the store, which (at most once
+    at a time, and no sooner than the backoff allows) tries to connect and migrate. Attempts back
+    off from ``backoff_base`` doubling to ``backoff_max`` seconds. A schema newer than this code is
+    final: the gate stays closed (``fatal`` holds the error) and is logged, never retried.
+    ``on_change(ready)`` is told every change (e.g. a gauge).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        monotonic: Callable[[], float],
+        run: RunInThread | None = None,
+        on_change: Callable[[bool], None] | None = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        logger: Any = None,
+        label: str = "",
+    ) -> None:
+        self._engine = engine
+        self._monotonic = monotonic
+        self._run = run or _to_thread
+        self._on_change = on_change
+        self._base = backoff_base
+        self._max = backoff_max
+        self._log = logger if logger is not None else structlog.get_logger("synthmon.history")
+        self._label = label
+        self.ready = False
+        self.fatal: SchemaError | None = None
+        self.last_error: str | None = None
+        self.failures = 0
+        self._next_at = 0.0
+        self._attempt: asyncio.Task[bool] | None = None
+        if on_change is not None:
+            on_change(False)
+
+    def status(self) -> dict[str, Any]:
+        """What ``/api/v1/store`` and readiness report: ready, failed attempts, last error class."""
+        return {
+            "ready": self.ready,
+            "failed_attempts": self.failures,
+            "error": self.last_error,
+            "refused": str(self.fatal) if self.fatal is not None else None,
+        }
+
+    def _opened(self, revision: str) -> None:
+        self.ready = True
+        self.last_error = None
+        self._log.info("store.ready", store=self._label, revision=revision, after_failures=self.failures)
+        if self._on_change is not None:
+            self._on_change(True)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, SchemaTooNewError):
+            self.fatal = exc
+            self.last_error = type(exc).__name__
+            self._log.error("store.schema_refused", store=self._label, error=str(exc))
+            return
+        self.failures += 1
+        self.last_error = type(exc).__name__
+        delay = min(self._max, self._base * 2 ** min(self.failures - 1, 30))
+        self._next_at = self._monotonic() + delay
+        # The class only: a driver's message may carry host names or, worse, connection strings.
+        self._log.warning("store.unavailable", store=self._label, error=self.last_error, retry_in_s=delay)
+
+    def open_now(self) -> bool:
+        """One blocking attempt (start-up, before the event loop). Raises :class:`SchemaTooNewError`
+        so the daemon can refuse to start; any other failure leaves the gate closed (False)."""
+        try:
+            revision = upgrade(self._engine)
+        except SchemaTooNewError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._opened(revision)
+        return True
+
+    async def ensure(self, *, force: bool = False) -> bool:
+        """True when the store is usable; otherwise try to open it (unless backing off, or ``force``)
+        and say whether that worked. Never raises."""
+        if self.ready:
+            return True
+        if self.fatal is not None:
+            return False
+        if self._attempt is None or self._attempt.done():
+            if not force and self._monotonic() < self._next_at:
+                return False
+            self._attempt = asyncio.get_running_loop().create_task(self._try())
+        # shield: a caller giving up (a bounded shutdown flush) must not cancel the attempt others await.
+        return await asyncio.shield(self._attempt)
+
+    async def _try(self) -> bool:
+        try:
+            revision = await self._run(lambda: upgrade(self._engine))
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._opened(str(revision))
+        return True
+
+    def job(self, interval_s: float = 5.0) -> tuple[str, float, Callable[[], Awaitable[Any]]]:
+        """``(name, interval_s, coroutine function)``: retries opening while no result asks for it."""
+
+        async def _open() -> None:
+            await self.ensure()
+
+        return ("store-open", interval_s, _open)

@@ -10,6 +10,8 @@ import structlog
 
 from monitor.history.base import HistoryStore, PruneReport
 from monitor.history.metrics import StoreMetrics
+from monitor.history.migrate import StoreGate
+from monitor.history.sink import RunInThread
 from probes.base import Clock
 
 
@@ -20,17 +22,28 @@ class RetentionJob:
     """
 
     def __init__(
-        self, store: HistoryStore, clock: Clock, metrics: StoreMetrics, *, logger: Any = None
+        self,
+        store: HistoryStore,
+        clock: Clock,
+        metrics: StoreMetrics,
+        *,
+        logger: Any = None,
+        run: RunInThread | None = None,
+        gate: StoreGate | None = None,
     ) -> None:
         self._store = store
+        self._run: RunInThread = run or asyncio.to_thread
+        self._gate = gate
         self._clock = clock
         self._metrics = metrics
         self._log = logger if logger is not None else structlog.get_logger("synthmon.history")
 
     async def run(self) -> PruneReport | None:
-        """Prune once; the report, or None when the store failed."""
+        """Prune once; the report, or None when the store failed (or is not open yet)."""
+        if self._gate is not None and not self._gate.ready:
+            return None
         try:
-            report = await asyncio.to_thread(self._store.prune, self._clock.now())
+            report: PruneReport = await self._run(self._store.prune, self._clock.now())
         except Exception as exc:  # the store being down must not kill the scheduler's job
             self._metrics.errors.labels(operation="prune").inc()
             self._log.warning("retention_failed", error=type(exc).__name__)

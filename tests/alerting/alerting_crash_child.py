@@ -29,6 +29,7 @@ async def main(url: str) -> None:
     sink = IncidentSink(store, config, {}, clock, AlertingMetrics(registry), StoreMetrics(registry))
     for i in range(2):
         await sink.handle(result("artifact_roundtrip", Status.FAIL, T0 + timedelta(minutes=i)))
+        assert await sink.flush(30)  # handle only queues: evaluate (and queue the event) now
         clock.advance(60)
     print("queued", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)

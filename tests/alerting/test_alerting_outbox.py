@@ -84,6 +84,7 @@ async def test_slack_down_ten_minutes_then_every_event_once_in_order(
     )
     for probe, status in plan:
         await sink.handle(result(probe, status, clock.now()))
+        assert await sink.flush(10)  # handle only queues; evaluate now
         await dispatcher.run()
         clock.advance(60)
     while clock.now() < T0 + timedelta(minutes=10):
@@ -138,6 +139,7 @@ async def test_permanent_error_stops_retrying_and_next_event_proceeds(
     dispatcher = make_dispatcher(store, slack, clock, m, "d1")
     for status in (Status.FAIL, Status.FAIL, Status.PASS, Status.PASS):
         await sink.handle(result("auth", status, clock.now()))
+        assert await sink.flush(10)
         clock.advance(60)
     slack.fail("channel_not_found")
     await dispatcher.run()

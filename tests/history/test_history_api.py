@@ -28,12 +28,23 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
         clock,
         environment="test",
     )
-    assert [j[0] for j in bundle.jobs] == ["history-flush", "outbox-dispatch", "history-retention"]
+    assert [j[0] for j in bundle.jobs] == [
+        "store-open",
+        "history-flush",
+        "incident-flush",
+        "outbox-dispatch",
+        "history-retention",
+    ]
     for _ in range(2):
         r = result("auth", Status.FAIL, clock.now())
         for sink in bundle.sinks:
             await sink.handle(r)
         clock.advance(60)
+    # The sinks only queue; their background writers store the results.
+    assert bundle.history is not None
+    assert await bundle.history.flush(10)
+    assert bundle.incidents is not None
+    assert await bundle.incidents.flush(10)
     # The incident sink woke the dispatcher already; this round waits for that one (same lock).
     assert await bundle.dispatcher.run() is not None
     sent = registry.get_sample_value("synthmon_notifications_total", {"channel": "log", "result": "sent"})
@@ -52,4 +63,6 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
     assert "auth" in page.text
     assert "upload (404)" in page.text
     assert client.get("/api/v1/runs", params={"since": "soon"}).status_code == 400
+    store = client.get("/api/v1/store").json()
+    assert (store["ready"], store["history_buffered"], store["incidents_buffered"]) == (True, 0, 0)
     await bundle.close()
