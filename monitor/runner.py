@@ -145,12 +145,15 @@ class Runner:
             environment=self.config.environment,
         )
         failing = result.failing_step
+        # The diagnosis goes into the line too: on-call reads logs before dashboards.
         log.info(
             "probe.finished",
             status=status.value,
             duration_s=round(duration, 4),
             failing_step=failing.name if failing else None,
             error_class=failing.error_class if failing else None,
+            http_status=failing.http_status if failing else None,
+            cause=failing.diagnosis.cause if failing and failing.diagnosis else None,
         )
         return result
 

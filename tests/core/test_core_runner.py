@@ -122,3 +122,16 @@ async def test_result_carries_identity_and_timing(
     assert int(result.run_id, 16) >= 0
     assert result.started_at.tzinfo is not None
     assert result.duration_s > 0
+
+
+async def test_finished_log_line_carries_the_diagnosis(target: Target, captured: Captured) -> None:
+    """The probe.finished line names the failing step, its HTTP status and the diagnosed cause."""
+    target.mode = "error"
+    extra = "diagnosis:\n  - {cause: test target is broken, hint: fix it, http_status: 500}\n"
+    result = await _runner(_one("http", f"{{url: '{target.url}/'}}") + extra, captured).run("p")
+    assert result.status is Status.FAIL
+    lines = [json.loads(line) for line in captured.text.splitlines()]
+    finished = next(line for line in lines if line["event"] == "probe.finished")
+    assert finished["failing_step"] == "request"
+    assert finished["http_status"] == 500
+    assert finished["cause"] == "test target is broken"
