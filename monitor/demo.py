@@ -7,6 +7,11 @@ are, then one line per finished probe run. Ctrl-C stops the daemon, then the san
 
 ``make demo FAULT=artifacts-404`` replays the July 2025 incident. While it runs, faults can be
 switched from another shell with ``synthmon sandbox fault NAME --workdir <workdir>``.
+
+A demo is often started from a shell that also holds production settings. It therefore always
+uses its own store (``<workdir>/synthmon.db``) and environment name (``demo``), and it drops every
+``SLACK_*`` variable and any Slack channel of the config, so a demo incident never pages the real
+channel nor lands in the production history. ``--slack`` keeps Slack, for trying notifications.
 """
 
 from __future__ import annotations
@@ -16,20 +21,62 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.config import SlackConfig
 from monitor.app import build_monitor
 from monitor.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
-from monitor.config import ConfigError, load_config
+from monitor.config import Config, ConfigError, load_config
 from monitor.history.migrate import SchemaError
 from monitor.logs import SecretMasker, make_logger, route_stdlib_logging
 from monitor.results import ProbeResult
+from monitor.server import ListenError
 from probes.base import Status, SystemClock
 
 DEFAULT_WORKDIR = "var/demo"
+#: The environment name every demo run reports (results, logs, the store's rows).
+DEMO_ENVIRONMENT = "demo"
+
+
+def demo_store_url(workdir: Path) -> str:
+    """The demo's own SQLite store, inside its workdir."""
+    return f"sqlite:///{workdir / 'synthmon.db'}"
+
+
+def prepare_environment(
+    environ: MutableMapping[str, str], sandbox_env: Mapping[str, str], workdir: Path, *, keep_slack: bool
+) -> None:
+    """Point ``environ`` at the sandbox and away from anything real.
+
+    The sandbox's URLs and key are exported (config.yaml reads what a deployment would set, and a
+    SIGHUP reload re-reads the environment); the store and environment name are forced, not
+    defaulted; ``SLACK_*`` is removed unless ``keep_slack``.
+    """
+    if not keep_slack:
+        for name in [n for n in environ if n.startswith("SLACK_")]:
+            del environ[name]
+    environ.update(sandbox_env)
+    environ["SYNTHMON_STORE_URL"] = demo_store_url(workdir)
+    environ["SYNTHMON_ENV"] = DEMO_ENVIRONMENT
+
+
+def demo_config(config: Config, workdir: Path, *, keep_slack: bool) -> Config:
+    """``config`` with the demo's store and environment, and no Slack unless ``keep_slack``.
+
+    The environment variables alone are not enough: a config file (``--config``,
+    ``$SYNTHMON_CONFIG``) may name a production store or Slack channel literally.
+    """
+    changes: dict[str, Any] = {
+        "environment": DEMO_ENVIRONMENT,
+        "store": config.store.model_copy(update={"url": demo_store_url(workdir)}),
+    }
+    if not keep_slack:
+        changes["alerting"] = config.alerting.model_copy(update={"slack": SlackConfig()})
+    return config.model_copy(update=changes)
 
 
 def format_result(result: ProbeResult) -> str:
@@ -82,6 +129,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--registry-port", type=int, default=8102, help="sandbox registry port (default 8102)"
     )
+    parser.add_argument(
+        "--slack",
+        action="store_true",
+        help="keep SLACK_* and the config's Slack channel: demo incidents are posted there (off by default)",
+    )
     parser.set_defaults(func=cmd_demo)
 
 
@@ -120,12 +172,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextIO) -> int:
-    # Exported, not passed: config.yaml reads exactly what a deployment would set.
-    os.environ.update(box.env())
-    os.environ.setdefault("SYNTHMON_STORE_URL", f"sqlite:///{workdir / 'synthmon.db'}")
-    os.environ.setdefault("SYNTHMON_ENV", "demo")
+    keep_slack = bool(getattr(args, "slack", False))
+    prepare_environment(os.environ, box.env(), workdir, keep_slack=keep_slack)
     try:
-        config = load_config(config_path(args), env=os.environ)
+        config = demo_config(load_config(config_path(args), env=os.environ), workdir, keep_slack=keep_slack)
     except ConfigError as exc:
         print(f"synthmon demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -163,7 +213,16 @@ def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextI
             file=stream,
             flush=True,
         )
-        return asyncio.run(daemon.serve())
+        try:
+            return asyncio.run(daemon.serve())
+        except ListenError as exc:
+            # Usually another demo or a daemon on the port: one line, not a traceback.
+            print(
+                f"synthmon demo: {exc.strerror} "
+                "(another synthmon running? set SYNTHMON_LISTEN=127.0.0.1:PORT)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     finally:
         logging.getLogger().removeHandler(handler)
         log_file.close()
