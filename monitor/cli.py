@@ -6,7 +6,8 @@ Built-in commands: ``run`` (the daemon), ``once`` (a post-deployment check with 
 ``handler(args) -> int`` returns the exit code. Use :func:`add_config_option` on each parser so
 ``--config`` works the same everywhere; :func:`config_path` resolves it.
 
-Exit codes: 0 success, 1 a probe failed (``once``), 2 the config (or a command line) is invalid.
+Exit codes: 0 success, 1 a probe failed (``once``) or the listen address is taken (``run``), 2 the
+config (or a command line) is invalid, or the store was written by a newer synthmon (``run``).
 """
 
 from __future__ import annotations
@@ -124,10 +125,15 @@ def _cmd_once(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     masker = SecretMasker(config.secret_values())
     logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
-    daemon = build_daemon(
-        config, registry=CollectorRegistry(), clock=SystemClock(), logger=logger, masker=masker
-    )
-    results = asyncio.run(daemon.run_once(names))
+    # Library warnings (httpx, mlflow in a child's stderr tail, ...) go through the masker here too.
+    handler = route_stdlib_logging(logger, level="warning")
+    try:
+        daemon = build_daemon(
+            config, registry=CollectorRegistry(), clock=SystemClock(), logger=logger, masker=masker
+        )
+        results = asyncio.run(daemon.run_once(names))
+    finally:
+        logging.getLogger().removeHandler(handler)
     if args.format == "json":
         json.dump(once_json(config.environment, results), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -237,6 +243,59 @@ def _add_log_options(parser: argparse.ArgumentParser, default_level: str) -> Non
     )
 
 
+#: ``synthmon run --help``: what the shipped config.yaml reads from the environment, the HTTP
+#: routes and the exit codes. A test checks every ${VAR} of config.yaml is named here.
+RUN_EPILOG = """\
+environment variables read by the shipped config.yaml:
+  SYNTHMON_ENV          environment name (default: sandbox)
+  SYNTHMON_LISTEN       HTTP listen address (default: 0.0.0.0:9710)
+  SYNTHMON_API_KEY      the monitoring API key (required; never logged)
+  AUTH_URL              auth service base URL (default: the sandbox's)
+  REGISTRY_URL          registry proxy base URL (default: the sandbox's)
+  SYNTHMON_SERVICE_ID   service id the key must validate for (default: platform)
+  SYNTHMON_EXPERIMENT   MLflow experiment of the synthetic runs
+  SYNTHMON_MODEL        registered model name of the registration probe
+  SYNTHMON_STORE_URL    history store (default: sqlite:///var/synthmon.db)
+  SLACK_WEBHOOK_URL     Slack incoming webhook, or:
+  SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_API_URL   Slack bot (threads and edits)
+  SYNTHMON_CONFIG       the config file when --config is not given
+
+HTTP routes on the listen address:
+  /metrics              Prometheus metrics
+  /healthz              200 while the process is alive
+  /readyz               200 when started and not draining, else 503
+  /                     status page
+  /api/v1/status, /api/v1/runs, /api/v1/incidents, /api/v1/store   history API (JSON)
+
+exit codes:
+  0  stopped by SIGTERM/SIGINT after draining
+  1  the listen address cannot be bound (e.g. already in use)
+  2  invalid config, or a store written by a newer synthmon (schema too new)
+"""
+
+
+class _DescribedSubparsers:
+    """Wraps ``add_subparsers()`` so a command registered with only ``help=`` gets it as description.
+
+    Without a description, ``synthmon history --help`` would show nothing but the options. Command
+    modules keep registering as before; anything else is passed through to argparse.
+    """
+
+    def __init__(self, subparsers: Any) -> None:
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """``add_parser`` with ``description`` defaulting to the help text as a sentence."""
+        text = kwargs.get("help")
+        if kwargs.get("description") is None and isinstance(text, str) and text:
+            kwargs["description"] = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(name, **kwargs)
+        return parser
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._subparsers, attr)
+
+
 def register(subparsers: Any) -> None:
     """Add the built-in commands (run, once, check-config)."""
     run = subparsers.add_parser(
@@ -245,6 +304,8 @@ def register(subparsers: Any) -> None:
         description="Run every enabled probe on its interval, forever. SIGTERM/SIGINT drain in-flight "
         "runs (up to --grace seconds) and exit 0; SIGHUP reloads the config (an invalid one is "
         "rejected and the running one kept).",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_option(run)
     run.add_argument(
@@ -296,7 +357,7 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
     )
     parser.add_argument("--version", action="version", version=f"synthmon {synthmon_version()}")
     add_config_option(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = _DescribedSubparsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
     register(subparsers)
     for name in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(name).register(subparsers)

@@ -7,6 +7,7 @@ the child process through the runner's ``kind_ref``, so they must live in an imp
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -106,3 +107,12 @@ class IsolatedEchoProbe(HangProbe):
                 measurements={"answer": 42.0},
             )
         ]
+
+
+class StdlibLogProbe(HangProbe):
+    """Passes after a library-style stdlib warning carrying ``message`` (which may hold a secret)."""
+
+    async def run(self, ctx: ProbeContext) -> list[StepResult]:
+        """Logs through ``logging`` like httpx or mlflow would, then passes."""
+        logging.getLogger("some.library").warning("retrying with %s", self.options.message)
+        return [StepResult(name="log", status=Status.PASS)]

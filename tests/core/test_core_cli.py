@@ -1,0 +1,70 @@
+"""The command line: help texts that document the daemon, and log masking in `once`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import build_parser, main
+from probes import PROBE_KINDS
+from tests.core import kinds
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _help(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_run_help_names_env_vars_routes_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`synthmon run --help` names every ${VAR} of the shipped config.yaml, the HTTP routes and exits."""
+    text = _help("run", capsys=capsys)
+    config_vars = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / "config.yaml").read_text())) - {"VAR"}
+    assert config_vars, "config.yaml reads no environment variables?"
+    assert sorted(v for v in config_vars if v not in text) == []
+    for route in ("/metrics", "/healthz", "/readyz", "/api/v1/runs"):
+        assert route in text
+    assert re.search(r"^\s+1\s+the listen address", text, re.M)
+    assert re.search(r"^\s+2\s+invalid config, or a store written by a newer synthmon", text, re.M)
+
+
+def test_every_command_has_a_description() -> None:
+    """Each top-level command's --help starts with a description, also those registered by other modules."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [name for name, sub in commands.choices.items() if not sub.description]
+    assert missing == []
+    assert {"history", "uptime", "silence", "demo"} <= set(commands.choices)
+
+
+def test_history_help_shows_its_description(capsys: pytest.CaptureFixture[str]) -> None:
+    """`synthmon history --help` says what the command does (its help text, as a sentence)."""
+    assert "\nRecent runs from the store.\n" in _help("history", capsys=capsys)
+
+
+def test_once_masks_library_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stdlib warning logged during `synthmon once` is forwarded as a JSON line with secrets masked."""
+    monkeypatch.setitem(PROBE_KINDS, "t_stdlib_log", kinds.StdlibLogProbe)
+    secret = "plain-secret-" + "z" * 16  # not key-shaped: only the config's secret list can mask it
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "environment: t\nsecrets:\n  token: ${TOKEN}\nprobes:\n"
+        "  - {name: p, kind: t_stdlib_log, options: {message: '${TOKEN}'}}\n"
+    )
+    monkeypatch.setenv("TOKEN", secret)
+    code = main(["once", "--config", str(path), "--log-format", "json"])
+    _out, err = capsys.readouterr()
+    assert code == 0
+    assert secret not in err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    forwarded = [line for line in lines if line.get("logger") == "some.library"]
+    assert [line["event"] for line in forwarded] == ["retrying with **********"]
