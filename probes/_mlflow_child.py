@@ -9,10 +9,16 @@ with a JSON payload on stdin that may carry the API key. Rules, because the key 
   masking stream, and every message returned is masked too.
 
 mlflow is imported inside the functions: importing this module stays cheap.
+
+A step's exception is judged before it is reported (:func:`is_platform_error`): an MLflow REST
+error, an HTTP or connection error or a timeout is the platform's (FAIL, pages); anything else --
+a missing package, a full disk or temp dir, a bug in the monitor -- is the monitor's own (ERROR,
+never blamed on the platform).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -183,14 +189,95 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
     }
 
 
-def timed_step(name: str, fn: Callable[[], Any], secrets: list[str]) -> tuple[dict[str, Any], Any]:
-    """Run ``fn`` as step ``name``: a StepResult-shaped dict (PASS or FAIL) and fn's value or None."""
+class LocalFailure(Exception):
+    """The monitor's own environment failed (temp dir, disk, set-up): never the platform's fault."""
+
+
+#: errno values of an OSError that this host produced (disk full, read-only, no permission, no
+#: file descriptors), whatever step raised it.
+_LOCAL_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+    }
+)
+#: Exception classes that mean "the platform answered wrongly or not at all", by module. Looked up
+#: in ``sys.modules`` only: a module never imported cannot have raised its exception, and importing
+#: it here would make judging an exception slow or fail.
+_PLATFORM_EXCEPTIONS = (
+    ("mlflow.exceptions", "MlflowException"),
+    ("requests", "RequestException"),
+    ("urllib3.exceptions", "HTTPError"),
+    ("httpx", "HTTPError"),
+)
+
+
+def _platform_exception_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name, attr in _PLATFORM_EXCEPTIONS:
+        cls = getattr(sys.modules.get(module_name), attr, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def is_platform_error(exc: BaseException, *, reads_platform_data: bool = False) -> bool:
+    """True when ``exc`` says the platform failed; False when the monitor itself did.
+
+    Platform: MLflow REST errors, requests/urllib3/httpx errors, connection errors, timeouts.
+    Monitor: a missing package, a local disk or temp-dir error, memory, :class:`LocalFailure`, and
+    any other exception (a bug here). With ``reads_platform_data`` (the step parses what the
+    platform sent, e.g. the downloaded model) an otherwise unknown exception is the platform's:
+    files that do not parse are corrupted artifacts. A missing package or a full disk stays ours.
+    """
+    if isinstance(exc, LocalFailure | ImportError | MemoryError | RecursionError):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return False
+    if isinstance(exc, _platform_exception_types()):
+        return True
+    return reads_platform_data
+
+
+def monitor_error(name: str, exc: BaseException, secrets: list[str], duration_s: float) -> dict[str, Any]:
+    """A StepResult-shaped ERROR: the monitor could not run step ``name`` (``exc`` is its own)."""
+    text = masked(" ".join(str(exc).split()), secrets)
+    return {
+        "name": name,
+        "status": "ERROR",
+        "duration_s": duration_s,
+        "error_class": type(exc).__name__,
+        "message": f"the monitor could not run {name}: {type(exc).__name__}: {text}"[:1000],
+    }
+
+
+def timed_step(
+    name: str,
+    fn: Callable[[], Any],
+    secrets: list[str],
+    *,
+    reads_platform_data: bool = False,
+) -> tuple[dict[str, Any], Any]:
+    """Run ``fn`` as step ``name``: a StepResult-shaped dict and fn's value (None unless PASS).
+
+    PASS when ``fn`` returns; FAIL with the HTTP facts when it raises a platform error; ERROR when
+    it raises anything else (see :func:`is_platform_error`).
+    """
     start = time.monotonic()
     try:
         value = fn()
     except Exception as exc:
+        duration = time.monotonic() - start
+        if not is_platform_error(exc, reads_platform_data=reads_platform_data):
+            return monitor_error(name, exc, secrets, duration), None
         info = describe_exception(exc, secrets)
-        return {"name": name, "status": "FAIL", "duration_s": time.monotonic() - start, **info}, None
+        return {"name": name, "status": "FAIL", "duration_s": duration, **info}, None
     return {"name": name, "status": "PASS", "duration_s": time.monotonic() - start}, value
 
 

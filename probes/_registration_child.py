@@ -20,7 +20,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes._mlflow_child import configure_client_env, masked, prepare_environment, timed_step
+from probes._mlflow_child import (
+    LocalFailure,
+    configure_client_env,
+    masked,
+    prepare_environment,
+    timed_step,
+)
+
+#: Steps that parse what the platform sent back (the model files, the loaded model's output):
+#: an unknown exception there means corrupted artifacts (FAIL), not a monitor bug (ERROR).
+READS_PLATFORM_DATA = frozenset({"load", "predict"})
 
 STEP_NAMES = (
     "set_experiment",
@@ -111,7 +121,7 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     state: dict[str, Any] = {}
 
     def step(name: str, fn: Callable[[], Any]) -> bool:
-        result, value = timed_step(name, fn, secrets)
+        result, value = timed_step(name, fn, secrets, reads_platform_data=name in READS_PLATFORM_DATA)
         transport = ("timeout", "connect_error", "connection_reset")
         if (
             name == "load"
@@ -134,7 +144,12 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
             experiment_id = experiment.experiment_id
             if experiment.lifecycle_stage == "deleted":
                 if experiment.tags.get(tag) != "true":
-                    raise RuntimeError(f"experiment {experiment_name!r} is deleted and not synthmon's")
+                    # The platform's state, not the monitor's failure: users cannot log there either.
+                    return {
+                        "status": "FAIL",
+                        "error_class": "experiment_deleted",
+                        "message": f"experiment {experiment_name!r} is deleted and not synthmon's",
+                    }
                 client.restore_experiment(experiment_id)
         state["experiment_id"] = experiment_id
         return {"message": f"experiment {experiment_name!r} ({experiment_id})"}
@@ -202,7 +217,10 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     def load() -> dict[str, Any]:
         import mlflow.pyfunc
 
-        state["tmp"] = tempfile.mkdtemp(prefix="synthmon-load-")
+        try:
+            state["tmp"] = tempfile.mkdtemp(prefix="synthmon-load-")
+        except OSError as exc:  # whatever its errno: the temp dir is this host's
+            raise LocalFailure(f"cannot create a temporary directory: {exc}") from exc
         state["loaded"] = mlflow.pyfunc.load_model(
             f"models:/{model_name}/{state['version']}", dst_path=state["tmp"]
         )

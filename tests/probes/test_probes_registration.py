@@ -18,7 +18,7 @@ from probes_helpers import DEFAULT_CONFIG, make_ctx, run_config, sandbox_env
 
 from monitor.config import Config, parse_config
 from monitor.results import ProbeResult
-from probes.base import Status
+from probes.base import Status, worst
 from probes.isolation import IsolationCrash, run_isolated
 from probes.registration import RegistrationOptions, RegistrationProbe
 
@@ -175,3 +175,22 @@ async def test_killed_run_leftovers_are_swept_by_the_next_run(
     assert cleanup.measurements["swept_leftovers"] >= len(left_runs) + len(left_versions)
     assert not any(rest.run_exists(r) for r in left_runs)
     assert [v for v in rest.versions(MODEL) if v["version"] in left_versions] == []
+
+
+async def test_local_training_failure_is_error_not_fail(sandbox: Any, faults: Any) -> None:
+    """A failure of the monitor's own training (a bad seed) is ERROR, never a FAIL that pages."""
+    ctx = make_ctx(None, key=sandbox.keys.admin, timeout_s=120)
+    await ctx.http.aclose()
+    payload = {
+        **RegistrationProbe("registration", RegistrationOptions(registry_url=sandbox.registry_url)).payload(
+            ctx
+        )
+    }
+    payload["seed"] = -1  # numpy refuses it: an exception from the monitor's side only
+    answer = await run_isolated("probes._registration_child:main", payload, 120)
+    steps = {s["name"]: s for s in answer.value}
+    assert steps["set_experiment"]["status"] == "PASS"
+    assert (steps["train"]["status"], steps["train"]["error_class"]) == ("ERROR", "ValueError")
+    assert steps["log_model"]["status"] == "SKIPPED"
+    assert steps["cleanup"]["status"] == "PASS"
+    assert worst([Status(s["status"]) for s in answer.value]) is Status.ERROR

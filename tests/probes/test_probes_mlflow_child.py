@@ -1,0 +1,75 @@
+"""The MLflow child's step judgement: the platform's failures are FAIL, the monitor's own are ERROR."""
+
+from __future__ import annotations
+
+import errno
+import sys
+import types
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from probes._mlflow_child import LocalFailure, timed_step
+
+KEY = "hk_test_" + "k" * 32
+
+
+class _FakeMlflowException(Exception):
+    """Stands in for mlflow.exceptions.MlflowException (the test process never imports mlflow)."""
+
+
+def _raises(exc: BaseException) -> Callable[[], None]:
+    def fn() -> None:
+        raise exc
+
+    return fn
+
+
+CASES: dict[str, tuple[BaseException, bool, str, str]] = {
+    # name: (exception, reads_platform_data, status, error_class)
+    "sklearn_missing": (
+        ModuleNotFoundError("No module named 'sklearn'"),
+        False,
+        "ERROR",
+        "ModuleNotFoundError",
+    ),
+    "disk_full": (OSError(errno.ENOSPC, "No space left on device"), False, "ERROR", "OSError"),
+    "temp_dir": (LocalFailure("cannot create a temporary directory"), True, "ERROR", "LocalFailure"),
+    "monitor_bug": (ValueError("Seed must be between 0 and 2**32 - 1"), False, "ERROR", "ValueError"),
+    "module_missing_while_loading": (ImportError("cannot import name 'x'"), True, "ERROR", "ImportError"),
+    "connection_refused": (
+        requests.ConnectionError("Failed to establish a new connection: [Errno 111] Connection refused"),
+        False,
+        "FAIL",
+        "connect_error",
+    ),
+    "read_timeout": (TimeoutError("timed out"), False, "FAIL", "timeout"),
+    "mlflow_rest_error": (
+        _FakeMlflowException("API request failed with error code 503 != 200"),
+        False,
+        "FAIL",
+        "_FakeMlflowException",
+    ),
+    "corrupted_model_file": (ValueError("could not parse MLmodel"), True, "FAIL", "ValueError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=sorted(CASES))
+def test_step_exception_is_judged_platform_or_monitor(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A platform exception makes a FAIL step; a local one (package, disk, bug) makes an ERROR step."""
+    fake = types.ModuleType("mlflow.exceptions")
+    fake.MlflowException = _FakeMlflowException  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mlflow.exceptions", fake)
+    exc, reads_platform_data, status, error_class = CASES[case]
+    step, value = timed_step("s", _raises(exc), [KEY], reads_platform_data=reads_platform_data)
+    assert (step["status"], step["error_class"]) == (status, error_class)
+    assert value is None
+
+
+def test_monitor_error_message_is_masked() -> None:
+    """An ERROR step's message names the exception and never shows the key."""
+    step, _ = timed_step("train", _raises(RuntimeError(f"bad token {KEY}")), [KEY])
+    assert step["status"] == "ERROR"
+    assert KEY not in step["message"]
+    assert "RuntimeError" in step["message"]
