@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from probes._mlflow_client import client_search_step
 from probes._platform import bearer, classify_503, join_url, request_timeout
-from probes.base import ProbeContext, ProbeOptions, Status, StepResult, worst
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, worst
 from probes.http import Duration
 from probes.httpstep import check_body, http_step
 
@@ -41,7 +41,7 @@ class AlbCheck(BaseModel):
     kind: Literal["http", "mlflow_client"] = "http"
     target: Literal["auth", "registry"] = "registry"
     path: str = "/"
-    url: str | None = None
+    url: HttpUrlStr | None = None
     method: str = "GET"
     expected: tuple[int, ...] = (200,)
     auth: bool = False
@@ -93,8 +93,8 @@ DEFAULT_CHECKS: tuple[AlbCheck, ...] = (
 class AlbHealthOptions(ProbeOptions):
     """Options of the ``alb_health`` kind."""
 
-    auth_url: str = "http://127.0.0.1:8101"
-    registry_url: str = "http://127.0.0.1:8102"
+    auth_url: HttpUrlStr = "http://127.0.0.1:8101"
+    registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     api_key_secret: str = "api_key"
     checks: tuple[AlbCheck, ...] = DEFAULT_CHECKS
     request_timeout_s: Duration = 10.0

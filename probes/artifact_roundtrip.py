@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from probes._platform import bearer, classify_503, join_url, request_timeout
-from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
 
@@ -34,7 +34,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 class ArtifactRoundtripOptions(ProbeOptions):
     """Options of the ``artifact_roundtrip`` kind."""
 
-    registry_url: str = "http://127.0.0.1:8102"
+    registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     mlflow_path: str = "/api/mlflow"
     artifacts_api: str = "/api/2.0/mlflow-artifacts/artifacts"
     api_key_secret: str = "api_key"

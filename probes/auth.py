@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from probes._platform import bearer, classify_503, invalid_key, join_url, request_timeout
-from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
 
@@ -29,7 +29,7 @@ from probes.httpstep import Exchange, http_step
 class AuthOptions(ProbeOptions):
     """Options of the ``auth`` kind (every value has the contract's default)."""
 
-    auth_url: str = "http://127.0.0.1:8101"
+    auth_url: HttpUrlStr = "http://127.0.0.1:8101"
     api_key_secret: str = "api_key"
     service_id: str = "platform"
     required_scopes: tuple[str, ...] = ("read", "write")

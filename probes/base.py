@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class Status(StrEnum):
@@ -210,6 +210,25 @@ class ProbeContext:
     def remaining(self) -> float:
         """Seconds left before the run's deadline (never negative)."""
         return max(0.0, self.deadline - self.clock.monotonic())
+
+
+def check_http_url(value: str) -> str:
+    """``value`` when it is an absolute http(s) URL with a host; ValueError otherwise.
+
+    A typo such as ``auth.example.com`` (no scheme) must stop ``check-config``, not pass it and
+    then report the platform down at every run.
+    """
+    try:
+        parsed = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+#: The type of every URL option of every probe kind: a string, validated by :func:`check_http_url`.
+HttpUrlStr = Annotated[str, AfterValidator(check_http_url)]
 
 
 class ProbeOptions(BaseModel):

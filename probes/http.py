@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import httpx
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from probes.base import ProbeContext, ProbeOptions, StepResult
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, StepResult
 from probes.httpstep import check_body, http_step
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -54,7 +54,7 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 class HttpOptions(ProbeOptions):
     """Options of the ``http`` kind."""
 
-    url: str
+    url: HttpUrlStr
     method: HttpMethod = "GET"
     #: Plain (non-secret) request headers.
     headers: dict[str, str] = Field(default_factory=dict)
@@ -74,17 +74,6 @@ class HttpOptions(ProbeOptions):
     follow_redirects: bool = False
     #: Name of the single step in results and metrics.
     step: str = Field(default="request", pattern=r"^[a-z0-9_]+$")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return url
 
     @field_validator("expected_status")
     @classmethod

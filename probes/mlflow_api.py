@@ -25,7 +25,7 @@ from pydantic import Field
 
 from probes._mlflow_client import client_search_step
 from probes._platform import bearer, classify_503, join_url, request_timeout
-from probes.base import ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
 from probes.httpstep import Exchange, http_step
 
@@ -33,7 +33,7 @@ from probes.httpstep import Exchange, http_step
 class MlflowApiOptions(ProbeOptions):
     """Options of the ``mlflow_api`` kind."""
 
-    registry_url: str = "http://127.0.0.1:8102"
+    registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     mlflow_path: str = "/api/mlflow"
     api_key_secret: str = "api_key"
     experiment_name: str = "synthmon-synthetic"

@@ -21,14 +21,14 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from probes._platform import join_url
-from probes.base import ProbeContext, ProbeOptions, StepResult
+from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, StepResult
 from probes.http import Duration
 
 
 class RegistrationOptions(ProbeOptions):
     """Options of the ``registration`` kind."""
 
-    registry_url: str = "http://127.0.0.1:8102"
+    registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     mlflow_path: str = "/api/mlflow"
     api_key_secret: str = "api_key"
     experiment_name: str = "synthmon-synthetic"
