@@ -17,12 +17,16 @@ from probes.base import Diagnosis, Status, StepResult
 T0 = datetime(2025, 7, 22, 10, 0, tzinfo=UTC)
 CODES = {"P": Status.PASS, "F": Status.FAIL, "D": Status.DEGRADED, "E": Status.ERROR, "S": Status.SKIPPED}
 UP = Upstream(probe="mlflow_api", incident_id="mlflow_api-r0")
+#: The same upstream incident while a silence still holds its announcement (no thread yet).
+HELD = Upstream(probe="mlflow_api", incident_id="mlflow_api-r0", held=True)
 
 
 def run(token: str, at: datetime) -> tuple[ProbeResult, bool, Upstream | None]:
-    """A token such as ``F/upload!^``: status, failing step, ``!`` silenced, ``^`` upstream open."""
-    silenced, upstream = "!" in token, UP if "^" in token else None
-    core = token.replace("!", "").replace("^", "")
+    """A token such as ``F/upload!^``: status, failing step, ``!`` silenced, ``^`` upstream open,
+    ``~`` upstream open but held by a silence (not announced)."""
+    silenced = "!" in token
+    upstream = UP if "^" in token else HELD if "~" in token else None
+    core = token.replace("!", "").replace("^", "").replace("~", "")
     code, _, step = core.partition("/")
     status = CODES[code]
     st = StepResult(
@@ -68,6 +72,15 @@ TABLE: list[tuple[str, dict[str, Any], str, str]] = [
     ("upstream-resolved-then-own-incident", {}, "F^ F^ F", "- joined opened"),
     ("dependent-recovery-in-upstream-thread", {}, "F^ F^ P^ P^", "- joined - resolved"),
     ("upstream-opening-later-does-not-merge", {}, "F F F^", "- opened -"),
+    # An upstream incident held by a silence has no thread: its dependents are held with it.
+    ("held-upstream-holds-dependent", {}, "F~ F~ F~", "- - -"),
+    ("held-upstream-announced-then-dependent-joins", {}, "F~ F~ F^", "- - joined"),
+    ("held-upstream-joined-once-then-quiet", {}, "F~ F~ F^ F^", "- - joined -"),
+    ("held-upstream-resolved-dependent-pages-own", {}, "F~ F~ F", "- - opened"),
+    ("held-dependent-recovers-quietly", {}, "F~ F~ P~ P~", "- - - -"),
+    ("held-dependent-recovers-quietly-after-upstream", {}, "F~ F~ P P", "- - - -"),
+    ("own-silence-ends-while-upstream-held", {}, "F! F! F~ F^", "- - - joined"),
+    ("held-upstream-does-not-take-own-announced-incident", {}, "F F F~", "- opened -"),
 ]
 
 
@@ -158,3 +171,34 @@ def test_joined_event_goes_to_upstream_thread_and_resolution_too() -> None:
             assert (e.incident_id, e.incident_probe, e.owns_thread) == (UP.incident_id, "mlflow_api", False)
     assert kinds == [EventKind.JOINED, EventKind.RESOLVED]
     assert state.phase is Phase.OK
+
+
+def test_held_upstream_dependent_state_points_at_upstream_incident() -> None:
+    """A dependent held by its upstream's silence is open, unannounced, in the upstream's incident."""
+    state = IncidentState("artifact_roundtrip")
+    for i, token in enumerate(["F~", "F~"]):
+        res, _, upstream = run(token, T0 + timedelta(minutes=i))
+        state, events = transition(state, res, IncidentRule(), res.started_at, upstream=upstream)
+        assert events == []
+    assert (state.phase, state.notified) == (Phase.OPEN, False)
+    assert (state.incident_id, state.incident_probe) == (HELD.incident_id, "mlflow_api")
+    res, _, upstream = run("F^", T0 + timedelta(minutes=2))
+    state, [event] = transition(state, res, IncidentRule(), res.started_at, upstream=upstream)
+    assert (event.kind, event.incident_id, event.owns_thread) == (EventKind.JOINED, UP.incident_id, False)
+    assert state.notified
+
+
+def test_joined_dependent_moves_silently_to_a_new_held_upstream_incident() -> None:
+    """A dependent joined to an upstream incident that ended, failing in a new held one, stays quiet."""
+    rule = IncidentRule()
+    state = IncidentState("artifact_roundtrip")
+    for i, token in enumerate(["F^", "F^"]):
+        res, _, upstream = run(token, T0 + timedelta(minutes=i))
+        state, _ = transition(state, res, rule, res.started_at, upstream=upstream)
+    assert state.joined
+    assert state.notified
+    new_held = Upstream(probe="mlflow_api", incident_id="mlflow_api-r9", held=True)
+    res, _, _ = run("F", T0 + timedelta(minutes=2))
+    state, events = transition(state, res, rule, res.started_at, upstream=new_held)
+    assert events == []
+    assert (state.incident_id, state.notified) == ("mlflow_api-r9", False)
