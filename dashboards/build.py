@@ -704,11 +704,10 @@ def monitor_health() -> dict[str, Any]:
                     f"sum by (sink) (increase(synthmon_sink_errors_total{{{SEL}}}[$__rate_interval]))",
                     "sink {{sink}}",
                 ),
-                # The daemon labels housekeeping jobs `job`, which Prometheus renames to
-                # `exported_job` because `job` is the target label.
+                # Housekeeping jobs are labelled `task`: `job` belongs to Prometheus (scrape target).
                 Target(
-                    f"sum by (exported_job) (increase(synthmon_job_errors_total{{{SEL}}}[$__rate_interval]))",
-                    "job {{exported_job}}",
+                    f"sum by (task) (increase(synthmon_job_errors_total{{{SEL}}}[$__rate_interval]))",
+                    "job {{task}}",
                 ),
                 bars=True,
                 width=8,

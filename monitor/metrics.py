@@ -113,8 +113,15 @@ class Metrics:
         self.sink_errors = Counter(
             "synthmon_sink_errors", "Results a sink failed to handle (it raised)", ["sink"], registry=r
         )
+        # `task`, not `job`: Prometheus owns `job` (the scrape target) and would rename ours.
         self.job_errors = Counter(
-            "synthmon_job_errors", "Runs of a periodic housekeeping job that raised", ["job"], registry=r
+            "synthmon_job_errors", "Runs of a periodic housekeeping job that raised", ["task"], registry=r
+        )
+        self.interval = Gauge(
+            "synthmon_probe_interval_seconds",
+            "Configured time between run starts (for staleness: time() - last run > k * interval)",
+            ["probe"],
+            registry=r,
         )
         self.build_info = Gauge(
             "synthmon_build_info", "Always 1; the version as a label", ["version"], registry=r
@@ -123,12 +130,26 @@ class Metrics:
         for result in ("success", "failure"):
             self.reloads.labels(result=result)
 
-    def declare(self, probes: Iterable[str]) -> None:
-        """Create each probe's counters at 0 so rates work from the first run."""
+    def declare(
+        self,
+        probes: Iterable[str],
+        *,
+        intervals: Mapping[str, float] | None = None,
+        sinks: Iterable[str] = (),
+    ) -> None:
+        """Create each probe's and sink's counters at 0, so ``increase()`` sees the first failure.
+
+        ``intervals`` (probe -> seconds) sets ``synthmon_probe_interval_seconds``; call again on
+        reload with the new config's values.
+        """
         for probe in probes:
             self.missed.labels(probe=probe)
             for status in Status:
                 self.runs.labels(probe=probe, status=status.value)
+        for probe, seconds in (intervals or {}).items():
+            self.interval.labels(probe=probe).set(seconds)
+        for sink in sinks:
+            self.sink_errors.labels(sink=sink)
 
     def record(self, result: ProbeResult) -> None:
         """Update every series from one finished run."""
@@ -222,8 +243,8 @@ class Metrics:
         self.sink_errors.labels(sink=sink).inc()
 
     def job_error(self, job: str) -> None:
-        """Count a failed run of a periodic job."""
-        self.job_errors.labels(job=job).inc()
+        """Count a failed run of the periodic job called ``job`` (label ``task``)."""
+        self.job_errors.labels(task=job).inc()
 
     def forget(self, probe: str) -> None:
         """Drop a probe's series (it was removed from config on reload)."""
@@ -232,7 +253,13 @@ class Metrics:
         for key in [k for k in (*self._phases, *self._measured) if k[0] == probe]:
             self._phases.pop(key, None)
             self._measured.pop(key, None)
-        for gauge in (self.probe_success, self.probe_duration, self.last_run, self.consecutive_failures):
+        for gauge in (
+            self.probe_success,
+            self.probe_duration,
+            self.last_run,
+            self.consecutive_failures,
+            self.interval,
+        ):
             _remove(gauge, probe)
         for status in Status:
             _remove(self.probe_status, probe, status.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 #: The values of the ``result`` label of ``synthmon_notifications_total``.
@@ -30,3 +32,10 @@ class AlertingMetrics:
             ["probe", "kind"],
             registry=registry,
         )
+
+    def declare(self, channels: Iterable[str]) -> None:
+        """Create every channel x result counter at 0 so ``increase()`` sees the first failure."""
+        for channel in channels:
+            for result in RESULTS:
+                self.notifications.labels(channel=channel, result=result)
+            self.outbox_pending.labels(channel=channel)

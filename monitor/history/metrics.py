@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+#: Every value of the ``operation`` label of ``synthmon_store_errors_total`` (a test checks the
+#: code uses no other): pre-created at 0 so the first failure shows in ``increase()``.
+OPERATIONS = ("append_runs", "prune", "incident_transition", "outbox")
+
 
 class StoreMetrics:
     """``synthmon_store_errors_total{operation}``, buffer depth and drops of the history sink."""
@@ -15,6 +19,8 @@ class StoreMetrics:
             ["operation"],
             registry=registry,
         )
+        for operation in OPERATIONS:
+            self.errors.labels(operation=operation)
         self.buffer_depth = Gauge(
             "synthmon_history_buffer_depth",
             "Results held in memory because the store could not take them yet.",

@@ -208,7 +208,7 @@ async def test_periodic_jobs_run_and_their_errors_are_counted(
     stopper.append(r)
     await _until(lambda: calls.count("ok") >= 2 and calls.count("bad") >= 2)
     job_errors = _sample(
-        (await httpx.AsyncClient().get(r.url + "/metrics")).text, "synthmon_job_errors_total", job="bad"
+        (await httpx.AsyncClient().get(r.url + "/metrics")).text, "synthmon_job_errors_total", task="bad"
     )
     assert job_errors is not None
     assert job_errors >= 2

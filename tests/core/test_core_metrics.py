@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.alerting.metrics import RESULTS, AlertingMetrics
+from monitor.history.metrics import OPERATIONS, StoreMetrics
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult
 from probes.base import HttpTiming, Status, StepResult
 
+REPO = Path(__file__).resolve().parents[2]
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -220,3 +225,50 @@ def test_promtool_accepts_the_exposition() -> None:
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert proc.stdout.decode().strip() == ""
     assert proc.stderr.decode().strip() == ""
+
+
+def test_declare_precreates_sink_counters_and_sets_intervals() -> None:
+    """declare() creates sink error counters at 0 and the interval gauge; forget() removes the gauge."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.declare(["auth", "mlflow"], intervals={"auth": 60.0, "mlflow": 300.0}, sinks=["HistorySink"])
+    s = _samples(registry)
+    assert _get(s, "synthmon_sink_errors_total", sink="HistorySink") == 0
+    assert _get(s, "synthmon_probe_interval_seconds", probe="auth") == 60.0
+    assert _get(s, "synthmon_probe_interval_seconds", probe="mlflow") == 300.0
+    metrics.declare(["auth"], intervals={"auth": 30.0})  # a reload shortened it
+    assert _get(_samples(registry), "synthmon_probe_interval_seconds", probe="auth") == 30.0
+    metrics.forget("mlflow")
+    assert 'probe="mlflow"' not in generate_latest(registry).decode()
+
+
+def test_job_errors_are_labelled_task_not_job() -> None:
+    """Housekeeping job failures use label `task`: Prometheus reserves `job` for the scrape target."""
+    registry = CollectorRegistry()
+    Metrics(registry).job_error("history-flush")
+    assert _get(_samples(registry), "synthmon_job_errors_total", task="history-flush") == 1
+    assert 'job="' not in generate_latest(registry).decode()
+
+
+def test_notification_and_store_error_counters_start_at_zero() -> None:
+    """Every configured channel x result and every store operation exists at 0 before any failure."""
+    registry = CollectorRegistry()
+    AlertingMetrics(registry).declare(["slack", "log"])
+    StoreMetrics(registry)
+    s = _samples(registry)
+    for channel in ("slack", "log"):
+        for result in RESULTS:
+            assert _get(s, "synthmon_notifications_total", channel=channel, result=result) == 0
+    for operation in OPERATIONS:
+        assert _get(s, "synthmon_store_errors_total", operation=operation) == 0
+
+
+def test_store_operations_list_every_operation_the_code_counts() -> None:
+    """OPERATIONS names every `operation=` label used in monitor/, so none is missing at start-up."""
+    used = {
+        match
+        for path in (REPO / "monitor").rglob("*.py")
+        for match in re.findall(r'errors\.labels\(operation="([a-z_]+)"\)', path.read_text())
+    }
+    assert used, "no store error counters found: the pattern is stale"
+    assert used <= set(OPERATIONS)
