@@ -19,9 +19,11 @@ never blamed on the platform).
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -193,6 +195,47 @@ class LocalFailure(Exception):
     """The monitor's own environment failed (temp dir, disk, set-up): never the platform's fault."""
 
 
+class StepTimeout(TimeoutError):
+    """A step still ran when its share of the run's budget was spent (it was abandoned)."""
+
+    def __init__(self, name: str, timeout_s: float) -> None:
+        super().__init__(f"{name} still running after {timeout_s:.1f}s (timeout: the run's budget is spent)")
+
+
+def set_request_timeout(seconds: float) -> None:
+    """Cap each MLflow client HTTP request at ``seconds`` (whole, at least 1).
+
+    The client reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` on every request, so lowering it before a
+    step makes a hung request end within what is left of the run's budget.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(seconds)))
+
+
+def call_with_timeout(name: str, fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()``, or :class:`StepTimeout` when it has not returned after ``timeout_s``.
+
+    ``fn`` runs in a daemon thread that is abandoned at the timeout: a blocking client call cannot
+    be interrupted, but the step can stop waiting for it and report. The process is short-lived
+    (the isolation parent kills its group once it has the answer), so the thread dies with it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"synthmon-{name}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, timeout_s))
+    if worker.is_alive():
+        raise StepTimeout(name, timeout_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 #: errno values of an OSError that this host produced (disk full, read-only, no permission, no
 #: file descriptors), whatever step raised it.
 _LOCAL_ERRNOS = frozenset(
@@ -263,18 +306,22 @@ def timed_step(
     secrets: list[str],
     *,
     reads_platform_data: bool = False,
+    local: bool = False,
+    timeout_s: float | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Run ``fn`` as step ``name``: a StepResult-shaped dict and fn's value (None unless PASS).
 
     PASS when ``fn`` returns; FAIL with the HTTP facts when it raises a platform error; ERROR when
-    it raises anything else (see :func:`is_platform_error`).
+    it raises anything else (see :func:`is_platform_error`), or anything at all when the step is
+    ``local`` (it talks to nothing but this host). With ``timeout_s`` the step is abandoned at
+    that point and reported as a FAIL ``timeout`` (ERROR when ``local``).
     """
     start = time.monotonic()
     try:
-        value = fn()
+        value = fn() if timeout_s is None else call_with_timeout(name, fn, timeout_s)
     except Exception as exc:
         duration = time.monotonic() - start
-        if not is_platform_error(exc, reads_platform_data=reads_platform_data):
+        if local or not is_platform_error(exc, reads_platform_data=reads_platform_data):
             return monitor_error(name, exc, secrets, duration), None
         info = describe_exception(exc, secrets)
         return {"name": name, "status": "FAIL", "duration_s": duration, **info}, None

@@ -25,12 +25,18 @@ from probes._mlflow_child import (
     configure_client_env,
     masked,
     prepare_environment,
+    set_request_timeout,
     timed_step,
 )
 
 #: Steps that parse what the platform sent back (the model files, the loaded model's output):
 #: an unknown exception there means corrupted artifacts (FAIL), not a monitor bug (ERROR).
 READS_PLATFORM_DATA = frozenset({"load", "predict"})
+
+#: The step that talks to nothing but this host: any failure of it is the monitor's (ERROR).
+LOCAL_STEPS = frozenset({"train"})
+#: At most this share of the run's budget is kept back for ``cleanup``.
+CLEANUP_SHARE = 0.25
 
 STEP_NAMES = (
     "set_experiment",
@@ -93,7 +99,19 @@ def main(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The eight steps; returns StepResult-shaped dicts. See :mod:`probes.registration` for payload keys."""
+    """The eight steps; returns StepResult-shaped dicts. See :mod:`probes.registration` for payload keys.
+
+    With ``budget_s`` in the payload the whole function returns within about that many seconds:
+    the steps share the budget minus a reserve for ``cleanup`` (``cleanup_timeout_s``, at most a
+    quarter of it); a step still running when its share is spent is abandoned and reported as a
+    FAIL ``timeout``, with the steps before it. A slow platform thus reads "log_model timed out"
+    instead of the parent's hard kill, which leaves nothing but an ERROR.
+    """
+    started = time.monotonic()  # the budget includes importing mlflow
+    budget_s = float(payload.get("budget_s") or 0.0)
+    deadline = started + budget_s if budget_s > 0 else None
+    cleanup_reserve = min(float(payload.get("cleanup_timeout_s", 20.0)), CLEANUP_SHARE * budget_s)
+    request_timeout_s = float(payload.get("request_timeout_s", 30))
     key = str(payload.get("api_key") or "")
     secrets = [key] if key else []
     # Before importing mlflow (telemetry starts at import), and also when the runner's own
@@ -121,7 +139,30 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     state: dict[str, Any] = {}
 
     def step(name: str, fn: Callable[[], Any]) -> bool:
-        result, value = timed_step(name, fn, secrets, reads_platform_data=name in READS_PLATFORM_DATA)
+        timeout_s: float | None = None
+        if deadline is not None:
+            until = deadline if name == "cleanup" else deadline - cleanup_reserve
+            timeout_s = until - time.monotonic()
+            if timeout_s <= 0:
+                steps.append(
+                    {
+                        "name": name,
+                        "status": "FAIL",
+                        "error_class": "timeout",
+                        "message": f"{name} not started: the run's {budget_s:.0f}s budget is spent (timeout)",
+                    }
+                )
+                return False
+            # Each client request ends within the step's share, not the option's full timeout.
+            set_request_timeout(min(request_timeout_s, timeout_s))
+        result, value = timed_step(
+            name,
+            fn,
+            secrets,
+            reads_platform_data=name in READS_PLATFORM_DATA,
+            local=name in LOCAL_STEPS,
+            timeout_s=timeout_s,
+        )
         transport = ("timeout", "connect_error", "connection_reset")
         if (
             name == "load"

@@ -186,4 +186,9 @@ async def _await(awaitable: Any) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    code = _child_main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The answer is out. Skip interpreter shutdown: it would wait on atexit handlers and on any
+    # abandoned worker (a step that timed out) and make a finished child look hung to the parent.
+    os._exit(code)

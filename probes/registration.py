@@ -24,6 +24,11 @@ from probes._platform import join_url
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, StepResult
 from probes.http import Duration
 
+#: Seconds (at least) and share of the remaining time kept back for the child to hand over its
+#: answer and exit before the parent's hard kill.
+ANSWER_MARGIN_S = 3.0
+ANSWER_MARGIN_SHARE = 0.05
+
 
 class RegistrationOptions(ProbeOptions):
     """Options of the ``registration`` kind."""
@@ -48,6 +53,8 @@ class RegistrationOptions(ProbeOptions):
     ttl: Duration = 3600.0
     wait_ready_timeout: Duration = 60.0
     request_timeout: Duration = 30.0
+    #: Kept back from the run's budget for ``cleanup`` (at most a quarter of it).
+    cleanup_timeout: Duration = 20.0
     #: The MLflow client's own HTTP retries; 0 so a 503 is reported as such, not after backoff.
     max_retries: int = Field(default=0, ge=0, le=10)
 
@@ -67,9 +74,16 @@ class RegistrationProbe:
         self.options = options
 
     def payload(self, ctx: ProbeContext) -> dict[str, Any]:
-        """The child's input. It holds the API key: it travels on stdin only, never argv or logs."""
+        """The child's input. It holds the API key: it travels on stdin only, never argv or logs.
+
+        ``budget_s`` is what is left of the run, minus time to hand the answer back: the child
+        returns its steps (a slow one as FAIL ``timeout``) before the parent's hard kill.
+        """
         o = self.options
+        remaining = ctx.remaining()
         return {
+            "budget_s": max(1.0, remaining - max(ANSWER_MARGIN_S, ANSWER_MARGIN_SHARE * remaining)),
+            "cleanup_timeout_s": o.cleanup_timeout,
             "tracking_uri": join_url(o.registry_url, o.mlflow_path),
             "api_key": ctx.secrets.get(o.api_key_secret),
             "experiment_name": o.experiment_name,

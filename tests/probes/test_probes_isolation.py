@@ -13,6 +13,7 @@ from probes._mlflow_client import client_search_step
 from probes.base import Status
 from probes.isolation import child_environment, run_isolated
 
+HERE = Path(__file__).resolve().parent
 FAKE_SLACK_TOKEN = "xoxb-test-" + "0" * 24
 FAKE_STORE_URL = "postgresql://synthmon:not-a-real-password@db.test/synthmon"
 
@@ -97,3 +98,14 @@ async def test_crashed_client_child_shows_its_stderr_tail_masked(
     assert "fatal: cannot load libfoo.so" in step.message
     assert key not in step.message
     assert "token ***" in step.message
+
+
+async def test_child_that_answered_exits_despite_a_lingering_worker() -> None:
+    """A child whose function answered exits at once, even with a blocked thread still running."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    answer = await run_isolated(
+        "probes_isolation_targets:answer_and_leave_a_worker", None, 30, env={"PYTHONPATH": str(HERE)}
+    )
+    assert answer.value == "answered"
+    assert loop.time() - start < 20  # the worker would hold interpreter shutdown for 120 s

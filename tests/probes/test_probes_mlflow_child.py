@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable
 
@@ -73,3 +75,28 @@ def test_monitor_error_message_is_masked() -> None:
     assert step["status"] == "ERROR"
     assert KEY not in step["message"]
     assert "RuntimeError" in step["message"]
+
+
+@pytest.mark.parametrize(("local", "status"), [(False, "FAIL"), (True, "ERROR")], ids=["platform", "local"])
+def test_step_past_its_timeout_is_abandoned_and_reported(local: bool, status: str) -> None:
+    """A step still blocked at its timeout is reported then (FAIL timeout; ERROR for a local step)."""
+    release = threading.Event()
+    start = time.monotonic()
+    try:
+        step, value = timed_step("log_model", lambda: release.wait(60), [KEY], local=local, timeout_s=0.3)
+    finally:
+        release.set()  # lets the abandoned worker finish
+    assert time.monotonic() - start < 5
+    assert step["status"] == status
+    assert "timeout" in step["message"]
+    if not local:
+        assert step["error_class"] == "timeout"
+    assert value is None
+
+
+def test_step_within_its_timeout_returns_its_value() -> None:
+    """A step that finishes inside its timeout passes with its value; its exceptions still count."""
+    step, value = timed_step("s", lambda: {"message": "ok"}, [KEY], timeout_s=10)
+    assert (step["status"], value) == ("PASS", {"message": "ok"})
+    step, _ = timed_step("s", _raises(TimeoutError("read timed out")), [KEY], timeout_s=10)
+    assert (step["status"], step["error_class"]) == ("FAIL", "timeout")

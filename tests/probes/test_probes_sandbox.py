@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from probes_helpers import DEFAULT_CONFIG, run_config, sandbox_env
 
-from monitor.config import Config, load_config
+from monitor.config import Config, load_config, parse_config
 from monitor.results import ProbeResult
 from probes.base import Status
 
@@ -26,9 +26,14 @@ OK = {"PASS", "DEGRADED"}
 
 
 @pytest.fixture(scope="module")
-def config(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Config:
+def env(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment that points config.yaml at the sandbox."""
+    return sandbox_env(sandbox.env(), str(tmp_path_factory.mktemp("store")))
+
+
+@pytest.fixture(scope="module")
+def config(env: dict[str, str]) -> Config:
     """config.yaml, interpolated with the sandbox's environment."""
-    env = sandbox_env(sandbox.env(), str(tmp_path_factory.mktemp("store")))
     return load_config(DEFAULT_CONFIG, env=env)
 
 
@@ -52,7 +57,7 @@ async def test_healthy_sandbox_all_five_pass(config: Config, faults: Any) -> Non
 
 
 # fault -> probe -> (acceptable statuses, failing step, diagnosis cause). None: not run for this
-# fault (registration under mlflow-slow takes minutes: every MLflow call is delayed).
+# fault.
 Row = dict[str, tuple[set[str], str | None, str | None] | None]
 _PASS: tuple[set[str], str | None, str | None] = ({"PASS"}, None, None)
 _OKISH: tuple[set[str], str | None, str | None] = (OK, None, None)
@@ -132,7 +137,9 @@ FAULT_TABLE: dict[str, Row] = {
         "alb_health": ({"DEGRADED"}, None, None),
         "mlflow_api": ({"DEGRADED"}, None, None),
         "artifact_roundtrip": _OKISH,
-        "registration": None,
+        # With a short timeout (CONFIG_EDITS): the step running when the budget is spent fails
+        # as a timeout, with the steps before it, instead of the runner's hard kill (ERROR).
+        "registration": _fail("log_model", "timeout"),
     },
     "mlflow-down": {
         "auth": _PASS,
@@ -172,6 +179,11 @@ FAULT_TABLE: dict[str, Row] = {
 }
 
 
+#: Config edits for one fault: every MLflow call takes 2 s under mlflow-slow, so a registration
+#: would need minutes; a 25 s timeout shows how a run that is too slow ends.
+CONFIG_EDITS: dict[str, tuple[str, str]] = {"mlflow-slow": ("timeout: 3m", "timeout: 25s")}
+
+
 def test_fault_table_covers_every_sandbox_fault() -> None:
     """Every fault the sandbox knows has a row, and every row names all five probes."""
     from sandbox import FAULTS
@@ -182,8 +194,15 @@ def test_fault_table_covers_every_sandbox_fault() -> None:
 
 
 @pytest.mark.parametrize("fault", list(FAULT_TABLE), ids=list(FAULT_TABLE))
-async def test_fault_gives_expected_status_step_and_cause(config: Config, faults: Any, fault: str) -> None:
+async def test_fault_gives_expected_status_step_and_cause(
+    config: Config, env: dict[str, str], faults: Any, fault: str
+) -> None:
     """Each fault fails exactly the probes it should, at the right step, with the right cause."""
+    if fault in CONFIG_EDITS:
+        old, new = CONFIG_EDITS[fault]
+        text = DEFAULT_CONFIG.read_text()
+        assert text.count(old) == 1, old
+        config = parse_config(text.replace(old, new), source="config.yaml", env=env)
     row = FAULT_TABLE[fault]
     names = [p for p in PROBES if row[p] is not None]
     faults.set_faults(fault)
