@@ -20,16 +20,21 @@ import asyncio
 import contextlib
 import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes._mlflow_client import client_search_step
 from probes._platform import bearer, classify_503, join_url, request_timeout
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, worst
-from probes.http import Duration
+from probes.http import Duration, HttpMethod
 from probes.httpstep import check_body, http_step
+
+#: Step names the probe adds itself; a check must not take one (its result would be ambiguous).
+RESERVED_STEP = "summary"
+CERT_STEP_PREFIX = "cert_"
 
 
 class AlbCheck(BaseModel):
@@ -37,12 +42,13 @@ class AlbCheck(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    #: The step's name: a metric label, so short and bounded.
+    name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=64)
     kind: Literal["http", "mlflow_client"] = "http"
     target: Literal["auth", "registry"] = "registry"
     path: str = "/"
     url: HttpUrlStr | None = None
-    method: str = "GET"
+    method: HttpMethod = "GET"
     expected: tuple[int, ...] = (200,)
     auth: bool = False
     params: dict[str, str] = {}
@@ -96,13 +102,44 @@ class AlbHealthOptions(ProbeOptions):
     auth_url: HttpUrlStr = "http://127.0.0.1:8101"
     registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     api_key_secret: str = "api_key"
-    checks: tuple[AlbCheck, ...] = DEFAULT_CHECKS
+    checks: tuple[AlbCheck, ...] = Field(default=DEFAULT_CHECKS, min_length=1)
     request_timeout_s: Duration = 10.0
     check_latency_budget_s: Duration = 2.0
-    client_timeout_s: Duration = 60.0
+    #: The MLflow client check's own budget; it must fit in the probe's timeout with the others.
+    client_timeout_s: Duration = 20.0
     check_certificates: bool = True
     cert_warning_days: float = 14.0
+    #: A PEM CA bundle that verifies the targets' certificates (default: the system's).
     ca_file: str | None = None
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: tuple[AlbCheck, ...]) -> tuple[AlbCheck, ...]:
+        seen: set[str] = set()
+        for check in checks:
+            if check.name == RESERVED_STEP or check.name.startswith(CERT_STEP_PREFIX):
+                raise ValueError(
+                    f"check name {check.name!r} is reserved ({RESERVED_STEP!r} and "
+                    f"{CERT_STEP_PREFIX}* are the probe's own steps)"
+                )
+            if check.name in seen:
+                raise ValueError(f"duplicate check name {check.name!r}: each check is its own step")
+            seen.add(check.name)
+        return checks
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_bundle(cls, ca_file: str | None) -> str | None:
+        # Checked (and loaded once) here: a missing bundle found at run time made every run ERROR.
+        if ca_file is None:
+            return None
+        if not Path(ca_file).is_file():
+            raise ValueError(f"CA bundle {ca_file!r} does not exist or is not a file")
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"CA bundle {ca_file!r} cannot be loaded: {exc}") from None
+        return ca_file
 
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""
@@ -118,7 +155,7 @@ def summarize(checks: list[StepResult]) -> StepResult:
     if failed:
         message += "; failing: " + ", ".join(failed)
     return StepResult(
-        name="summary",
+        name=RESERVED_STEP,
         status=worst([s.status for s in checks]) if checks else Status.ERROR,
         message=message,
         measurements={"checks_passed": float(passed), "checks_total": float(total)},
@@ -152,6 +189,12 @@ class AlbHealthProbe:
     def __init__(self, name: str, options: AlbHealthOptions) -> None:
         self.name = name
         self.options = options
+        # Built once: loading the CA store takes tens of milliseconds, on the event loop.
+        self._tls: ssl.SSLContext | None = None
+        if options.check_certificates and any(
+            self._base(t).startswith("https://") for t in ("auth", "registry")
+        ):
+            self._tls = ssl.create_default_context(cafile=options.ca_file)
 
     def _base(self, target: str) -> str:
         return self.options.auth_url if target == "auth" else self.options.registry_url
@@ -183,12 +226,13 @@ class AlbHealthProbe:
         )
         return classify_503(exchange.step)
 
-    async def _certificate(self, ctx: ProbeContext, target: str, url: str) -> StepResult:
+    async def _certificate(
+        self, ctx: ProbeContext, target: str, url: str, context: ssl.SSLContext
+    ) -> StepResult:
         o = self.options
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port or 443
-        context = ssl.create_default_context(cafile=o.ca_file)
-        name = f"cert_{target}"
+        name = f"{CERT_STEP_PREFIX}{target}"
         start = ctx.clock.monotonic()
         try:
             not_after = await certificate_not_after(
@@ -231,9 +275,9 @@ class AlbHealthProbe:
         key = ctx.secrets.get(o.api_key_secret) if needs_key else ""
         checks = [await self._check(ctx, check, key) for check in o.checks]
         steps = list(checks)
-        if o.check_certificates:
+        if self._tls is not None:
             for target in ("auth", "registry"):
                 base = self._base(target)
                 if base.startswith("https://"):
-                    steps.append(await self._certificate(ctx, target, base))
+                    steps.append(await self._certificate(ctx, target, base, self._tls))
         return [*steps, summarize(checks)]

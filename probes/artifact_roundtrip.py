@@ -15,6 +15,7 @@ When ``upload`` fails nothing was written, so every later step is SKIPPED.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import re
@@ -125,8 +126,9 @@ class ArtifactRoundtripProbe:
         key = ctx.secrets.get(o.api_key_secret)
         folder = f"{o.prefix}/{_UNSAFE.sub('_', ctx.run_id)}"
         object_path = f"{folder}/{o.file_name}"
-        # Random per run, so a cache or a stale object can never make verify pass.
-        payload = random.randbytes(o.payload_bytes)
+        # Random per run, so a cache or a stale object can never make verify pass. Generating
+        # and hashing up to 64 MiB is CPU work: it runs in a worker thread, off the event loop.
+        payload = await asyncio.to_thread(random.randbytes, o.payload_bytes)
 
         upload = await self._http(
             ctx,
@@ -164,7 +166,7 @@ class ArtifactRoundtripProbe:
         )
         steps.append(_throughput(download.step, len(download.body), "download_bytes_per_second"))
         if download.step.status.ok:
-            steps.append(verify_payload("verify", payload, download.body))
+            steps.append(await asyncio.to_thread(verify_payload, "verify", payload, download.body))
         else:
             steps.append(skipped("verify", "download"))
 

@@ -42,7 +42,8 @@ class MlflowApiOptions(ProbeOptions):
     request_timeout_s: Duration = 10.0
     step_latency_budget_s: Duration = 2.0
     client_search: bool = True
-    client_timeout_s: Duration = 60.0
+    #: The MLflow client check's own budget; it must fit in the probe's timeout with the others.
+    client_timeout_s: Duration = 20.0
 
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""

@@ -51,7 +51,8 @@ class RegistrationOptions(ProbeOptions):
     seed: int = 42
     #: Synthetic leftovers older than this are swept (a run killed mid-way leaves some).
     ttl: Duration = 3600.0
-    wait_ready_timeout: Duration = 60.0
+    #: Bounded READY wait; below the daemon's default 30 s probe timeout (and capped by the run's).
+    wait_ready_timeout: Duration = 20.0
     request_timeout: Duration = 30.0
     #: Kept back from the run's budget for ``cleanup`` (at most a quarter of it).
     cleanup_timeout: Duration = 20.0

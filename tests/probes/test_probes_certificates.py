@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from probes_helpers import make_ctx
 
-from probes.alb_health import AlbHealthOptions, AlbHealthProbe
+from probes.alb_health import AlbCheck, AlbHealthOptions, AlbHealthProbe
 from probes.base import Status
 
 
@@ -76,7 +76,8 @@ async def _cert_step(port: int, ca_file: Path | None) -> tuple[Status, str | Non
     options = AlbHealthOptions(
         auth_url=f"https://127.0.0.1:{port}",
         registry_url="http://127.0.0.1:9",
-        checks=(),
+        # One check on a closed loopback port (fails fast): only the certificate step matters here.
+        checks=(AlbCheck(name="closed", url="http://127.0.0.1:9/"),),
         ca_file=str(ca_file) if ca_file else None,
     )
     ctx = make_ctx(None, timeout_s=10)
