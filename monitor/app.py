@@ -100,6 +100,7 @@ class Daemon:
         stagger_s: float = 5.0,
         heartbeat_s: float = 5.0,
         client_factory: ClientFactory | None = None,
+        ready_details: Sequence[Callable[[], dict[str, Any]]] = (),
     ) -> None:
         self._config = config
         self._clock = clock
@@ -109,8 +110,13 @@ class Daemon:
         self._client_factory = client_factory or default_client_factory()
         self.registry = registry
         self.metrics = Metrics(registry, version=synthmon_version())
-        self.metrics.declare(p.name for p in config.probes)
         self.sinks: list[ResultSink] = list(sinks)
+        self.metrics.declare(
+            (p.name for p in config.probes),
+            intervals={p.name: p.interval for p in config.probes},
+            sinks=[type(s).__name__ for s in self.sinks],
+        )
+        self._ready_details = list(ready_details)
         self._jobs = [PeriodicJob(*job) for job in jobs]
         self._shutdown_hooks = list(shutdown_hooks)
         self._reload_hooks = list(reload_hooks)
@@ -185,7 +191,12 @@ class Daemon:
         """Readiness: started, not draining; the last status of each probe for humans."""
         probes = {name: r.status.value for name, r in sorted(self.last_results.items())}
         ok = self.scheduler.running and not self._stop.is_set()
-        return ok, {"environment": self._config.environment, "probes": probes}
+        details: dict[str, Any] = {"environment": self._config.environment, "probes": probes}
+        # Extra facts (e.g. the store's state) inform humans; they never make the daemon unready:
+        # probing works without the store.
+        for extra in self._ready_details:
+            details.update(extra())
+        return ok, details
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -218,7 +229,7 @@ class Daemon:
         self._masker.update([*self._config.secret_values(), *new.secret_values()])
         self._config = new
         self.runner = runner
-        self.metrics.declare(p.name for p in new.probes)
+        self.metrics.declare((p.name for p in new.probes), intervals={p.name: p.interval for p in new.probes})
         for removed in old_names - {p.name for p in new.probes}:
             self.metrics.forget(removed)
             self.last_results.pop(removed, None)
@@ -298,6 +309,7 @@ def build_daemon(
     stagger_s: float = 5.0,
     heartbeat_s: float = 5.0,
     client_factory: ClientFactory | None = None,
+    ready_details: Sequence[Callable[[], dict[str, Any]]] = (),
 ) -> Daemon:
     """A daemon ready to :meth:`Daemon.serve` or :meth:`Daemon.run_once`."""
     return Daemon(
@@ -316,6 +328,7 @@ def build_daemon(
         stagger_s=stagger_s,
         heartbeat_s=heartbeat_s,
         client_factory=client_factory,
+        ready_details=ready_details,
     )
 
 
@@ -427,6 +440,7 @@ def build_history_alerting(
             raise
     notifiers: dict[str, Notifier] = {}
     channels = alerting.channels()
+    alert_metrics.declare(channels)
     if "slack" in channels:
         notifiers["slack"] = SlackNotifier(alerting.slack, alerting.links)
     if "log" in channels:
@@ -562,4 +576,5 @@ def build_monitor(
         reload_hooks=[reload_alerting],
         config_path=config_path,
         grace_s=grace_s,
+        ready_details=[lambda: {"store": ha.status()}],
     )

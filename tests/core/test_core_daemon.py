@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import Daemon, PeriodicJob, build_daemon
+from monitor.app import Daemon, PeriodicJob, build_daemon, build_monitor
 from monitor.config import Config
 from monitor.results import ProbeResult
 from probes.base import Status, SystemClock
@@ -233,3 +233,30 @@ async def test_shutdown_hooks_run_after_the_drain(test_kinds: None, captured: Ca
     assert calls[1].startswith("flush after")
     assert len(calls) == 2
     assert "daemon.shutdown_hook_failed" in captured.text
+
+
+async def test_full_monitor_declares_series_and_reports_the_store(
+    test_kinds: None, captured: Captured, tmp_path: Path
+) -> None:
+    """build_monitor: /readyz shows the store, counters exist at 0 and the interval gauge is set."""
+    config = config_from(
+        BASE.replace("probes:\n", f"store:\n  url: sqlite:///{tmp_path}/s.db\nprobes:\n") + QUICK
+    )
+    daemon = build_monitor(
+        config, registry=CollectorRegistry(), clock=SystemClock(), logger=captured.logger, grace_s=2.0
+    )
+    task = asyncio.create_task(daemon.serve(install_signals=False))
+    try:
+        await _until(lambda: daemon.server is not None and daemon.server.started)
+        assert daemon.server is not None
+        url = f"http://127.0.0.1:{daemon.server.port}"
+        async with httpx.AsyncClient() as client:
+            ready = (await client.get(url + "/readyz")).json()
+            text = (await client.get(url + "/metrics")).text
+        assert ready["store"]["ready"] is True
+        assert _sample(text, "synthmon_probe_interval_seconds", probe="quick") == 1.0
+        assert _sample(text, "synthmon_notifications_total", channel="log", result="permanent_error") == 0.0
+        assert _sample(text, "synthmon_sink_errors_total", sink="HistorySink") == 0.0
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
