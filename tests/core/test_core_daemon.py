@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -257,6 +259,18 @@ async def test_full_monitor_declares_series_and_reports_the_store(
         assert _sample(text, "synthmon_probe_interval_seconds", probe="quick") == 1.0
         assert _sample(text, "synthmon_notifications_total", channel="log", result="permanent_error") == 0.0
         assert _sample(text, "synthmon_sink_errors_total", sink="HistorySink") == 0.0
+        # The whole daemon's exposition (core, store and alerting series together) passes promtool.
+        promtool = shutil.which("promtool")
+        if promtool is not None:
+            proc = await asyncio.to_thread(
+                subprocess.run,
+                [promtool, "check", "metrics"],
+                input=text.encode(),
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            assert (proc.returncode, proc.stdout + proc.stderr) == (0, b"")
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
