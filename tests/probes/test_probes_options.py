@@ -31,7 +31,7 @@ URL_OPTIONS: dict[str, tuple[str, str]] = {
 def _config(kind: str, options: str) -> str:
     return (
         "environment: test\n"
-        "secrets:\n  api_key: hk_test_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+        "secrets:\n  api_key: hk_test_" + "x" * 32 + "\n"
         "probes:\n"
         f"  - name: p\n    kind: {kind}\n    interval: 5m\n    timeout: 3m\n"
         f"    options: {options}\n"
