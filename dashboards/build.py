@@ -388,7 +388,7 @@ def overview() -> dict[str, Any]:
                 "Last run age",
                 Target(f"time() - max(synthmon_probe_last_run_timestamp_seconds{{{PSEL}}})"),
                 unit="s",
-                description="Seconds since the last run started; SynthmonProbeStale fires above 1200 s.",
+                description="Seconds since the last run started; stale (alert) above 2 x interval + 300 s.",
                 defaults={
                     "thresholds": thresholds((None, "green"), (600, "orange"), (1200, "red")),
                     "color": {"mode": "thresholds"},

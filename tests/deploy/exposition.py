@@ -48,7 +48,8 @@ class FakeSynthmon:
         self.metrics = Metrics(self.registry, version="0.1.0")
         self.alerting = AlertingMetrics(self.registry)
         self.store = StoreMetrics(self.registry)
-        self.metrics.declare(PROBES)
+        # The default config's intervals (registration every 15 minutes, the others every few).
+        self.metrics.declare(PROBES, intervals={p: 900.0 if p == "registration" else 60.0 for p in PROBES})
         self._rng = random.Random(seed)
         self._runs = 0
         self._lock = threading.Lock()
