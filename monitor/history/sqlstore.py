@@ -245,13 +245,12 @@ class SqlStore:
     @classmethod
     def open(cls, url: str, *, retention_days: int = 30, rollup_retention_days: int = 400) -> SqlStore:
         """Connect to ``url``, apply pending migrations (refusing a newer schema) and return the store."""
-        engine = create_store_engine(url)
-        try:
-            migrate.upgrade(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine, retention_days=retention_days, rollup_retention_days=rollup_retention_days)
+        return cls._on_schema(
+            create_store_engine(url),
+            migrate.upgrade,
+            retention_days=retention_days,
+            rollup_retention_days=rollup_retention_days,
+        )
 
     @classmethod
     def open_existing(
@@ -267,9 +266,29 @@ class SqlStore:
         path = sqlite_path(url)
         if path is not None and not path.exists():
             raise migrate.SchemaMissingError(f"no store at {path}; {migrate.HOW_TO_MIGRATE}")
-        engine = create_store_engine(url, create_dirs=False)
+        return cls._on_schema(
+            create_store_engine(url, create_dirs=False),
+            migrate.check,
+            retention_days=retention_days,
+            rollup_retention_days=rollup_retention_days,
+        )
+
+    @classmethod
+    def _on_schema(
+        cls,
+        engine: Engine,
+        schema_step: Callable[[Engine], object],
+        *,
+        retention_days: int,
+        rollup_retention_days: int,
+    ) -> SqlStore:
+        """A store on ``engine`` once ``schema_step`` (migrate or check) accepted its schema.
+
+        A refused schema (or any error, interrupts included) disposes the engine before
+        re-raising, so no connection pool outlives a store that was never returned.
+        """
         try:
-            migrate.check(engine)
+            schema_step(engine)
         except BaseException:
             engine.dispose()
             raise
