@@ -17,26 +17,19 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.sink import IncidentSink
 from monitor.app import build_monitor
 from monitor.config import Config, parse_config
-from monitor.history import migrate
 from monitor.history.metrics import StoreMetrics
 from monitor.history.sink import ResilienceMetrics
-from monitor.history.sqlstore import SqlStore, create_store_engine
+from monitor.history.sqlstore import SqlStore
 from monitor.logs import SecretMasker, make_logger
 from probes.base import Status, SystemClock
-from tests.history.history_helpers import T0, FakeClock, result
+from tests.history.history_helpers import T0, FakeClock, locked_sqlite_store, result
 
 
 @pytest.fixture
 def locked_store(tmp_path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
     """A SQLite store with a short busy timeout, and a second raw connection able to lock it."""
-    path = tmp_path / "a.db"
-    engine = create_store_engine(f"sqlite:///{path}", connect_timeout_s=0.1)
-    migrate.upgrade(engine)
-    store = SqlStore(engine)
-    locker = sqlite3.connect(path, isolation_level=None)
-    yield store, locker
-    locker.close()
-    store.close()
+    with locked_sqlite_store(tmp_path / "a.db") as pair:
+        yield pair
 
 
 def _sink(

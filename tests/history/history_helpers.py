@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from monitor.history.sqlstore import SqlStore
+from monitor.history import migrate
+from monitor.history.sqlstore import SqlStore, create_store_engine
 from monitor.results import ProbeResult
 from probes.base import Diagnosis, Status, StepResult
 
@@ -109,3 +112,18 @@ def open_store(backend: str, tmp_path: object, **kwargs: int) -> Iterator[SqlSto
             yield store
         finally:
             store.close()
+
+
+@contextmanager
+def locked_sqlite_store(path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
+    """A migrated SQLite store at ``path`` with a short busy timeout, and a second raw connection
+    able to lock it (``BEGIN IMMEDIATE`` on it makes the store's writes fail fast)."""
+    engine = create_store_engine(f"sqlite:///{path}", connect_timeout_s=0.1)
+    migrate.upgrade(engine)
+    store = SqlStore(engine)
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield store, locker
+    finally:
+        locker.close()
+        store.close()

@@ -13,27 +13,20 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.history import migrate
 from monitor.history.metrics import StoreMetrics
 from monitor.history.retention import RetentionJob
 from monitor.history.sink import HistorySink
-from monitor.history.sqlstore import SqlStore, create_store_engine
+from monitor.history.sqlstore import SqlStore
 from probes.base import Status
 
-from .history_helpers import T0, FakeClock, result
+from .history_helpers import T0, FakeClock, locked_sqlite_store, result
 
 
 @pytest.fixture
 def locked_store(tmp_path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
     """A SQLite store with a short busy timeout, and a second raw connection able to lock it."""
-    path = tmp_path / "h.db"
-    engine = create_store_engine(f"sqlite:///{path}", connect_timeout_s=0.1)
-    migrate.upgrade(engine)
-    store = SqlStore(engine)
-    locker = sqlite3.connect(path, isolation_level=None)
-    yield store, locker
-    locker.close()
-    store.close()
+    with locked_sqlite_store(tmp_path / "h.db") as pair:
+        yield pair
 
 
 def _sample(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None) -> float:
