@@ -142,9 +142,10 @@ def test_run_daemon_reports_outage_and_drains_on_sigterm(
     assert target.requests[-1][1]["Authorization"] == f"Bearer {FAKE_KEY}"
 
 
-def _once(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _synthmon(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m monitor ARGS`` from the repo root, with the test environment, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "monitor", "once", "--config", str(path), *args],
+        [sys.executable, "-m", "monitor", *args],
         cwd=REPO,
         env=_env(),
         capture_output=True,
@@ -152,6 +153,10 @@ def _once(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def _once(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _synthmon("once", "--config", str(path), *args)
 
 
 def test_once_json_shape_and_exit_codes(config_file: tuple[Path, str], target: Target) -> None:
@@ -224,14 +229,6 @@ def test_run_exits_1_when_listen_address_is_taken(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         path = tmp_path / "config.yaml"
         path.write_text(f"environment: e2e\nlisten: 127.0.0.1:{port}\n")
-        proc = subprocess.run(
-            [sys.executable, "-m", "monitor", "run", "--config", str(path)],
-            cwd=REPO,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = _synthmon("run", "--config", str(path))
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
