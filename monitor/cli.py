@@ -35,7 +35,7 @@ from monitor.server import ListenError
 from probes.base import Status, SystemClock
 
 #: Modules adding subcommands (``register(subparsers)``). The lead appends e.g. ``sandbox.cli``.
-COMMAND_MODULES: list[str] = ["monitor.history.commands", "sandbox.cli", "monitor.demo"]
+COMMAND_MODULES: list[str] = ["monitor.history.commands", "monitor.report_cli", "sandbox.cli", "monitor.demo"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "./config.yaml"
