@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import secrets
 import string
+from dataclasses import replace
+from typing import Any
 
 from probes.base import ProbeContext, Status, StepResult
+from probes.httpstep import Exchange, http_step
 
 
 def join_url(base: str, path: str) -> str:
@@ -57,3 +60,31 @@ def classify_503(step: StepResult) -> StepResult:
     if step.content_type == "application/json":
         return step.with_(message=f"{step.message}: application 503 (JSON), not the ALB")
     return step
+
+
+async def platform_step(
+    ctx: ProbeContext,
+    name: str,
+    method: str,
+    url: str,
+    *,
+    request_timeout_s: float,
+    budget_s: float | None,
+    **kw: Any,
+) -> Exchange:
+    """One HTTP step against the platform, the way every platform probe sends it.
+
+    The request gets ``request_timeout_s`` but never runs past the run's deadline, and a 503 is
+    told apart as ALB-generated or application (:func:`classify_503`). ``kw`` are the other
+    keyword arguments of :func:`probes.httpstep.http_step` (``expected``, ``headers``, ...).
+    """
+    exchange = await http_step(
+        ctx,
+        name,
+        method,
+        url,
+        timeout_s=request_timeout(ctx, request_timeout_s),
+        budget_s=budget_s,
+        **kw,
+    )
+    return replace(exchange, step=classify_503(exchange.step))

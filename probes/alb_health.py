@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes._mlflow_client import client_search_step
-from probes._platform import bearer, classify_503, join_url, request_timeout
+from probes._platform import bearer, join_url, platform_step, request_timeout
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, worst
 from probes.http import Duration, HttpMethod
-from probes.httpstep import check_body, http_step
+from probes.httpstep import check_body
 
 #: Step names the probe adds itself; a check must not take one (its result would be ambiguous).
 RESERVED_STEP = "summary"
@@ -210,21 +210,21 @@ class AlbHealthProbe:
         def condition(_response: Any, body: bytes) -> str | None:
             return check_body(body, json_equals=check.json_equals, regex=check.body_regex)
 
-        exchange = await http_step(
+        exchange = await platform_step(
             ctx,
             check.name,
             check.method,
             url,
+            request_timeout_s=o.request_timeout_s,
+            budget_s=check.latency_budget_s or o.check_latency_budget_s,
             expected=check.expected,
             headers=bearer(key) if check.auth else None,
             params=check.params or None,
             json_body=check.json_body,
-            timeout_s=request_timeout(ctx, o.request_timeout_s),
-            budget_s=check.latency_budget_s or o.check_latency_budget_s,
             follow_redirects=check.follow_redirects,
             check=condition if (check.json_equals or check.body_regex) else None,
         )
-        return classify_503(exchange.step)
+        return exchange.step
 
     async def _certificate(
         self, ctx: ProbeContext, target: str, url: str, context: ssl.SSLContext

@@ -19,15 +19,14 @@ import asyncio
 import hashlib
 import random
 import re
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes._platform import bearer, classify_503, join_url, request_timeout
+from probes._platform import bearer, join_url, platform_step
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
-from probes.httpstep import Exchange, http_step
+from probes.httpstep import Exchange
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -108,17 +107,16 @@ class ArtifactRoundtripProbe:
         self, ctx: ProbeContext, step: str, method: str, url: str, key: str, **kw: Any
     ) -> Exchange:
         o = self.options
-        exchange = await http_step(
+        return await platform_step(
             ctx,
             step,
             method,
             url,
-            headers=bearer(key),
-            timeout_s=request_timeout(ctx, o.request_timeout_s),
+            request_timeout_s=o.request_timeout_s,
             budget_s=o.step_latency_budget_s,
+            headers=bearer(key),
             **kw,
         )
-        return replace(exchange, step=classify_503(exchange.step))
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
         """Upload, list, download, verify, delete; see the module docstring."""

@@ -17,13 +17,12 @@ SKIPPED: they would fail the same way and say nothing new.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
-from probes._platform import bearer, classify_503, invalid_key, join_url, request_timeout
+from probes._platform import bearer, invalid_key, join_url, platform_step
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
-from probes.httpstep import Exchange, http_step
+from probes.httpstep import Exchange
 
 
 class AuthOptions(ProbeOptions):
@@ -92,30 +91,28 @@ class AuthProbe:
 
     async def _get(self, ctx: ProbeContext, step: str, path: str) -> Exchange:
         o = self.options
-        exchange = await http_step(
+        return await platform_step(
             ctx,
             step,
             "GET",
             join_url(o.auth_url, path),
-            timeout_s=request_timeout(ctx, o.request_timeout_s),
+            request_timeout_s=o.request_timeout_s,
             budget_s=o.step_latency_budget_s,
         )
-        return replace(exchange, step=classify_503(exchange.step))
 
     async def _validate(self, ctx: ProbeContext, step: str, key: str, expected: tuple[int, ...]) -> Exchange:
         o = self.options
-        exchange = await http_step(
+        return await platform_step(
             ctx,
             step,
             "POST",
             join_url(o.auth_url, o.validate_path),
+            request_timeout_s=o.request_timeout_s,
+            budget_s=o.step_latency_budget_s,
             expected=expected,
             headers=bearer(key),
             json_body={"service_id": o.service_id},
-            timeout_s=request_timeout(ctx, o.request_timeout_s),
-            budget_s=o.step_latency_budget_s,
         )
-        return replace(exchange, step=classify_503(exchange.step))
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
         """Run the four steps; see the module docstring."""

@@ -18,16 +18,15 @@ After the first FAIL the remaining steps are SKIPPED: they go through the same p
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from probes._mlflow_client import client_search_step
-from probes._platform import bearer, classify_503, join_url, request_timeout
+from probes._platform import bearer, join_url, platform_step
 from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
 from probes.http import Duration
-from probes.httpstep import Exchange, http_step
+from probes.httpstep import Exchange
 
 
 class MlflowApiOptions(ProbeOptions):
@@ -102,20 +101,19 @@ class MlflowApiProbe:
                 return "body is not JSON"
             return list_shape_problem(doc, shape[0], shape[1])
 
-        exchange = await http_step(
+        return await platform_step(
             ctx,
             step,
             method,
             join_url(self.tracking_uri, api_path),
+            request_timeout_s=o.request_timeout_s,
+            budget_s=o.step_latency_budget_s,
             expected=expected,
             headers=bearer(key),
             params=params,
             json_body=json_body,
-            timeout_s=request_timeout(ctx, o.request_timeout_s),
-            budget_s=o.step_latency_budget_s,
             check=check if shape is not None else None,
         )
-        return replace(exchange, step=classify_503(exchange.step))
 
     async def _experiment(self, ctx: ProbeContext, key: str) -> StepResult:
         """Get the synthetic experiment by name, restoring or creating it when needed."""
