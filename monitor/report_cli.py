@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from monitor.history.commands import StoreSection, _open, load_store_section
+from monitor.history.commands import StoreSection, load_store_section, open_store
 from monitor.logs import LEVELS, SecretMasker
 from monitor.report import render_report
 from monitor.results import ProbeResult
@@ -119,7 +119,7 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
     names = _selected(args.probe, section.probes, err)
     if names is None:
         return None
-    store = _open(section, err)
+    store = open_store(section, err)
     if store is None:
         return None
     current: list[ProbeResult] = []
@@ -163,7 +163,7 @@ def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered
     finally:
         logging.getLogger().removeHandler(handler)
     previous: list[ProbeResult] = []
-    store = _open(StoreSection(store=config.store, probes=tuple(names)), err)
+    store = open_store(StoreSection(store=config.store, probes=tuple(names)), err)
     if store is None:
         print("synthmon: no previous runs (the store could not be opened)", file=err)
     else:

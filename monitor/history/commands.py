@@ -100,7 +100,7 @@ def _section(args: argparse.Namespace, err: TextIO) -> StoreSection | None:
         return None
 
 
-def _open(section: StoreSection, err: TextIO, *, migrate: bool = False) -> SqlStore | None:
+def open_store(section: StoreSection, err: TextIO, *, migrate: bool = False) -> SqlStore | None:
     cfg = section.store
     opener = SqlStore.open if migrate else SqlStore.open_existing
     try:
@@ -168,7 +168,7 @@ def _with_store(fn: StoreCommand, *, migrate: bool = False) -> Callable[..., int
         section = _section(args, err)
         if section is None:
             return EXIT_CONFIG
-        store = _open(section, err, migrate=migrate)
+        store = open_store(section, err, migrate=migrate)
         if store is None:
             return EXIT_CONFIG
         try:
