@@ -25,10 +25,11 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import parse_config
-from monitor.logs import SecretMasker, make_logger
+from monitor.logs import make_logger
 from monitor.metrics import Metrics
 from monitor.runner import Runner, default_client_factory
 from probes.base import SystemClock
+from probes.support.masking import SecretMasker
 from tests.core.target import Target
 
 

@@ -29,8 +29,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.app import build_daemon
 from monitor.config import parse_config
-from monitor.logs import SecretMasker, make_logger
+from monitor.logs import make_logger
 from probes.base import SystemClock
+from probes.support.masking import SecretMasker
 from sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,8 +3,9 @@
 Built-in commands: ``run`` (the daemon), ``once`` (a post-deployment check with exit codes) and
 ``check-config``. More commands plug in through :data:`COMMAND_MODULES`: each module exposes
 ``register(subparsers) -> None`` adding its parser(s) with ``set_defaults(func=handler)``, where
-``handler(args) -> int`` returns the exit code. Use :func:`add_config_option` on each parser so
-``--config`` works the same everywhere; :func:`config_path` resolves it.
+``handler(args) -> int`` returns the exit code. Command modules take what they share
+(``--config``, loading the config or the store section, tables) from :mod:`monitor.cliutil`, never
+from this module, which imports them.
 
 Exit codes: 0 success, 1 a probe failed (``once``) or the listen address is taken (``run``), 2 the
 config (or a command line) is invalid, or the store was written by a newer synthmon (``run``).
@@ -17,53 +18,32 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import ArgumentError
 
-from monitor.app import build_daemon, build_monitor, synthmon_version
-from monitor.config import Config, ConfigError, load_config
-from monitor.history.migrate import SchemaError
-from monitor.logs import LEVELS, SecretMasker, make_logger, route_stdlib_logging
+from monitor.app import build_daemon, build_monitor
+from monitor.cliutil import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path, load_or_report
+from monitor.daemon import synthmon_version
+from monitor.logs import LEVELS, make_logger, route_stdlib_logging
 from monitor.results import SCHEMA_VERSION, ProbeResult
 from monitor.server import ListenError
+from monitor.store.migrate import SchemaError
 from probes.base import Status, SystemClock
+from probes.support.masking import SecretMasker
 
-#: Modules adding subcommands (``register(subparsers)``). The lead appends e.g. ``sandbox.cli``.
-COMMAND_MODULES: list[str] = ["monitor.history.commands", "monitor.report_cli", "sandbox.cli", "monitor.demo"]
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-DEFAULT_CONFIG = "./config.yaml"
-
-
-def config_path(args: argparse.Namespace) -> str:
-    """``--config``, else ``$SYNTHMON_CONFIG``, else ``./config.yaml``."""
-    return str(getattr(args, "config", None) or os.environ.get("SYNTHMON_CONFIG") or DEFAULT_CONFIG)
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """Add the shared ``--config PATH`` option to a (sub)command parser."""
-    # SUPPRESS: a subcommand's default must not overwrite `synthmon --config X <command>`.
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        default=argparse.SUPPRESS,
-        help=f"config file (default: $SYNTHMON_CONFIG or {DEFAULT_CONFIG})",
-    )
-
-
-def load_or_report(args: argparse.Namespace, err: TextIO | None = None) -> Config | None:
-    """The config, or None after printing its one error to stderr (the caller exits 2)."""
-    try:
-        return load_config(config_path(args))
-    except ConfigError as exc:
-        print(f"synthmon: invalid config: {exc}", file=err or sys.stderr)
-        return None
+#: Modules adding subcommands (``register(subparsers)``), loaded in this order.
+COMMAND_MODULES: list[str] = [
+    "monitor.history.commands",
+    "monitor.alerting.commands",
+    "monitor.report_cli",
+    "sandbox.cli",
+    "monitor.demo",
+]
 
 
 # --- run ---------------------------------------------------------------------------------------

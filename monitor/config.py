@@ -39,10 +39,9 @@ from pydantic_core import PydanticCustomError
 
 from monitor.alerting.config import AlertingConfig
 from monitor.diagnosis import Signature
-from monitor.history.config import StoreConfig
+from monitor.store.config import StoreConfig
 from probes import PROBE_KINDS
-from probes.base import ProbeOptions
-from probes.http import Duration, parse_duration
+from probes.base import Duration, PositiveDuration, ProbeOptions
 
 DEFAULT_LISTEN = "0.0.0.0:9710"
 #: The shortest probe interval: below it a probe becomes load on the platform, not a check of it.
@@ -102,23 +101,17 @@ class ProbeConfig(BaseModel):
     name: str = Field(pattern=_NAME, max_length=64)
     kind: str
     enabled: bool = True
-    interval: Duration = 60.0
-    timeout: Duration = 30.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 30.0
     #: Each run starts up to this many seconds late (random), so probes sharing an interval
     #: do not hit the platform in the same second.
-    jitter: float = Field(default=0.0, ge=0)
+    jitter: Duration = 0.0
     #: A PASS run taking longer than this is reported DEGRADED.
-    latency_budget: Duration | None = None
+    latency_budget: PositiveDuration | None = None
     depends_on: list[str] = Field(default_factory=list)
     #: Without this, a timeout longer than the interval is rejected (runs would be skipped).
     allow_timeout_over_interval: bool = False
     options: SerializeAsAny[ProbeOptions] = Field(default_factory=ProbeOptions, validate_default=True)
-
-    @field_validator("jitter", mode="before")
-    @classmethod
-    def _jitter_duration(cls, value: Any) -> Any:
-        # jitter may be 0, so it cannot use Duration (gt=0); same syntax otherwise.
-        return parse_duration(value)
 
     @field_validator("interval")
     @classmethod

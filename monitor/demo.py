@@ -29,13 +29,14 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerting.config import SlackConfig
 from monitor.app import build_monitor
-from monitor.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
+from monitor.cliutil import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
 from monitor.config import Config, ConfigError, load_config
-from monitor.history.migrate import SchemaError
-from monitor.logs import SecretMasker, make_logger, route_stdlib_logging
+from monitor.logs import make_logger, route_stdlib_logging
 from monitor.results import ProbeResult
 from monitor.server import ListenError
+from monitor.store.migrate import SchemaError
 from probes.base import Status, SystemClock
+from probes.support.masking import SecretMasker
 
 DEFAULT_WORKDIR = "var/demo"
 #: The environment name every demo run reports (results, logs, the store's rows).

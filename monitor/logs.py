@@ -1,10 +1,10 @@
 """Structured logs: structlog, JSON when not a TTY, console on a TTY, secrets masked.
 
 No global configuration: :func:`make_logger` returns a logger that writes to the stream it is
-given, and the daemon passes it down through constructors. :class:`SecretMasker` is both a
-structlog processor and a plain ``mask(text)`` helper; the runner uses the same instance for step
-messages, so a secret that slips into an exception text is masked everywhere. Its values can be
-replaced on config reload.
+given, and the daemon passes it down through constructors. The masker
+(:class:`probes.support.masking.SecretMasker`) is both a structlog processor and a plain
+``mask(text)`` helper; the runner uses the same instance for step messages, so a secret that slips
+into an exception text is masked everywhere. Its values can be replaced on config reload.
 
 Standard-library loggers (uvicorn, APScheduler) are forwarded into the same pipeline by
 :func:`route_stdlib_logging`, so their lines are masked and formatted like ours.
@@ -13,65 +13,14 @@ Standard-library loggers (uvicorn, APScheduler) are forwarded into the same pipe
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import threading
-from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-#: What a masked secret looks like everywhere (same as pydantic's SecretStr).
-MASK = "**********"
-
-# Defence in depth: credentials that look like the platform's API keys or Slack tokens are masked
-# even when they are not in the config (e.g. a key echoed back by a misbehaving service).
-_PATTERNS = re.compile(r"\bhk_(?:live|test|dev)_[A-Za-z0-9]{8,}|\bxox[abposr]-[A-Za-z0-9-]{8,}")
+from probes.support.masking import SecretMasker
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-
-
-class SecretMasker:
-    """Replaces every known secret value (and key-shaped strings) with :data:`MASK`."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
-        self._regex: re.Pattern[str] | None = None
-        self.update(values)
-
-    def update(self, values: Iterable[str]) -> None:
-        """Mask ``values`` from now on (replaces the previous set, e.g. after a reload)."""
-        # Longest first so a secret that contains another is masked whole; very short values
-        # (< 4 chars) would mask ordinary words and are not credentials anyway.
-        distinct = sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
-        regex = re.compile("|".join(re.escape(v) for v in distinct)) if distinct else None
-        with self._lock:
-            self._regex = regex
-
-    def mask(self, text: str) -> str:
-        """``text`` with every secret replaced."""
-        regex = self._regex
-        if regex is not None:
-            text = regex.sub(MASK, text)
-        return _PATTERNS.sub(MASK, text)
-
-    def mask_value(self, value: Any) -> Any:
-        """Strings masked, containers walked, other values unchanged."""
-        if isinstance(value, str):
-            return self.mask(value)
-        if isinstance(value, Mapping):
-            return {k: self.mask_value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(self.mask_value(v) for v in value)
-        if isinstance(value, BaseException):
-            return self.mask(f"{type(value).__name__}: {value}")
-        return value
-
-    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-        """The structlog processor: mask every value of the event (after exceptions are rendered)."""
-        for key, value in list(event_dict.items()):
-            event_dict[key] = self.mask_value(value)
-        return event_dict
 
 
 def make_logger(

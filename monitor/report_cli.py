@@ -30,22 +30,31 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from monitor.history.commands import StoreSection, load_store_section, open_store
-from monitor.logs import LEVELS, SecretMasker
+from monitor.cliutil import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    StoreSection,
+    add_config_option,
+    config_path,
+    load_or_report,
+    load_store_section,
+    open_database,
+)
+from monitor.config import ConfigError
+from monitor.history.sqlstore import SqlHistoryStore
+from monitor.logs import LEVELS
 from monitor.report import render_report
 from monitor.results import ProbeResult
 from probes.base import Clock, SystemClock
+from probes.support.masking import SecretMasker
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-#: Every stored run is newer than this: "since the beginning" for :meth:`SqlStore.runs`.
+#: Every stored run is newer than this: "since the beginning" for :meth:`SqlHistoryStore.runs`.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def register(subparsers: Any) -> None:
     """Add ``report`` to the ``synthmon`` parser."""
-    from monitor.cli import add_config_option  # the CLI owns --config; imported late (cli imports us)
-
     p = subparsers.add_parser(
         "report",
         help="Markdown report of the latest run of each probe, compared with the run before it",
@@ -108,9 +117,6 @@ Gathered = tuple[list[ProbeResult], list[ProbeResult], str, SecretMasker]
 
 def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
     """The latest two stored runs of each selected probe (newest is current)."""
-    from monitor.cli import config_path
-    from monitor.config import ConfigError
-
     try:
         section = load_store_section(config_path(args))
     except ConfigError as exc:
@@ -119,9 +125,10 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
     names = _selected(args.probe, section.probes, err)
     if names is None:
         return None
-    store = open_store(section, err)
-    if store is None:
+    db = open_database(section, err)
+    if db is None:
         return None
+    store = SqlHistoryStore(db)
     current: list[ProbeResult] = []
     previous: list[ProbeResult] = []
     try:
@@ -135,7 +142,7 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
             current.append(recent[0])
             previous.extend(recent[1:])
     finally:
-        store.close()
+        db.close()
     # The store section carries no environment (it must load without the rest of the config); the
     # runs record the one they ran in.
     environment = next((r.environment for r in current if r.environment), "")
@@ -144,8 +151,7 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
 
 def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered | None:
     """Run the selected probes now; the previous runs are the latest stored ones, if the store opens."""
-    from monitor.app import build_daemon
-    from monitor.cli import load_or_report
+    from monitor.daemon import Daemon  # only --run needs the probe machinery
     from monitor.logs import make_logger, route_stdlib_logging
 
     config = load_or_report(args, err)
@@ -158,19 +164,19 @@ def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered
     logger = make_logger(masker, stream=err, level=args.log_level)
     handler = route_stdlib_logging(logger, level="warning")
     try:
-        daemon = build_daemon(config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker)
+        daemon = Daemon(config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker)
         current = asyncio.run(daemon.run_once(list(args.probe or [])))
     finally:
         logging.getLogger().removeHandler(handler)
     previous: list[ProbeResult] = []
-    store = open_store(StoreSection(store=config.store, probes=tuple(names)), err)
-    if store is None:
+    db = open_database(StoreSection(store=config.store, probes=tuple(names)), err)
+    if db is None:
         print("synthmon: no previous runs (the store could not be opened)", file=err)
     else:
         try:
-            latest = store.latest_runs()
+            latest = SqlHistoryStore(db).latest_runs()
         finally:
-            store.close()
+            db.close()
         previous = [latest[r.probe] for r in current if r.probe in latest]
     return current, previous, config.environment, masker
 

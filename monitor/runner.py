@@ -6,7 +6,7 @@ result (the monitor could not run the check), never a FAIL blamed on the platfor
 
 Each run gets a fresh ``httpx.AsyncClient`` (no connection reuse) so connect and TLS phases are
 measured every time, like blackbox_exporter. Kinds with ``isolated = True`` run whole in a fresh
-subprocess (:mod:`probes.child`) that is killed with its process group at the deadline: a hang in
+subprocess (:mod:`probes.support.child`) that is killed with its process group at the deadline: a hang in
 heavy client code (MLflow) cannot block the event loop or leak into the daemon.
 
 Note the limit of the in-process mode: ``asyncio.timeout`` can only cut a probe at an ``await``.
@@ -25,11 +25,11 @@ import httpx
 
 from monitor.config import Config, ProbeConfig
 from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
-from monitor.logs import SecretMasker
 from monitor.results import ProbeResult
 from probes import PROBE_KINDS
 from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
-from probes.isolation import IsolationError, IsolationTimeout, run_isolated
+from probes.support.isolation import IsolationError, IsolationTimeout, run_isolated
+from probes.support.masking import SecretMasker
 
 #: The child's own deadline is this much shorter than the kill, so a slow platform is reported
 #: by the probe (a FAIL step) rather than by the kill (an ERROR).
@@ -185,7 +185,9 @@ class Runner:
             "run_id": run_id,
             "timeout": max(0.5, cfg.timeout - ISOLATION_MARGIN_S),
         }
-        answer = await run_isolated("probes.child:run_probe", payload, cfg.timeout, env=self._isolation_env)
+        answer = await run_isolated(
+            "probes.support.child:run_probe", payload, cfg.timeout, env=self._isolation_env
+        )
         self._log_stderr(log, answer.stderr_tail)
         return [StepResult.from_dict(d) for d in answer.value]
 

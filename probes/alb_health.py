@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from probes._mlflow_client import client_search_step
-from probes._platform import bearer, join_url, platform_step, request_timeout
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, worst
-from probes.http import Duration, HttpMethod
-from probes.httpstep import check_body
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult, worst
+from probes.http import HttpMethod
+from probes.support.httpstep import check_body
+from probes.support.mlflow_client import client_search_step
+from probes.support.platform import bearer, join_url, platform_step, request_timeout
 
 #: Step names the probe adds itself; a check must not take one (its result would be ambiguous).
 RESERVED_STEP = "summary"
@@ -103,10 +103,10 @@ class AlbHealthOptions(ProbeOptions):
     registry_url: HttpUrlStr = "http://127.0.0.1:8102"
     api_key_secret: str = "api_key"
     checks: tuple[AlbCheck, ...] = Field(default=DEFAULT_CHECKS, min_length=1)
-    request_timeout_s: Duration = 10.0
-    check_latency_budget_s: Duration = 2.0
+    request_timeout_s: PositiveDuration = 10.0
+    check_latency_budget_s: PositiveDuration = 2.0
     #: The MLflow client check's own budget; it must fit in the probe's timeout with the others.
-    client_timeout_s: Duration = 20.0
+    client_timeout_s: PositiveDuration = 20.0
     check_certificates: bool = True
     cert_warning_days: float = 14.0
     #: A PEM CA bundle that verifies the targets' certificates (default: the system's).

@@ -23,10 +23,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes._platform import bearer, join_url, platform_step
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
-from probes.http import Duration
-from probes.httpstep import Exchange
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.support.httpstep import Exchange
+from probes.support.platform import bearer, join_url, platform_step
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -41,8 +40,8 @@ class ArtifactRoundtripOptions(ProbeOptions):
     prefix: str = Field(default="synthmon", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     file_name: str = Field(default="payload.bin", pattern=r"^[A-Za-z0-9_.-]+$")
     payload_bytes: int = Field(default=256 * 1024, ge=1, le=64 * 1024 * 1024)
-    request_timeout_s: Duration = 30.0
-    step_latency_budget_s: Duration = 5.0
+    request_timeout_s: PositiveDuration = 30.0
+    step_latency_budget_s: PositiveDuration = 5.0
 
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""

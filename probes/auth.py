@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from probes._platform import bearer, invalid_key, join_url, platform_step
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
-from probes.http import Duration
-from probes.httpstep import Exchange
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.support.httpstep import Exchange
+from probes.support.platform import bearer, invalid_key, join_url, platform_step
 
 
 class AuthOptions(ProbeOptions):
@@ -37,8 +36,8 @@ class AuthOptions(ProbeOptions):
     validate_path: str = "/api/v1/keys/validate"
     check_ready: bool = True
     check_rejects_invalid_key: bool = True
-    request_timeout_s: Duration = 10.0
-    step_latency_budget_s: Duration = 2.0
+    request_timeout_s: PositiveDuration = 10.0
+    step_latency_budget_s: PositiveDuration = 2.0
 
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""

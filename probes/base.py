@@ -15,6 +15,8 @@ Status semantics (see DESIGN.md):
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -23,7 +25,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Protocol, runtime_checkable
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Status(StrEnum):
@@ -229,6 +231,87 @@ def check_http_url(value: str) -> str:
 
 #: The type of every URL option of every probe kind: a string, validated by :func:`check_http_url`.
 HttpUrlStr = Annotated[str, AfterValidator(check_http_url)]
+
+
+# ---- durations ---------------------------------------------------------------------------------
+# One grammar for every duration in config and on the command line, here at the bottom of the
+# dependency graph because probe options use it and ``probes/`` cannot import ``monitor/``.
+
+#: Seconds per unit, largest first: the order compound durations must be written in.
+DURATION_UNITS: dict[str, float] = {
+    "w": 604800.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+DURATION_HELP = "a number of seconds or e.g. 250ms, 30s, 5m, 1h30m, 7d, 2w"
+
+
+class DurationError(ValueError):
+    """A value that is not a duration in the one grammar (see :func:`parse_duration`)."""
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in ``value``: a number (seconds), or a string of number+unit parts.
+
+    Units are ``ms``, ``s``, ``m``, ``h``, ``d``, ``w``; parts combine largest unit first, each unit
+    at most once (``1h30m``, ``1m30s``, ``1.5h``; not ``30m1h``), as Prometheus writes durations. A
+    plain number in a string (``"90"``) is seconds. Raises :class:`DurationError`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        # bool is an int subclass: `timeout: yes` is a mistake, not one second.
+        raise DurationError(f"expected a duration ({DURATION_HELP}), got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().replace(" ", "")
+        if _PLAIN_NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif _DURATION_WHOLE.fullmatch(text):
+            units = [unit for _, unit in _DURATION_PART.findall(text)]
+            order = list(DURATION_UNITS)
+            if len(set(units)) != len(units) or units != sorted(units, key=order.index):
+                raise DurationError(
+                    f"invalid duration {value!r}: write each unit once, largest first (e.g. 1h30m)"
+                )
+            seconds = sum(float(n) * DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+        else:
+            raise DurationError(f"invalid duration {value!r}: use {DURATION_HELP}")
+    if not math.isfinite(seconds):
+        raise DurationError(f"duration must be a finite number of seconds, got {value!r}")
+    # A negative number is left to the field's bounds (``ge=0``/``gt=0``), which name them.
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A short form of ``seconds`` in the same grammar (``"1h30m"``, ``"45s"``, ``"250ms"``, ``"2d"``)."""
+    if seconds <= 0:
+        return "0s"
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{seconds * 1000:g}ms"
+    if millis % 1000:
+        return f"{seconds:g}s"
+    rest = millis // 1000
+    parts = []
+    for unit in ("w", "d", "h", "m", "s"):
+        size = int(DURATION_UNITS[unit])
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
+
+
+#: A duration field (seconds as float, >= 0), written in config as e.g. ``30s`` or ``1h30m``. Add the
+#: field's own bounds with ``Field(gt=..., le=...)`` beside it.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+#: A duration that must be more than zero (timeouts, intervals, budgets).
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class ProbeOptions(BaseModel):

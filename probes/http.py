@@ -1,52 +1,25 @@
 """The generic ``http`` probe kind: one request, judged on status, body and latency.
 
 It exists so the daemon can watch any HTTP endpoint (and so the core is tested end to end before
-the platform probes exist). One run is one step, made by :func:`probes.httpstep.http_step`, so
+the platform probes exist). One run is one step, made by :func:`probes.support.httpstep.http_step`, so
 timing phases, error classes and diagnosis facts are recorded the same way as in every other probe.
 
 Header values that are secrets are never written in config: ``bearer_secret: api_key`` sends
 ``Authorization: Bearer <secret api_key>``, and ``secret_headers: {X-API-Key: api_key}`` sends a
 secret under any header name.
 
-``parse_duration`` lives here because ``probes/`` cannot import ``monitor/`` and probe options
-accept the same duration syntax as the daemon config ("250ms", "30s", "5m", "1h" or seconds).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, StepResult
-from probes.httpstep import check_body, http_step
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds (float) from ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a plain number.
-
-    Anything else is returned unchanged so that pydantic reports it with the field's path.
-    """
-    if isinstance(value, bool):
-        # bool is an int subclass; `timeout: yes` is a mistake, not one second.
-        raise ValueError(f"expected a duration such as 30s, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"invalid duration {value!r}: use 250ms, 30s, 5m, 1h or seconds")
-        return float(match.group(1)) * _UNIT_S[match.group(2)]
-    return value
-
-
-#: A duration in seconds, written in config as "250ms", "30s", "5m", "1h" or a number.
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, StepResult
+from probes.support.httpstep import check_body, http_step
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -70,7 +43,7 @@ class HttpOptions(ProbeOptions):
     #: A regular expression the body must match somewhere.
     body_regex: str | None = None
     #: The step is DEGRADED when the exchange takes longer than this.
-    latency_budget: Duration | None = None
+    latency_budget: PositiveDuration | None = None
     follow_redirects: bool = False
     #: Name of the single step in results and metrics.
     step: str = Field(default="request", pattern=r"^[a-z0-9_]+$")

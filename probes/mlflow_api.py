@@ -22,11 +22,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes._mlflow_client import client_search_step
-from probes._platform import bearer, join_url, platform_step
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, Status, StepResult, skipped
-from probes.http import Duration
-from probes.httpstep import Exchange
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult, skipped
+from probes.support.httpstep import Exchange
+from probes.support.mlflow_client import client_search_step
+from probes.support.platform import bearer, join_url, platform_step
 
 
 class MlflowApiOptions(ProbeOptions):
@@ -38,11 +37,11 @@ class MlflowApiOptions(ProbeOptions):
     experiment_name: str = "synthmon-synthetic"
     synthetic_tag: str = "synthmon.synthetic"
     max_results: int = Field(default=1, ge=1, le=1000)
-    request_timeout_s: Duration = 10.0
-    step_latency_budget_s: Duration = 2.0
+    request_timeout_s: PositiveDuration = 10.0
+    step_latency_budget_s: PositiveDuration = 2.0
     client_search: bool = True
     #: The MLflow client check's own budget; it must fit in the probe's timeout with the others.
-    client_timeout_s: Duration = 20.0
+    client_timeout_s: PositiveDuration = 20.0
 
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""

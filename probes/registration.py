@@ -10,7 +10,7 @@ remaining steps are SKIPPED, except ``cleanup``, which runs whenever the experim
 
 The probe is ``isolated``: the runner runs all of it in a subprocess with a hard deadline, so the
 daemon never imports mlflow and a hang or leak in the client cannot touch it. The work itself is
-in :mod:`probes._registration_child`; this module only builds the payload and reads the answer.
+in :mod:`probes.support.registration_child`; this module only builds the payload and reads the answer.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes._platform import join_url
-from probes.base import HttpUrlStr, ProbeContext, ProbeOptions, StepResult
-from probes.http import Duration
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, StepResult
+from probes.support.platform import join_url
 
 #: Seconds (at least) and share of the remaining time kept back for the child to hand over its
 #: answer and exit before the parent's hard kill.
@@ -50,12 +49,12 @@ class RegistrationOptions(ProbeOptions):
     )
     seed: int = 42
     #: Synthetic leftovers older than this are swept (a run killed mid-way leaves some).
-    ttl: Duration = 3600.0
+    ttl: PositiveDuration = 3600.0
     #: Bounded READY wait; below the daemon's default 30 s probe timeout (and capped by the run's).
-    wait_ready_timeout: Duration = 20.0
-    request_timeout: Duration = 30.0
+    wait_ready_timeout: PositiveDuration = 20.0
+    request_timeout: PositiveDuration = 30.0
     #: Kept back from the run's budget for ``cleanup`` (at most a quarter of it).
-    cleanup_timeout: Duration = 20.0
+    cleanup_timeout: PositiveDuration = 20.0
     #: The MLflow client's own HTTP retries; 0 so a 503 is reported as such, not after backoff.
     max_retries: int = Field(default=0, ge=0, le=10)
 
@@ -103,7 +102,7 @@ class RegistrationProbe:
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
         """Run the eight steps (blocking MLflow client calls, off the event loop in one thread)."""
-        from probes._registration_child import run_registration
+        from probes.support.registration_child import run_registration
 
         answer = await asyncio.to_thread(run_registration, self.payload(ctx))
         return [StepResult.from_dict(d) for d in answer]

@@ -11,7 +11,8 @@ RESULTS = ("sent", "transient_error", "permanent_error", "expired")
 
 
 class AlertingMetrics:
-    """Notification outcomes, outbox depth and incident events."""
+    """Notification outcomes, outbox depth, incident events, and the queue of results waiting for
+    incident evaluation while the store is unavailable."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.notifications = Counter(
@@ -30,6 +31,16 @@ class AlertingMetrics:
             "synthmon_incident_events_total",
             "Incident events produced by the state machine (before silences hold any).",
             ["probe", "kind"],
+            registry=registry,
+        )
+        self.incident_buffer_depth = Gauge(
+            "synthmon_incident_buffer_depth",
+            "Results waiting for incident evaluation because the store could not take them yet.",
+            registry=registry,
+        )
+        self.incident_buffer_dropped = Counter(
+            "synthmon_incident_buffer_dropped_total",
+            "Results never evaluated for incidents: the in-memory buffer was full, or evaluation failed.",
             registry=registry,
         )
 

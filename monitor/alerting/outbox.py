@@ -25,10 +25,10 @@ import structlog
 from monitor.alerting.base import Notifier, TransportError
 from monitor.alerting.config import OutboxConfig
 from monitor.alerting.metrics import AlertingMetrics
-from monitor.history.base import IncidentStore
-from monitor.history.metrics import StoreMetrics
-from monitor.history.migrate import StoreGate
-from monitor.history.sink import RunInThread
+from monitor.alerting.store import IncidentStore
+from monitor.store.engine import RunInThread
+from monitor.store.metrics import StoreMetrics
+from monitor.store.migrate import StoreGate
 from probes.base import Clock
 
 

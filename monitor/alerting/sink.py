@@ -14,11 +14,13 @@ from monitor.alerting.config import AlertingConfig
 from monitor.alerting.incidents import IncidentState, Phase, Upstream, transition
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.silences import silenced_by
-from monitor.history.base import IncidentStore, IncidentView
-from monitor.history.metrics import StoreMetrics
-from monitor.history.migrate import StoreGate
-from monitor.history.sink import ResilienceMetrics, RunInThread, WriteQueue, is_outage
+from monitor.alerting.store import IncidentStore, IncidentView
 from monitor.results import ProbeResult
+from monitor.store.engine import RunInThread
+from monitor.store.metrics import StoreMetrics
+from monitor.store.migrate import StoreGate
+from monitor.store.outage import is_outage
+from monitor.store.queue import WriteQueue
 from probes.base import Clock
 
 
@@ -46,7 +48,7 @@ class IncidentSink:
     ``depends_on`` list. ``wake`` is called when events were queued (e.g. to run the dispatcher now).
 
     ``handle`` never waits for the database: the result and the time it arrived go to a bounded
-    queue (:class:`monitor.history.sink.WriteQueue`) drained in order by a background task. While
+    queue (:class:`monitor.store.queue.WriteQueue`) drained in order by a background task. While
     the store is down (or not yet opened, ``gate``) results wait there and are evaluated in arrival
     order, each at the time it arrived, once the store is back; so a platform outage that overlaps
     a database outage still pages. A result the store rejects for another reason (a bug, bad data)
@@ -67,7 +69,6 @@ class IncidentSink:
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         buffer_size: int = 10_000,
-        buffer_metrics: ResilienceMetrics | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -79,7 +80,6 @@ class IncidentSink:
         self._channels = config.channels()
         self._run: RunInThread = run or asyncio.to_thread
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
-        self._dropped = buffer_metrics.incident_buffer_dropped if buffer_metrics is not None else None
         self._queue: WriteQueue[tuple[ProbeResult, datetime]] = WriteQueue(
             "incident",
             self._evaluate,
@@ -87,14 +87,10 @@ class IncidentSink:
             batch=50,
             monotonic=clock.monotonic,
             gate=gate,
-            on_depth=buffer_metrics.incident_buffer_depth.set if buffer_metrics is not None else None,
-            on_dropped=self._count_dropped,
+            on_depth=metrics.incident_buffer_depth.set,
+            on_dropped=metrics.incident_buffer_dropped.inc,
             logger=self._log,
         )
-
-    def _count_dropped(self, n: int) -> None:
-        if self._dropped is not None:
-            self._dropped.inc(n)
 
     @property
     def depth(self) -> int:
@@ -136,7 +132,7 @@ class IncidentSink:
                         waiting=self._queue.depth - i,
                     )
                     return i
-                self._count_dropped(1)
+                self._metrics.incident_buffer_dropped.inc()
                 self._log.error(
                     "incident_result_dropped",
                     probe=result.probe,

@@ -13,16 +13,16 @@ from prometheus_client import CollectorRegistry
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.sink import IncidentSink
-from monitor.history.metrics import StoreMetrics
-from monitor.history.sqlstore import SqlStore
+from monitor.store.metrics import StoreMetrics
 from probes.base import Status
+from tests.history.history_helpers import FullStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from history.history_helpers import T0, FakeClock, result
 
 
 async def main(url: str) -> None:
-    store = SqlStore.open(url)
+    store = FullStore.open(url)
     registry = CollectorRegistry()
     clock = FakeClock(T0)
     config = AlertingConfig.model_validate({"slack": {"webhook_url": "http://127.0.0.1:9/x"}})

@@ -22,9 +22,9 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.outbox import Dispatcher
 from monitor.alerting.sink import IncidentSink
 from monitor.alerting.slack import SlackNotifier
-from monitor.history.metrics import StoreMetrics
-from monitor.history.sqlstore import SqlStore
+from monitor.store.metrics import StoreMetrics
 from probes.base import Status
+from tests.history.history_helpers import FullStore
 
 from .fakeslack import TOKEN, FakeSlack, fake_slack
 
@@ -57,7 +57,7 @@ class Metrics:
 
 
 def make_dispatcher(
-    store: SqlStore, slack: FakeSlack, clock: FakeClock, metrics: Metrics, owner: str
+    store: FullStore, slack: FakeSlack, clock: FakeClock, metrics: Metrics, owner: str
 ) -> Dispatcher:
     """A dispatcher sending to the fake Slack with the bot token (no slack-sdk retries)."""
     cfg = slack_config(slack)
@@ -71,7 +71,7 @@ async def test_slack_down_ten_minutes_then_every_event_once_in_order(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
     """Events queued while Slack is down for 10 fake minutes are all delivered once, in queue order."""
-    store = SqlStore.open(f"sqlite:///{tmp_path}/s.db")
+    store = FullStore.open(f"sqlite:///{tmp_path}/s.db")
     m = Metrics()
     registry = m.registry
     clock = FakeClock(T0)
@@ -131,7 +131,7 @@ async def test_permanent_error_stops_retrying_and_next_event_proceeds(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
     """A channel_not_found fails that event at once (counted) and later events are still sent."""
-    store = SqlStore.open(f"sqlite:///{tmp_path}/p.db")
+    store = FullStore.open(f"sqlite:///{tmp_path}/p.db")
     m = Metrics()
     registry = m.registry
     clock = FakeClock(T0)
@@ -170,7 +170,7 @@ def test_sigkill_between_state_change_and_send_delivers_once_after_restart(
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert "queued" in child.stdout
     assert slack.requests == []
-    store = SqlStore.open(url)
+    store = FullStore.open(url)
     clock = FakeClock(T0 + timedelta(minutes=5))
     for _ in range(2):  # the restarted daemon's dispatcher, run twice: still one message
         make_dispatcher(store, slack, clock, Metrics(), "after-restart").dispatch_once()
@@ -188,7 +188,7 @@ def test_two_dispatchers_on_postgres_send_each_event_once(slack: FakeSlack) -> N
     """Two concurrent dispatchers (separate engines) on one PostgreSQL outbox send each event once."""
     slack.delay_s = 0.01
     with pg_schema_url(str(PG_URL)) as url:
-        stores = [SqlStore.open(url), SqlStore.open(url)]
+        stores = [FullStore.open(url), FullStore.open(url)]
         clock = FakeClock(T0)
         for i in range(12):
             probe = f"p{i % 3}"
@@ -233,14 +233,14 @@ def test_two_dispatchers_on_postgres_send_each_event_once(slack: FakeSlack) -> N
 def test_concurrent_transitions_of_one_probe_are_serialized_on_postgres() -> None:
     """Two replicas feeding failures of one probe at once open exactly one incident (one event)."""
     with pg_schema_url(str(PG_URL)) as url:
-        stores = [SqlStore.open(url), SqlStore.open(url)]
+        stores = [FullStore.open(url), FullStore.open(url)]
         # Threshold 20 with 2 x 10 results: the incident opens only if no update was lost to a race.
         rule = IncidentRule(failure_threshold=20)
         events: list[EventKind] = []
         lock = threading.Lock()
         barrier = threading.Barrier(2)
 
-        def feed(store: SqlStore, n: int) -> None:
+        def feed(store: FullStore, n: int) -> None:
             barrier.wait()
             for i in range(n):
                 res = result("auth", Status.FAIL, T0 + timedelta(seconds=i))

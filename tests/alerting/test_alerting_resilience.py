@@ -17,23 +17,22 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.sink import IncidentSink
 from monitor.app import build_monitor
 from monitor.config import Config, parse_config
-from monitor.history.metrics import StoreMetrics
-from monitor.history.sink import ResilienceMetrics
-from monitor.history.sqlstore import SqlStore
-from monitor.logs import SecretMasker, make_logger
+from monitor.logs import make_logger
+from monitor.store.metrics import StoreMetrics
 from probes.base import Status, SystemClock
-from tests.history.history_helpers import T0, FakeClock, locked_sqlite_store, result
+from probes.support.masking import SecretMasker
+from tests.history.history_helpers import T0, FakeClock, FullStore, locked_sqlite_store, result
 
 
 @pytest.fixture
-def locked_store(tmp_path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
+def locked_store(tmp_path: Path) -> Iterator[tuple[FullStore, sqlite3.Connection]]:
     """A SQLite store with a short busy timeout, and a second raw connection able to lock it."""
     with locked_sqlite_store(tmp_path / "a.db") as pair:
         yield pair
 
 
 def _sink(
-    store: SqlStore, clock: FakeClock, registry: CollectorRegistry, deps: dict[str, list[str]] | None = None
+    store: FullStore, clock: FakeClock, registry: CollectorRegistry, deps: dict[str, list[str]] | None = None
 ) -> IncidentSink:
     return IncidentSink(
         store,
@@ -42,16 +41,15 @@ def _sink(
         clock,
         AlertingMetrics(registry),
         StoreMetrics(registry),
-        buffer_metrics=ResilienceMetrics(registry),
     )
 
 
-def _events(store: SqlStore) -> list[dict[str, object]]:
+def _events(store: FullStore) -> list[dict[str, object]]:
     return [json.loads(str(r["payload"])) for r in store.outbox_rows()]
 
 
 async def test_outage_overlapping_platform_failure_still_pages_in_order(
-    locked_store: tuple[SqlStore, sqlite3.Connection],
+    locked_store: tuple[FullStore, sqlite3.Connection],
 ) -> None:
     """Failures arriving while the database is locked wait in memory and open the incident once it is back."""
     store, locker = locked_store
@@ -79,7 +77,7 @@ async def test_outage_overlapping_platform_failure_still_pages_in_order(
 
 
 async def test_full_incident_buffer_drops_oldest_and_counts(
-    locked_store: tuple[SqlStore, sqlite3.Connection],
+    locked_store: tuple[FullStore, sqlite3.Connection],
 ) -> None:
     """An incident buffer at capacity drops the oldest results and counts them."""
     store, locker = locked_store
@@ -93,7 +91,6 @@ async def test_full_incident_buffer_drops_oldest_and_counts(
         AlertingMetrics(registry),
         StoreMetrics(registry),
         buffer_size=2,
-        buffer_metrics=ResilienceMetrics(registry),
     )
     locker.execute("BEGIN EXCLUSIVE")
     for status in (Status.PASS, Status.PASS, Status.FAIL, Status.FAIL):
@@ -108,7 +105,7 @@ async def test_full_incident_buffer_drops_oldest_and_counts(
 async def test_silenced_upstream_holds_dependent_until_announced(tmp_path: Path) -> None:
     """With the upstream held by a stored silence, the dependent neither pages nor posts a join; after the
     silence, the upstream opens its thread and the dependent joins that same incident."""
-    store = SqlStore.open(f"sqlite:///{tmp_path}/held.db")
+    store = FullStore.open(f"sqlite:///{tmp_path}/held.db")
     registry = CollectorRegistry()
     clock = FakeClock(T0)
     sink = _sink(store, clock, registry, {"artifact_roundtrip": ["auth"]})

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from monitor.config import Config, parse_config
-from monitor.logs import SecretMasker, make_logger
+from monitor.logs import make_logger
 from probes import PROBE_KINDS
+from probes.support.masking import SecretMasker
 from tests.core import kinds
 from tests.core.target import Target
 
@@ -36,7 +37,7 @@ def test_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(PROBE_KINDS, "t_sleep", kinds.SleepProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_iso_hang", kinds.IsolatedHangProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_iso_echo", kinds.IsolatedEchoProbe)
-    # The child runs `python -m probes.isolation` and imports tests.core.kinds from the repo root.
+    # The child runs `python -m probes.support.isolation` and imports tests.core.kinds from the repo root.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     kinds.SleepProbe.active.clear()
     kinds.SleepProbe.max_active.clear()

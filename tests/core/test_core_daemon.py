@@ -15,8 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import Daemon, PeriodicJob, build_daemon, build_monitor
+from monitor.app import build_daemon, build_monitor
 from monitor.config import Config
+from monitor.daemon import Daemon, PeriodicJob
 from monitor.results import ProbeResult
 from probes.base import Status, SystemClock
 from tests.core.conftest import Captured, config_from

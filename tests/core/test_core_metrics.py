@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting.metrics import RESULTS, AlertingMetrics
-from monitor.history.metrics import OPERATIONS, StoreMetrics
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult
+from monitor.store.metrics import OPERATIONS, StoreMetrics
 from probes.base import HttpTiming, Status, StepResult
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,8 @@
 """A realistic synthmon /metrics exposition for the dashboard tests, served on loopback.
 
 The series come from the daemon's own metric classes (``monitor.metrics.Metrics``,
-``monitor.alerting.metrics.AlertingMetrics``, ``monitor.history.metrics.StoreMetrics``) on one
+``monitor.alerting.metrics.AlertingMetrics``, ``monitor.store.metrics.StoreMetrics``,
+``monitor.history.metrics.HistoryMetrics``) on one
 ``CollectorRegistry`` of this helper's, fed with simulated :class:`ProbeResult` runs. So the
 dashboards are checked against what the daemon really exports, not against a copy of its names.
 
@@ -25,9 +26,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.alerting.metrics import AlertingMetrics
-from monitor.history.metrics import StoreMetrics
+from monitor.history.metrics import HistoryMetrics
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult
+from monitor.store.metrics import StoreMetrics
 from probes.base import HttpTiming, Status, StepResult, skipped
 
 #: probe -> its steps, in order (bounded label values, as the probes name them).
@@ -48,6 +50,7 @@ class FakeSynthmon:
         self.metrics = Metrics(self.registry, version="0.1.0")
         self.alerting = AlertingMetrics(self.registry)
         self.store = StoreMetrics(self.registry)
+        self.history = HistoryMetrics(self.registry)
         # The default config's intervals (registration every 15 minutes, the others every few).
         self.metrics.declare(PROBES, intervals={p: 900.0 if p == "registration" else 60.0 for p in PROBES})
         self._rng = random.Random(seed)
@@ -66,7 +69,7 @@ class FakeSynthmon:
             result = "sent" if self._runs % 3 else "transient_error"
             self.alerting.notifications.labels(channel="slack", result=result).inc()
             self.alerting.outbox_pending.labels(channel="slack").set(0 if result == "sent" else 1)
-            self.store.buffer_depth.set(self._runs % 4)
+            self.history.buffer_depth.set(self._runs % 4)
             # Now and then the store hiccups and a housekeeping job fails, as in production.
             if self._runs % 4 == 0:
                 self.store.errors.labels(operation="append").inc()

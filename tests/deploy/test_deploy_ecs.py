@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.app import DEFAULT_GRACE_S
+from monitor.daemon import DEFAULT_GRACE_S
 
 from .dockerfile import ROOT, env_of, instructions
 

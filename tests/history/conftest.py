@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.history.sqlstore import SqlStore
+from tests.history.history_helpers import FullStore
 
 from .history_helpers import PG_SKIP_REASON, PG_URL, open_store
 
@@ -28,7 +28,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(backend: str, tmp_path: Path) -> Iterator[SqlStore]:
+def store(backend: str, tmp_path: Path) -> Iterator[FullStore]:
     """A fresh, migrated store on the current backend."""
     with open_store(backend, tmp_path) as s:
         yield s

@@ -9,17 +9,64 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from monitor.history import migrate
-from monitor.history.sqlstore import SqlStore, create_store_engine
+from monitor.alerting.sqlstore import SqlAlertingStore
+from monitor.history.sqlstore import SqlHistoryStore
 from monitor.results import ProbeResult
+from monitor.store import migrate
+from monitor.store.database import Database
+from monitor.store.engine import create_store_engine
 from probes.base import Diagnosis, Status, StepResult
 
 T0 = datetime(2025, 7, 22, 10, 0, tzinfo=UTC)
 PG_URL = os.environ.get("SYNTHMON_TEST_PG_URL")
 PG_SKIP_REASON = "SYNTHMON_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)"
+
+
+class FullStore:
+    """Both feature stores on one database, as the daemon wires them, behind one handle.
+
+    The store contract tests exercise history and alerting together (a run stored, an incident
+    transition, the outbox) and close the database afterwards; this keeps each test about the
+    behaviour instead of the wiring. Methods resolve on the history store first, then alerting.
+    """
+
+    def __init__(
+        self, engine: sa.Engine, *, retention_days: int = 30, rollup_retention_days: int = 400
+    ) -> None:
+        self.engine = engine
+        self.db = Database(engine)
+        self.history = SqlHistoryStore(
+            self.db, retention_days=retention_days, rollup_retention_days=rollup_retention_days
+        )
+        self.alerting = SqlAlertingStore(self.db, retention_days=retention_days)
+
+    @classmethod
+    def open(cls, url: str, **kwargs: int) -> FullStore:
+        """Migrate the database at ``url`` (as the daemon does) and open both stores on it."""
+        return cls(Database.open(url).engine, **kwargs)
+
+    @classmethod
+    def open_existing(cls, url: str, **kwargs: int) -> FullStore:
+        """Open both stores on an already migrated database (as the read-only commands do)."""
+        return cls(Database.open_existing(url).engine, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        for store in (self.history, self.alerting):
+            if hasattr(store, name):
+                return getattr(store, name)
+        raise AttributeError(name)
+
+    def prune(self, now: datetime) -> dict[str, int]:
+        """Retention of both stores, as the retention job runs it."""
+        return {**self.history.prune(now), **self.alerting.prune(now)}
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.db.close()
 
 
 class FakeClock:
@@ -96,10 +143,10 @@ def pg_schema_url(base_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def open_store(backend: str, tmp_path: object, **kwargs: int) -> Iterator[SqlStore]:
+def open_store(backend: str, tmp_path: object, **kwargs: int) -> Iterator[FullStore]:
     """A migrated store on ``backend`` ("sqlite" or "postgres") that is closed afterwards."""
     if backend == "sqlite":
-        store = SqlStore.open(f"sqlite:///{tmp_path}/synthmon.db", **kwargs)
+        store = FullStore.open(f"sqlite:///{tmp_path}/synthmon.db", **kwargs)
         try:
             yield store
         finally:
@@ -107,7 +154,7 @@ def open_store(backend: str, tmp_path: object, **kwargs: int) -> Iterator[SqlSto
         return
     assert PG_URL is not None
     with pg_schema_url(PG_URL) as url:
-        store = SqlStore.open(url, **kwargs)
+        store = FullStore.open(url, **kwargs)
         try:
             yield store
         finally:
@@ -115,12 +162,12 @@ def open_store(backend: str, tmp_path: object, **kwargs: int) -> Iterator[SqlSto
 
 
 @contextmanager
-def locked_sqlite_store(path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
+def locked_sqlite_store(path: Path) -> Iterator[tuple[FullStore, sqlite3.Connection]]:
     """A migrated SQLite store at ``path`` with a short busy timeout, and a second raw connection
     able to lock it (``BEGIN IMMEDIATE`` on it makes the store's writes fail fast)."""
     engine = create_store_engine(f"sqlite:///{path}", connect_timeout_s=0.1)
     migrate.upgrade(engine)
-    store = SqlStore(engine)
+    store = FullStore(engine)
     locker = sqlite3.connect(path, isolation_level=None)
     try:
         yield store, locker

@@ -9,8 +9,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from monitor.alerting.config import AlertingConfig
-from monitor.app import build_history_alerting
-from monitor.history.config import StoreConfig
+from monitor.app import build_store_features
+from monitor.store.config import StoreConfig
 from probes.base import Status
 
 from .history_helpers import T0, FakeClock, result
@@ -20,7 +20,7 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
     """Results through the built sinks show up in /api/v1/runs, /status, /incidents and the page."""
     clock = FakeClock(T0)
     registry = CollectorRegistry()
-    bundle = build_history_alerting(
+    bundle = build_store_features(
         StoreConfig(url=f"sqlite:///{tmp_path}/w.db"),
         AlertingConfig(),
         {},

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import build_parser
-from monitor.history.sqlstore import SqlStore
 from probes.base import Status, SystemClock
+from tests.history.history_helpers import FullStore
 
 from .history_helpers import result
 
@@ -32,7 +32,7 @@ def config(tmp_path: Path) -> Path:
     db = tmp_path / "var" / "s.db"
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(db=db))
-    store = SqlStore.open(f"sqlite:///{db}")
+    store = FullStore.open(f"sqlite:///{db}")
     now = SystemClock().now()
     store.append_runs(
         [
@@ -45,7 +45,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    args = build_parser(["monitor.history.commands"]).parse_args(argv)
+    args = build_parser(["monitor.history.commands", "monitor.alerting.commands"]).parse_args(argv)
     code = int(args.func(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -24,11 +24,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from monitor.app import Daemon, build_monitor
+from monitor.app import build_monitor
 from monitor.config import parse_config
-from monitor.history.sqlstore import SqlStore
+from monitor.daemon import Daemon
 from probes.base import Status, SystemClock
 from tests.core.target import Target
+from tests.history.history_helpers import FullStore
 
 from .history_helpers import PG_SKIP_REASON, PG_URL, T0, pg_schema_url, result
 
@@ -128,7 +129,7 @@ async def test_locked_sqlite_store_does_not_stop_probing(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    store = SqlStore.open(f"sqlite:///{db}")
+    store = FullStore.open(f"sqlite:///{db}")
     try:
         await _until(
             lambda: len(store.runs(probe="web", since=T0, limit=1000)) >= r.runs(Status.PASS) - 1,
@@ -263,7 +264,7 @@ def test_postgres_lock_wait_fails_fast_instead_of_hanging() -> None:
     timeout instead of blocking its thread for ever."""
     assert PG_URL is not None
     with pg_schema_url(PG_URL) as url:
-        store = SqlStore.open(url)
+        store = FullStore.open(url)
         holder = sa.create_engine(url)
         try:
             with holder.connect() as conn, conn.begin():

@@ -13,17 +13,18 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.history.metrics import StoreMetrics
-from monitor.history.retention import RetentionJob
+from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
-from monitor.history.sqlstore import SqlStore
+from monitor.store.metrics import StoreMetrics
+from monitor.store.retention import RetentionJob
 from probes.base import Status
+from tests.history.history_helpers import FullStore
 
 from .history_helpers import T0, FakeClock, locked_sqlite_store, result
 
 
 @pytest.fixture
-def locked_store(tmp_path: Path) -> Iterator[tuple[SqlStore, sqlite3.Connection]]:
+def locked_store(tmp_path: Path) -> Iterator[tuple[FullStore, sqlite3.Connection]]:
     """A SQLite store with a short busy timeout, and a second raw connection able to lock it."""
     with locked_sqlite_store(tmp_path / "h.db") as pair:
         yield pair
@@ -34,12 +35,12 @@ def _sample(registry: CollectorRegistry, name: str, labels: dict[str, str] | Non
 
 
 async def test_outage_buffers_then_flushes_everything(
-    locked_store: tuple[SqlStore, sqlite3.Connection],
+    locked_store: tuple[FullStore, sqlite3.Connection],
 ) -> None:
     """While the database is locked results are buffered and counted; when it is back all are stored once."""
     store, locker = locked_store
     registry = CollectorRegistry()
-    sink = HistorySink(store, StoreMetrics(registry), buffer_size=100)
+    sink = HistorySink(store, HistoryMetrics(registry), StoreMetrics(registry), buffer_size=100)
     runs = [result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(4)]
     await sink.handle(runs[0])
     assert await sink.flush(10) is True
@@ -57,11 +58,13 @@ async def test_outage_buffers_then_flushes_everything(
     assert store.runs(probe="auth", since=T0, limit=10) == list(reversed(runs))
 
 
-async def test_full_buffer_drops_oldest_and_counts(locked_store: tuple[SqlStore, sqlite3.Connection]) -> None:
+async def test_full_buffer_drops_oldest_and_counts(
+    locked_store: tuple[FullStore, sqlite3.Connection],
+) -> None:
     """A buffer at capacity drops its oldest results, counts them, and keeps the newest."""
     store, locker = locked_store
     registry = CollectorRegistry()
-    sink = HistorySink(store, StoreMetrics(registry), buffer_size=2)
+    sink = HistorySink(store, HistoryMetrics(registry), StoreMetrics(registry), buffer_size=2)
     runs = [result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(5)]
     locker.execute("BEGIN EXCLUSIVE")
     for r in runs:
@@ -74,12 +77,17 @@ async def test_full_buffer_drops_oldest_and_counts(locked_store: tuple[SqlStore,
 
 
 async def test_periodic_job_retries_after_backoff_without_new_results(
-    locked_store: tuple[SqlStore, sqlite3.Connection],
+    locked_store: tuple[FullStore, sqlite3.Connection],
 ) -> None:
     """After a failed write the flush job waits out the backoff, then writes the buffer with no new runs."""
     store, locker = locked_store
     clock = FakeClock(T0)
-    sink = HistorySink(store, StoreMetrics(CollectorRegistry()), monotonic=clock.monotonic)
+    sink = HistorySink(
+        store,
+        HistoryMetrics(CollectorRegistry()),
+        StoreMetrics(CollectorRegistry()),
+        monotonic=clock.monotonic,
+    )
     locker.execute("BEGIN EXCLUSIVE")
     await sink.handle(result("auth", Status.FAIL, T0))
     assert await sink.flush(10) is False
@@ -98,9 +106,9 @@ async def test_periodic_job_retries_after_backoff_without_new_results(
 async def test_handle_never_waits_for_a_locked_database(tmp_path: Path) -> None:
     """With the database held by another writer (5 s busy timeout), handle returns at once every time."""
     path = tmp_path / "slow.db"
-    store = SqlStore.open(f"sqlite:///{path}")  # the production busy timeout: 5 s per write attempt
+    store = FullStore.open(f"sqlite:///{path}")  # the production busy timeout: 5 s per write attempt
     locker = sqlite3.connect(path, isolation_level=None)
-    sink = HistorySink(store, StoreMetrics(CollectorRegistry()))
+    sink = HistorySink(store, HistoryMetrics(CollectorRegistry()), StoreMetrics(CollectorRegistry()))
     try:
         locker.execute("BEGIN EXCLUSIVE")
         for i in range(5):
@@ -119,9 +127,9 @@ async def test_handle_never_waits_for_a_locked_database(tmp_path: Path) -> None:
 async def test_shutdown_flush_is_bounded_while_locked(tmp_path: Path) -> None:
     """flush(timeout) returns False by its deadline while the write is still blocked on the lock."""
     path = tmp_path / "held.db"
-    store = SqlStore.open(f"sqlite:///{path}")
+    store = FullStore.open(f"sqlite:///{path}")
     locker = sqlite3.connect(path, isolation_level=None)
-    sink = HistorySink(store, StoreMetrics(CollectorRegistry()))
+    sink = HistorySink(store, HistoryMetrics(CollectorRegistry()), StoreMetrics(CollectorRegistry()))
     try:
         locker.execute("BEGIN EXCLUSIVE")
         await sink.handle(result("auth", Status.PASS, T0))
@@ -143,7 +151,7 @@ async def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None
 
 
 async def test_retention_job_prunes_and_survives_outage(
-    locked_store: tuple[SqlStore, sqlite3.Connection],
+    locked_store: tuple[FullStore, sqlite3.Connection],
 ) -> None:
     """The retention job removes expired runs; with the database locked it reports failure, not raises."""
     store, locker = locked_store
@@ -151,7 +159,7 @@ async def test_retention_job_prunes_and_survives_outage(
     metrics = StoreMetrics(registry)
     store.append_runs([result("auth", Status.PASS, T0)])
     clock = FakeClock(T0 + timedelta(days=31))
-    job = RetentionJob(store, clock, metrics)
+    job = RetentionJob([store], clock, metrics)
     locker.execute("BEGIN EXCLUSIVE")
     started = time.monotonic()
     assert await job.run() is None
@@ -160,5 +168,5 @@ async def test_retention_job_prunes_and_survives_outage(
     locker.execute("ROLLBACK")
     report = await job.run()
     assert report is not None
-    assert report.runs == 1
+    assert report["runs"] == 1
     assert _sample(registry, "synthmon_store_pruned_rows_total", {"table": "runs"}) == 1

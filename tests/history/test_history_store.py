@@ -11,10 +11,11 @@ import sqlalchemy as sa
 
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.incidents import IncidentState, Phase
-from monitor.history import migrate
-from monitor.history.base import IncidentView
-from monitor.history.sqlstore import SqlStore, create_store_engine
+from monitor.alerting.store import IncidentView
+from monitor.store import migrate
+from monitor.store.engine import create_store_engine
 from probes.base import Status
+from tests.history.history_helpers import FullStore
 
 from .history_helpers import T0, open_store, result
 
@@ -34,19 +35,19 @@ def _event(probe: str = "p", kind: EventKind = EventKind.OPENED, incident: str =
     )
 
 
-def _queue(store: SqlStore, events: list[Event], channels: tuple[str, ...] = ("slack",)) -> None:
+def _queue(store: FullStore, events: list[Event], channels: tuple[str, ...] = ("slack",)) -> None:
     for e in events:
         store.transition(e.probe, (), T0, lambda v, e=e: (v.state, [e]), channels)
 
 
-def test_migrations_reach_head_and_are_idempotent(store: SqlStore) -> None:
+def test_migrations_reach_head_and_are_idempotent(store: FullStore) -> None:
     """A fresh store is at the head revision and re-applying migrations changes nothing."""
     assert migrate.current_revision(store.engine) == migrate.head_revision()
     assert migrate.upgrade(store.engine) == migrate.head_revision()
     assert migrate.current_revision(store.engine) == migrate.head_revision()
 
 
-def test_newer_schema_is_refused_clearly(store: SqlStore) -> None:
+def test_newer_schema_is_refused_clearly(store: FullStore) -> None:
     """A database stamped by a newer synthmon makes start-up fail with a message naming the revision."""
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
@@ -54,7 +55,7 @@ def test_newer_schema_is_refused_clearly(store: SqlStore) -> None:
         migrate.upgrade(store.engine)
 
 
-def test_runs_round_trip_filter_and_order(store: SqlStore) -> None:
+def test_runs_round_trip_filter_and_order(store: FullStore) -> None:
     """Stored runs come back equal, newest first, filtered by probe and since, limited; duplicates skip."""
     a1 = result("auth", Status.PASS, T0)
     a2 = result("auth", Status.FAIL, T0 + timedelta(minutes=1))
@@ -67,7 +68,7 @@ def test_runs_round_trip_filter_and_order(store: SqlStore) -> None:
     assert store.latest_runs() == {"auth": a2, "mlflow_api": b1}
 
 
-def test_uptime_counts_and_error_is_not_downtime(store: SqlStore) -> None:
+def test_uptime_counts_and_error_is_not_downtime(store: FullStore) -> None:
     """Uptime counts FAIL as down, leaves ERROR out, and reports per probe and per step."""
     runs = [
         result("auth", s, T0 + timedelta(minutes=i))
@@ -97,7 +98,7 @@ def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, 
         store.append_runs([result("auth", Status.PASS, T0 + timedelta(hours=1, minutes=1), duration=1.0)])
         now = T0 + timedelta(days=2)
         report = store.prune(now)
-        assert report.runs == 4
+        assert report["runs"] == 4
         assert store.runs(probe=None, since=T0 - timedelta(days=1), limit=10) == []
         rows = {r.step: r for r in store.uptime(since=T0, until=T0 + timedelta(hours=1), now=now)}
         assert (rows[None].runs, rows[None].failures) == (3, 1)
@@ -105,11 +106,11 @@ def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, 
         assert rows[None].duration_max == pytest.approx(3.0)
         two_hours = {r.step: r for r in store.uptime(since=T0, until=T0 + timedelta(hours=2), now=now)}
         assert two_hours[None].runs == 4
-        assert store.prune(T0 + timedelta(days=4)).rollups == 6  # 2 hours x (run, setup, upload)
+        assert store.prune(T0 + timedelta(days=4))["rollups"] == 6  # 2 hours x (run, setup, upload)
         assert store.uptime(since=T0, until=T0 + timedelta(hours=2), now=T0 + timedelta(days=4)) == []
 
 
-def test_transition_stores_state_and_outbox_atomically(store: SqlStore) -> None:
+def test_transition_stores_state_and_outbox_atomically(store: FullStore) -> None:
     """State and outbox rows are written together; if deciding fails, neither is written."""
     opened = IncidentState("p", phase=Phase.OPEN, incident_id="p-1", incident_probe="p", opened_at=T0)
 
@@ -130,7 +131,7 @@ def test_transition_stores_state_and_outbox_atomically(store: SqlStore) -> None:
     assert store.incidents(open_only=False, limit=10)[0].resolved_at == T0 + timedelta(minutes=5)
 
 
-def test_transition_sees_upstream_states(store: SqlStore) -> None:
+def test_transition_sees_upstream_states(store: FullStore) -> None:
     """The decide function reads the upstream probes' states inside the transaction."""
     up = IncidentState("mlflow_api", phase=Phase.OPEN, incident_id="m-1", incident_probe="mlflow_api")
     store.transition("mlflow_api", (), T0, lambda v: (up, []), ())
@@ -141,7 +142,7 @@ def test_transition_sees_upstream_states(store: SqlStore) -> None:
     assert seen[0].upstreams == {"mlflow_api": up}
 
 
-def test_outbox_is_claimed_in_order_per_channel_with_leases(store: SqlStore) -> None:
+def test_outbox_is_claimed_in_order_per_channel_with_leases(store: FullStore) -> None:
     """Only a channel's oldest pending row is claimable; a lease hides it; retry/sent/failed release it."""
     _queue(store, [_event(incident="a"), _event(incident="b")], ("slack", "log"))
     first = store.claim_next(T0, "d1", 60)
@@ -167,7 +168,7 @@ def test_outbox_is_claimed_in_order_per_channel_with_leases(store: SqlStore) -> 
     assert states == [("slack", "sent"), ("log", "pending"), ("slack", "failed"), ("log", "pending")]
 
 
-def test_expired_lease_is_reclaimed(store: SqlStore) -> None:
+def test_expired_lease_is_reclaimed(store: FullStore) -> None:
     """A row leased by a dispatcher that died is claimed again once its lease has expired."""
     _queue(store, [_event()])
     assert store.claim_next(T0, "dead", 60) is not None
@@ -177,7 +178,7 @@ def test_expired_lease_is_reclaimed(store: SqlStore) -> None:
     assert item.lease_owner == "alive"
 
 
-def test_silences_add_list_clear(store: SqlStore) -> None:
+def test_silences_add_list_clear(store: FullStore) -> None:
     """Silences are active in their window, listed, and cleared by id or probe."""
     s1 = store.add_silence(
         probe="auth", starts_at=T0, ends_at=T0 + timedelta(minutes=30), reason="deploy", created_by="me"
@@ -202,7 +203,7 @@ def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
 
 def test_store_url_password_is_masked() -> None:
     """The store URL shown in logs and errors hides the database password."""
-    from monitor.history.config import StoreConfig
+    from monitor.store.config import StoreConfig
 
     shown = StoreConfig(url="postgresql+psycopg://u:s3cr3t-pw@db.internal/synthmon").safe_url()
     assert "s3cr3t-pw" not in shown

@@ -80,7 +80,8 @@ async def run_config(config: object, names: list[str] | None = None) -> dict[str
 
     from monitor.app import build_daemon
     from monitor.config import Config
-    from monitor.logs import SecretMasker, make_logger
+    from monitor.logs import make_logger
+    from probes.support.masking import SecretMasker
 
     assert isinstance(config, Config)
     masker = SecretMasker(config.secret_values())

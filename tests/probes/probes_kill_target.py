@@ -15,7 +15,7 @@ def killed_registration(payload: dict[str, Any]) -> Any:
     """Run the real registration child, but kill the process at the ``load`` step."""
     import mlflow.pyfunc
 
-    from probes._registration_child import main
+    from probes.support.registration_child import main
 
     def die(*_args: Any, **_kwargs: Any) -> Any:
         os._exit(137)

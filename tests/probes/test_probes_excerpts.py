@@ -11,7 +11,7 @@ from probes_helpers import make_ctx, mock
 
 from probes.auth import AuthOptions, AuthProbe
 from probes.base import Status
-from probes.httpstep import http_step
+from probes.support.httpstep import http_step
 
 _VALIDATE_ANSWER = {
     "is_valid": True,

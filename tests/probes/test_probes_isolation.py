@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from probes_helpers import generated_key, make_ctx
 
-from probes._mlflow_client import client_search_step
 from probes.base import Status
-from probes.isolation import child_environment, run_isolated
+from probes.support.isolation import child_environment, run_isolated
+from probes.support.mlflow_client import client_search_step
 
 HERE = Path(__file__).resolve().parent
 FAKE_SLACK_TOKEN = "xoxb-test-" + "0" * 24

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import json
+import subprocess
 import sys
 import threading
 import time
@@ -12,7 +14,10 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from probes._mlflow_child import LocalFailure, timed_step
+from monitor.diagnosis import diagnose
+from probes.base import StepResult
+from probes.support.masking import MASK, MaskingStream, SecretMasker
+from probes.support.mlflow_child import LocalFailure, describe_exception, timed_step
 
 KEY = "hk_test_" + "k" * 32
 
@@ -100,3 +105,43 @@ def test_step_within_its_timeout_returns_its_value() -> None:
     assert (step["status"], value) == ("PASS", {"message": "ok"})
     step, _ = timed_step("s", _raises(TimeoutError("read timed out")), [KEY], timeout_s=10)
     assert (step["status"], step["error_class"]) == ("FAIL", "timeout")
+
+
+def test_describe_exception_reads_the_seed_404() -> None:
+    """The MLflow client's upload error yields status 404 and the artifact path, which diagnosis maps."""
+    import requests
+
+    response = requests.Response()
+    response.status_code = 404
+    response.url = "https://registry.example/api/mlflow/api/2.0/mlflow-artifacts/artifacts/1/m/model.pkl"
+    response._content = b"Not Found"
+    exc = requests.HTTPError(f"404 Client Error: Not Found for url: {response.url}", response=response)
+    info = describe_exception(exc, [])
+    assert (info["http_status"], info["path"]) == (
+        404,
+        "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/1/m/model.pkl",
+    )
+    step = StepResult.from_dict({"name": "log_model", "status": "FAIL", **info})
+    assert diagnose(step).cause == "artifact_route_not_deployed"  # type: ignore[union-attr]
+
+
+def test_child_output_masks_the_key() -> None:
+    """Exception text and everything written to the child's stderr have the key replaced."""
+    import io
+
+    key = "hk_test_" + "k" * 32
+    info = describe_exception(RuntimeError(f"failed with token {key}"), [key])
+    assert key not in json.dumps(info)
+    sink = io.StringIO()
+    MaskingStream(sink, SecretMasker([key])).write(f"Authorization: Bearer {key}\n")
+    assert key not in sink.getvalue()
+    assert SecretMasker([key]).mask(key) == MASK
+
+
+def test_daemon_side_never_imports_mlflow() -> None:
+    """Importing the daemon, the CLI and every probe module leaves mlflow unimported."""
+    code = (
+        "import sys, monitor.cli, monitor.app, probes, probes.registration, probes.mlflow_api;"
+        "sys.exit(1 if any(m == 'mlflow' or m.startswith('mlflow.') for m in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

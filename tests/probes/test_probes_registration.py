@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
-from probes_helpers import DEFAULT_CONFIG, make_ctx, run_config, sandbox_env
+from probes_helpers import DEFAULT_CONFIG, FixedClock, make_ctx, run_config, sandbox_env
 
 from monitor.config import Config, parse_config
 from monitor.results import ProbeResult
 from probes.base import Status, worst
-from probes.isolation import IsolationCrash, run_isolated
 from probes.registration import RegistrationOptions, RegistrationProbe
-
-pytestmark = pytest.mark.sandbox
+from probes.support.isolation import IsolationCrash, run_isolated
+from probes.support.registration_child import Candidate, select_expired
 
 #: Issue #4's acceptance: "after 20 registration runs no synthetic run or version is left".
 #: Each run takes about 7-9 s against the sandbox here (~3 min in all); longer soaks: benchmarks/.
@@ -115,6 +115,7 @@ async def _register(config: Config) -> ProbeResult:
     return result
 
 
+@pytest.mark.sandbox
 @pytest.mark.timeout(900)  # 20 full registrations; the suite's default per-test limit is 300 s
 async def test_repeated_runs_leave_nothing_and_spare_user_objects(
     short_ttl_config: Config, rest: MlflowRest, faults: Any
@@ -153,6 +154,7 @@ async def test_repeated_runs_leave_nothing_and_spare_user_objects(
     assert growth_mb < 20
 
 
+@pytest.mark.sandbox
 async def test_killed_run_leftovers_are_swept_by_the_next_run(
     sandbox: Any, short_ttl_config: Config, rest: MlflowRest, faults: Any
 ) -> None:
@@ -179,6 +181,7 @@ async def test_killed_run_leftovers_are_swept_by_the_next_run(
     assert [v for v in rest.versions(MODEL) if v["version"] in left_versions] == []
 
 
+@pytest.mark.sandbox
 async def test_local_training_failure_is_error_not_fail(sandbox: Any, faults: Any) -> None:
     """A failure of the monitor's own training (a bad seed) is ERROR, never a FAIL that pages."""
     ctx = make_ctx(None, key=sandbox.keys.admin, timeout_s=120)
@@ -189,10 +192,40 @@ async def test_local_training_failure_is_error_not_fail(sandbox: Any, faults: An
         )
     }
     payload["seed"] = -1  # numpy refuses it: an exception from the monitor's side only
-    answer = await run_isolated("probes._registration_child:main", payload, 120)
+    answer = await run_isolated("probes.support.registration_child:main", payload, 120)
     steps = {s["name"]: s for s in answer.value}
     assert steps["set_experiment"]["status"] == "PASS"
     assert (steps["train"]["status"], steps["train"]["error_class"]) == ("ERROR", "ValueError")
     assert steps["log_model"]["status"] == "SKIPPED"
     assert steps["cleanup"]["status"] == "PASS"
     assert worst([Status(s["status"]) for s in answer.value]) is Status.ERROR
+
+
+# --- units: no sandbox needed ---------------------------------------------------------------
+
+NOW_MS = int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_sweep_never_selects_untagged_or_young_objects() -> None:
+    """Only objects tagged synthetic=true, older than the TTL and not this run's own are swept."""
+    hour = 3600 * 1000
+    candidates = [
+        Candidate("run", "old-tagged", NOW_MS - 2 * hour, {"synthmon.synthetic": "true"}),
+        Candidate("run", "old-untagged", NOW_MS - 2 * hour, {}),
+        Candidate("run", "old-tag-false", NOW_MS - 2 * hour, {"synthmon.synthetic": "false"}),
+        Candidate("run", "young-tagged", NOW_MS - 60 * 1000, {"synthmon.synthetic": "true"}),
+        Candidate("run", "own", NOW_MS - 2 * hour, {"synthmon.synthetic": "true"}),
+    ]
+    chosen = select_expired(candidates, tag="synthmon.synthetic", now_ms=NOW_MS, ttl_s=3600, keep=["own"])
+    assert [c.ident for c in chosen] == ["old-tagged"]
+
+
+def test_fixed_clock_drives_registration_payload_time() -> None:
+    """The registration payload's 'now' (the sweep's reference) comes from the context's clock."""
+    from probes.registration import RegistrationOptions, RegistrationProbe
+
+    clock = FixedClock(datetime(2026, 7, 1, tzinfo=UTC))
+    ctx = make_ctx(None, clock=clock)
+    payload = RegistrationProbe("r", RegistrationOptions()).payload(ctx)
+    assert payload["now_ms"] == NOW_MS
+    assert payload["api_key"].startswith("hk_test_")

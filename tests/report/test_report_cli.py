@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import build_parser
-from monitor.history.sqlstore import SqlStore
 from monitor.results import ProbeResult
 from probes.base import Status
+from tests.history.history_helpers import FullStore
 
 from .report_scenarios import GENERATED_AT, T_CURRENT, T_PREVIOUS, minutes_before, recovered, seed_situation
 
@@ -64,7 +64,7 @@ def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     db = tmp_path / "var" / "report.db"
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(db=db))
-    store = SqlStore.open(f"sqlite:///{db}")
+    store = FullStore.open(f"sqlite:///{db}")
     try:
         store.append_runs(recovered(minutes_before(T_PREVIOUS, 60)))
         store.append_runs(seed_situation(T_PREVIOUS))
@@ -117,7 +117,7 @@ def test_stored_report_without_previous_run(tmp_path: Path, capsys: pytest.Captu
     db = tmp_path / "one.db"
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(db=db))
-    store = SqlStore.open(f"sqlite:///{db}")
+    store = FullStore.open(f"sqlite:///{db}")
     try:
         store.append_runs(seed_situation(T_CURRENT))
     finally:
@@ -186,7 +186,7 @@ def test_run_reports_a_fresh_run_against_the_stored_one_and_masks_the_key(
         "secret_headers: {X-API-Key: api_key}, step: health, expected_status: [503], "
         "json_equals: {key: none}}}\n"
     )
-    store = SqlStore.open(f"sqlite:///{db}")
+    store = FullStore.open(f"sqlite:///{db}")
     try:
         before = ProbeResult(
             probe="edge",
@@ -211,7 +211,7 @@ def test_run_reports_a_fresh_run_against_the_stored_one_and_masks_the_key(
     assert "**Failing step** `health` answered HTTP 503" in out
     assert "| edge | ✅ PASS | ❌ FAIL at health (HTTP 503" in out
     assert "| **Regressed** |" in out
-    store = SqlStore.open_existing(f"sqlite:///{db}")
+    store = FullStore.open_existing(f"sqlite:///{db}")
     try:
         # The fresh run is reported, not stored (as with `synthmon once`).
         assert [r.run_id for r in store.runs(probe="edge", since=T_PREVIOUS, limit=10)] == ["earlier"]

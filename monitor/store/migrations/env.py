@@ -1,6 +1,6 @@
 """Alembic environment: always run online, on the connection the store hands over.
 
-The store calls Alembic programmatically (``monitor.history.migrate``); there is no alembic.ini. The
+The store calls Alembic programmatically (``monitor.store.migrate``); there is no alembic.ini. The
 connection arrives in ``config.attributes["connection"]``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from monitor.history.schema import metadata
+from monitor.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

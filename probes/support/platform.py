@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from probes.base import ProbeContext, Status, StepResult
-from probes.httpstep import Exchange, http_step
+from probes.support.httpstep import Exchange, http_step
 
 
 def join_url(base: str, path: str) -> str:
@@ -23,13 +23,6 @@ def join_url(base: str, path: str) -> str:
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header the platform prefers (MLflow's client sends the same)."""
     return {"Authorization": f"Bearer {key}"}
-
-
-def mask(key: str) -> str:
-    """The masked form the platform's reports use (``hk_live_ch...cOWL``); safe to show."""
-    if len(key) < 16:
-        return "***"
-    return f"{key[:10]}...{key[-4:]}"
 
 
 def invalid_key() -> str:
@@ -76,7 +69,7 @@ async def platform_step(
 
     The request gets ``request_timeout_s`` but never runs past the run's deadline, and a 503 is
     told apart as ALB-generated or application (:func:`classify_503`). ``kw`` are the other
-    keyword arguments of :func:`probes.httpstep.http_step` (``expected``, ``headers``, ...).
+    keyword arguments of :func:`probes.support.httpstep.http_step` (``expected``, ``headers``, ...).
     """
     exchange = await http_step(
         ctx,

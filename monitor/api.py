@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from monitor.history.base import HistoryStore, IncidentStore
-from monitor.history.migrate import StoreGate
-from monitor.history.sink import RunInThread
-from monitor.history.timeutil import DurationError, parse_duration
-from probes.base import Clock
+from monitor.alerting.store import IncidentStore
+from monitor.history.base import HistoryStore
+from monitor.store.engine import RunInThread
+from monitor.store.migrate import StoreGate
+from probes.base import Clock, DurationError, parse_duration
 
 MAX_LIMIT = 1000
 

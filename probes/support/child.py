@@ -1,6 +1,7 @@
 """Child side of whole-probe isolation: run one probe in this (sub)process, return its steps.
 
-Called by :mod:`probes.isolation` as ``probes.child:run_probe`` with the payload the runner built:
+Called by :mod:`probes.support.isolation` as ``probes.support.child:run_probe`` with the payload the
+runner built:
 ``kind``, ``kind_ref`` (``module:Class``, preferred), ``name``, ``options`` (JSON), ``secrets``,
 ``run_id``, ``timeout``. Logs go to stderr (the parent masks and forwards them); the answer is the
 list of ``StepResult.to_dict()``. An exception escapes: the child exits without an answer and the

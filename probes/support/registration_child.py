@@ -1,7 +1,7 @@
 """Subprocess side of the registration probe: register a model the way users do, then clean up.
 
 Runs only where mlflow may be imported: inside the runner's isolated child (the probe is
-``isolated = True``), or via ``run_isolated("probes._registration_child:main", payload)``.
+``isolated = True``), or via ``run_isolated("probes.support.registration_child:main", payload)``.
 The payload (JSON on stdin, never argv) holds the API key; it becomes this process's
 ``MLFLOW_TRACKING_TOKEN`` and is masked in every message returned.
 
@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes._mlflow_child import (
+from probes.support.masking import SecretMasker
+from probes.support.mlflow_child import (
     LocalFailure,
     configure_client_env,
-    masked,
     prepare_environment,
     set_request_timeout,
     timed_step,
@@ -115,7 +115,7 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     key = str(payload.get("api_key") or "")
     secrets = [key] if key else []
     # Before importing mlflow (telemetry starts at import), and also when the runner's own
-    # isolated child (probes.child) runs the probe, which does not go through main().
+    # isolated child (probes.support.child) runs the probe, which does not go through main().
     configure_client_env(payload)
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -312,7 +312,7 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
         if "tmp" in state:
             shutil.rmtree(state["tmp"], ignore_errors=True)
     for s in steps:
-        s["message"] = masked(str(s.get("message", "")), secrets)
+        s["message"] = SecretMasker(secrets).mask(str(s.get("message", "")))
     return steps
 
 

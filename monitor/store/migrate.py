@@ -24,6 +24,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
+from monitor.store.engine import RunInThread
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 HOW_TO_MIGRATE = "run `synthmon migrate` (or start the daemon once) to create or upgrade it"
 
@@ -108,14 +110,6 @@ def upgrade(engine: Engine) -> str:
     return head_revision()
 
 
-#: ``run(fn) -> awaitable of fn()``: how the gate crosses to a store thread.
-RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
-
-
-async def _to_thread(fn: Callable[[], Any]) -> Any:
-    return await asyncio.to_thread(fn)
-
-
 class StoreGate:
     """Whether the store may be used yet; it migrates the database on the first successful attempt.
 
@@ -141,11 +135,11 @@ class StoreGate:
     ) -> None:
         self._engine = engine
         self._monotonic = monotonic
-        self._run = run or _to_thread
+        self._run: RunInThread = run or asyncio.to_thread
         self._on_change = on_change
         self._base = backoff_base
         self._max = backoff_max
-        self._log = logger if logger is not None else structlog.get_logger("synthmon.history")
+        self._log = logger if logger is not None else structlog.get_logger("synthmon.store")
         self._label = label
         self.ready = False
         self.fatal: SchemaError | None = None

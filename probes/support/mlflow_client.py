@@ -1,12 +1,13 @@
 """Daemon side of the MLflow client check: one isolated ``search_experiments`` call as one step.
 
 Used by ``mlflow_api`` (step ``client_search``) and ``alb_health`` (the seed's check #10). The client
-runs in a subprocess (:mod:`probes._mlflow_child`) so the daemon never imports mlflow.
+runs in a subprocess (:mod:`probes.support.mlflow_child`) so the daemon never imports mlflow.
 """
 
 from __future__ import annotations
 
 from probes.base import ProbeContext, Status, StepResult
+from probes.support.masking import SecretMasker
 
 #: Seconds kept back from the run's deadline so the probe, not the runner, reports a hang.
 _MARGIN_S = 1.0
@@ -20,10 +21,7 @@ def crash_tail(stderr: str, secrets: list[str], limit: int = CRASH_TAIL_CHARS) -
     The child masks its own writes, but not what reaches fd 2 before its masking is set up (or
     from C code), so the parent masks again before anything is shown or stored.
     """
-    text = stderr
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    text = SecretMasker(secrets).mask(stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     tail = " | ".join(lines)
     return tail[-limit:]
@@ -51,13 +49,13 @@ async def client_search_step(
         "step": name,
         "request_timeout_s": max(1, int(min(request_timeout_s, budget))),
     }
-    # Imported here, not at module level: ``python -m probes.isolation`` imports the ``probes``
-    # package first, and a module-level import would load probes.isolation twice in the child.
-    from probes.isolation import IsolationCrash, IsolationTimeout, run_isolated
+    # Imported here, not at module level: ``python -m probes.support.isolation`` imports the ``probes``
+    # package first, and a module-level import would load probes.support.isolation twice in the child.
+    from probes.support.isolation import IsolationCrash, IsolationTimeout, run_isolated
 
     start = ctx.clock.monotonic()
     try:
-        answer = await run_isolated("probes._mlflow_child:search_experiments", payload, budget)
+        answer = await run_isolated("probes.support.mlflow_child:search_experiments", payload, budget)
     except IsolationTimeout:
         return StepResult(
             name=name,

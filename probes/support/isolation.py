@@ -10,7 +10,7 @@ the store URL with its password and maybe the API key, none of which a probe nee
 allow-listed part of it (:func:`child_environment`: paths, locale, Python settings, proxies, CA
 bundles) plus whatever the caller passes explicitly.
 
-Child side: ``python -m probes.isolation`` reads ``{"target": "module:function", "payload": {...}}``.
+Child side: ``python -m probes.support.isolation`` reads ``{"target": "module:function", "payload": {...}}``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def run_isolated(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "probes.isolation",
+        "probes.support.isolation",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

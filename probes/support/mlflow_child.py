@@ -1,7 +1,8 @@
 """Subprocess side of the MLflow client checks. Runs only in a child process, never in the daemon.
 
-Entry points are called by :func:`probes.isolation.run_isolated` (``"probes._mlflow_child:NAME"``)
-with a JSON payload on stdin that may carry the API key. Rules, because the key travels here:
+Entry points are called by :func:`probes.support.isolation.run_isolated`
+(``"probes.support.mlflow_child:NAME"``) with a JSON payload on stdin that may carry the API key.
+Rules, because the key travels here:
 
 - the key goes into this process's own environment as ``MLFLOW_TRACKING_TOKEN`` (which the MLflow
   client sends as ``Authorization: Bearer``), never into argv;
@@ -26,40 +27,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlparse
+
+from probes.support.masking import MaskingStream, SecretMasker
 
 #: How much of an error body or exception text is returned (diagnosis matches on it).
 EXCERPT_CHARS = 300
-
-
-class MaskingStream:
-    """A text stream wrapper that replaces every secret with ``***`` before writing."""
-
-    def __init__(self, inner: IO[str], secrets: list[str]) -> None:
-        self._inner = inner
-        self._secrets = [s for s in secrets if s]
-
-    def write(self, text: str) -> int:
-        """Write ``text`` with secrets replaced."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return self._inner.write(text)
-
-    def flush(self) -> None:
-        """Flush the wrapped stream."""
-        self._inner.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def masked(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def configure_client_env(payload: dict[str, Any]) -> None:
@@ -87,8 +61,8 @@ def prepare_environment(payload: dict[str, Any]) -> list[str]:
     """
     key = str(payload.get("api_key") or "")
     secrets = [key] if key else []
-    stream = MaskingStream(sys.stderr, secrets)
-    # Duck-typed text stream; probes.isolation restores the real stdout after the call.
+    stream = MaskingStream(sys.stderr, SecretMasker(secrets))
+    # Duck-typed text stream; probes.support.isolation restores the real stdout after the call.
     sys.stderr = stream
     sys.stdout = stream
     configure_client_env(payload)
@@ -130,7 +104,7 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
     ``http_status``, URL ``path`` (no query) and a ``body_excerpt`` when they can be found, else
     None; ``error_class`` is the exception's class name; ``message`` is masked and one line.
     """
-    text = masked(" ".join(str(exc).split()), secrets)
+    text = SecretMasker(secrets).mask(" ".join(str(exc).split()))
     status: int | None = None
     path: str | None = None
     body: str | None = None
@@ -141,7 +115,7 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
         if url:
             path = urlparse(str(url)).path
         try:
-            body = masked(" ".join(str(response.text).split())[:EXCERPT_CHARS], secrets)
+            body = SecretMasker(secrets).mask(" ".join(str(response.text).split())[:EXCERPT_CHARS])
         except Exception:
             body = None
     get_status = getattr(exc, "get_http_status_code", None)
@@ -167,7 +141,7 @@ def describe_exception(exc: BaseException, secrets: list[str]) -> dict[str, Any]
     if body is None and status in _RETRIED_STATUSES and url_found and secrets:
         parts = urlparse(url_found)
         content_type, body = fetch_evidence(f"{parts.scheme}://{parts.netloc}{parts.path}", secrets[0])
-        body = masked(body, secrets) if body is not None else None
+        body = SecretMasker(secrets).mask(body) if body is not None else None
     if body is None:
         body = text[:EXCERPT_CHARS]
     if status is not None and isinstance(exc, ConnectionError | TimeoutError):
@@ -290,7 +264,7 @@ def is_platform_error(exc: BaseException, *, reads_platform_data: bool = False) 
 
 def monitor_error(name: str, exc: BaseException, secrets: list[str], duration_s: float) -> dict[str, Any]:
     """A StepResult-shaped ERROR: the monitor could not run step ``name`` (``exc`` is its own)."""
-    text = masked(" ".join(str(exc).split()), secrets)
+    text = SecretMasker(secrets).mask(" ".join(str(exc).split()))
     return {
         "name": name,
         "status": "ERROR",

@@ -1,4 +1,4 @@
-"""The ``store:`` section of the config (owned by the history package).
+"""The ``store:`` section of the config: where history, incident state and the outbox live.
 
 ```yaml
 store:
@@ -12,17 +12,13 @@ store:
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from monitor.history.timeutil import parse_duration
-
-#: A duration field: a number of seconds or a string such as ``"30m"``.
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+from probes.base import PositiveDuration
 
 #: The database backends the SQL store speaks (any driver: ``postgresql+psycopg``, ...).
 BACKENDS = ("sqlite", "postgresql")
@@ -37,7 +33,7 @@ class StoreConfig(BaseModel):
     retention_days: int = Field(default=30, ge=1)
     rollup_retention_days: int = Field(default=400, ge=1)
     buffer_size: int = Field(default=10_000, ge=1)
-    prune_interval: Annotated[Duration, Field(gt=0)] = 3600.0
+    prune_interval: PositiveDuration = 3600.0
 
     @field_validator("url")
     @classmethod

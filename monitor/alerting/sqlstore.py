@@ -1,0 +1,323 @@
+"""Alerting in SQL: incident state and records, the outbox, Slack threads and silences.
+
+- An incident transition runs the pure state machine inside the transaction that stores its outcome
+  and its outbox rows. On PostgreSQL it locks the probe's ``incident_state`` row
+  (``SELECT ... FOR UPDATE``), so transitions of one probe are serialized across replicas; on SQLite
+  the write transaction holds the database lock.
+- The outbox is claimed with ``FOR UPDATE SKIP LOCKED`` plus a lease, so each event goes to one
+  dispatcher, and it is delivered in order per channel: only the oldest pending row of a channel
+  can be claimed.
+
+Everything here is blocking; see :mod:`monitor.alerting.store` for who crosses to a thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql
+
+from monitor.alerting.base import Event
+from monitor.alerting.incidents import IncidentState, Phase
+from monitor.alerting.silences import Silence
+from monitor.alerting.store import Decide, IncidentRecord, IncidentView, OutboxItem
+from monitor.store.database import Database
+from monitor.store.epoch import from_epoch, to_epoch
+from monitor.store.schema import incident_state, incidents, outbox, silences, threads
+
+#: How long finished outbox rows are kept for inspection.
+OUTBOX_KEEP_S = 30 * 86400
+
+
+class SqlAlertingStore:
+    """The :class:`monitor.alerting.store.IncidentStore` and :class:`SilenceStore` on a
+    :class:`Database` (see module docstring)."""
+
+    def __init__(self, db: Database, *, retention_days: int = 30) -> None:
+        self.db = db
+        self.retention_s = retention_days * 86400.0
+
+    def prune(self, now: datetime) -> dict[str, int]:
+        """Apply retention: finished outbox rows after a month, silences ended before the raw-run
+        retention. Rows removed per table."""
+        t = to_epoch(now)
+        with self.db.write() as conn:
+            n_out = conn.execute(
+                delete(outbox).where(outbox.c.state != "pending", outbox.c.finished_at < t - OUTBOX_KEEP_S)
+            ).rowcount
+            n_sil = conn.execute(delete(silences).where(silences.c.ends_at < t - self.retention_s)).rowcount
+        return {"outbox": int(n_out), "silences": int(n_sil)}
+
+    def transition(
+        self, probe: str, upstreams: Sequence[str], now: datetime, decide: Decide, channels: Sequence[str]
+    ) -> list[Event]:
+        """Run ``decide`` on ``probe``'s state and store its outcome and its events (one outbox row per
+        event and channel) in one transaction, serialized per probe."""
+        t = to_epoch(now)
+        with self.db.write() as conn:
+            if self.db.postgres:
+                # Make sure the row exists, then lock it: the per-probe mutex across replicas.
+                conn.execute(
+                    postgresql.insert(incident_state)
+                    .values(probe=probe, data=json.dumps(IncidentState(probe).to_dict()), updated_at=t)
+                    .on_conflict_do_nothing(index_elements=[incident_state.c.probe])
+                )
+            q = select(incident_state.c.data).where(incident_state.c.probe == probe)
+            if self.db.postgres:
+                q = q.with_for_update()
+            raw = conn.execute(q).scalar()
+            old = IncidentState.from_dict(json.loads(raw)) if raw else IncidentState(probe)
+            ups: dict[str, IncidentState] = {}
+            if upstreams:
+                for p, data in conn.execute(
+                    select(incident_state.c.probe, incident_state.c.data).where(
+                        incident_state.c.probe.in_(list(upstreams))
+                    )
+                ):
+                    ups[p] = IncidentState.from_dict(json.loads(data))
+            active = self._active_silences(conn, t)
+            new, events = decide(IncidentView(state=old, upstreams=ups, silences=active))
+            data = json.dumps(new.to_dict())
+            if raw is None and not self.db.postgres:
+                conn.execute(insert(incident_state).values(probe=probe, data=data, updated_at=t))
+            else:
+                conn.execute(
+                    update(incident_state)
+                    .where(incident_state.c.probe == probe)
+                    .values(data=data, updated_at=t)
+                )
+            self._record_incident(conn, old, new, t)
+            rows = [
+                {
+                    "incident_id": e.incident_id,
+                    "probe": e.probe,
+                    "channel": ch,
+                    "kind": e.kind.value,
+                    "payload": json.dumps(e.to_dict()),
+                    "created_at": t,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": t,
+                }
+                for e in events
+                for ch in channels
+            ]
+            if rows:
+                conn.execute(insert(outbox), rows)
+        return events
+
+    def _record_incident(self, conn: Connection, old: IncidentState, new: IncidentState, t: float) -> None:
+        if (
+            old.phase is Phase.OPEN
+            and old.incident_id
+            and (new.phase is Phase.OK or new.incident_id != old.incident_id)
+        ):
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.incident_id == old.incident_id, incidents.c.probe == old.probe)
+                .values(resolved_at=t)
+            )
+        if new.phase is Phase.OPEN and new.incident_id:
+            exists_q = select(incidents.c.probe).where(
+                incidents.c.incident_id == new.incident_id, incidents.c.probe == new.probe
+            )
+            if conn.execute(exists_q).first() is None:
+                conn.execute(
+                    insert(incidents).values(
+                        incident_id=new.incident_id,
+                        probe=new.probe,
+                        incident_probe=new.incident_probe or new.probe,
+                        opened_at=to_epoch(new.opened_at) if new.opened_at else t,
+                        summary=new.signature or "",
+                    )
+                )
+            else:
+                conn.execute(
+                    update(incidents)
+                    .where(incidents.c.incident_id == new.incident_id, incidents.c.probe == new.probe)
+                    .values(summary=new.signature or "")
+                )
+
+    def incident_states(self) -> dict[str, IncidentState]:
+        """Every probe's stored state machine state."""
+        with self.db.read() as conn:
+            return {
+                p: IncidentState.from_dict(json.loads(d))
+                for p, d in conn.execute(select(incident_state.c.probe, incident_state.c.data))
+            }
+
+    def incidents(self, *, open_only: bool, limit: int) -> list[IncidentRecord]:
+        """Incidents, newest first; only unresolved ones when ``open_only``."""
+        q = select(incidents)
+        if open_only:
+            q = q.where(incidents.c.resolved_at.is_(None))
+        q = q.order_by(incidents.c.opened_at.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [
+                IncidentRecord(
+                    incident_id=r.incident_id,
+                    probe=r.probe,
+                    incident_probe=r.incident_probe,
+                    opened_at=from_epoch(r.opened_at),
+                    resolved_at=from_epoch(r.resolved_at) if r.resolved_at is not None else None,
+                    summary=r.summary,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def claim_next(self, now: datetime, owner: str, lease_s: float) -> OutboxItem | None:
+        """Lease the oldest due pending row of any channel whose older rows are all finished."""
+        t = to_epoch(now)
+        earlier = outbox.alias("earlier")
+        blocked = exists().where(
+            earlier.c.channel == outbox.c.channel, earlier.c.state == "pending", earlier.c.id < outbox.c.id
+        )
+        q = (
+            select(outbox)
+            .where(
+                outbox.c.state == "pending",
+                ~blocked,
+                outbox.c.next_attempt_at <= t,
+                or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < t),
+            )
+            .order_by(outbox.c.id)
+            .limit(1)
+        )
+        if self.db.postgres:
+            q = q.with_for_update(skip_locked=True, of=outbox)
+        with self.db.write() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(lease_owner=owner, lease_until=t + lease_s, attempts=row.attempts + 1)
+            )
+        return OutboxItem(
+            id=row.id,
+            channel=row.channel,
+            event=Event.from_dict(json.loads(row.payload)),
+            attempts=row.attempts + 1,
+            created_at=from_epoch(row.created_at),
+            lease_owner=owner,
+        )
+
+    def thread_ref(self, incident_id: str, channel: str) -> str | None:
+        """What ``channel`` returned for the first delivered message of ``incident_id``."""
+        q = select(threads.c.ref).where(threads.c.incident_id == incident_id, threads.c.channel == channel)
+        with self.db.read() as conn:
+            ref: str | None = conn.execute(q).scalar()
+            return ref
+
+    def _finish(self, conn: Connection, item: OutboxItem, values: Mapping[str, Any]) -> bool:
+        res = conn.execute(
+            update(outbox)
+            .where(outbox.c.id == item.id, outbox.c.lease_owner == item.lease_owner)
+            .values(lease_owner=None, lease_until=None, **values)
+        )
+        return bool(res.rowcount)
+
+    def mark_sent(self, item: OutboxItem, now: datetime, thread: str | None) -> None:
+        """Record a delivery (and the thread it started, if any)."""
+        with self.db.write() as conn:
+            self._finish(conn, item, {"state": "sent", "finished_at": to_epoch(now), "last_error": None})
+            if thread is not None:
+                present = select(threads.c.ref).where(
+                    threads.c.incident_id == item.event.incident_id, threads.c.channel == item.channel
+                )
+                if conn.execute(present).first() is None:
+                    conn.execute(
+                        insert(threads).values(
+                            incident_id=item.event.incident_id, channel=item.channel, ref=thread
+                        )
+                    )
+
+    def mark_retry(self, item: OutboxItem, next_attempt_at: datetime, error: str) -> None:
+        """Release the lease and schedule another attempt."""
+        with self.db.write() as conn:
+            self._finish(conn, item, {"next_attempt_at": to_epoch(next_attempt_at), "last_error": error})
+
+    def mark_failed(self, item: OutboxItem, now: datetime, error: str) -> None:
+        """Give up on a row (permanent error or too old)."""
+        with self.db.write() as conn:
+            self._finish(conn, item, {"state": "failed", "finished_at": to_epoch(now), "last_error": error})
+
+    def outbox_pending(self) -> dict[str, int]:
+        """Pending rows per channel."""
+        q = (
+            select(outbox.c.channel, func.count())
+            .where(outbox.c.state == "pending")
+            .group_by(outbox.c.channel)
+        )
+        with self.db.read() as conn:
+            return {ch: int(n) for ch, n in conn.execute(q)}
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        """Every outbox row, oldest first (for tests and inspection)."""
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(outbox).order_by(outbox.c.id))]
+
+    # ---- silences --------------------------------------------------------------------------------
+
+    def _active_silences(self, conn: Connection, t: float) -> list[Silence]:
+        q = select(silences).where(
+            silences.c.starts_at <= t,
+            silences.c.ends_at > t,
+            or_(silences.c.cleared_at.is_(None), silences.c.cleared_at > t),
+        )
+        return [self._silence(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def _silence(r: Any) -> Silence:
+        return Silence(
+            id=int(r.id),
+            probe=r.probe,
+            starts_at=from_epoch(r.starts_at),
+            ends_at=from_epoch(r.ends_at),
+            reason=r.reason,
+            created_by=r.created_by,
+            created_at=from_epoch(r.created_at),
+            cleared_at=from_epoch(r.cleared_at) if r.cleared_at is not None else None,
+        )
+
+    def add_silence(
+        self, *, probe: str, starts_at: datetime, ends_at: datetime, reason: str, created_by: str
+    ) -> Silence:
+        """Store a silence for ``probe`` (``"*"`` for all) and return it."""
+        with self.db.write() as conn:
+            pk = conn.execute(
+                insert(silences)
+                .values(
+                    probe=probe,
+                    starts_at=to_epoch(starts_at),
+                    ends_at=to_epoch(ends_at),
+                    reason=reason,
+                    created_by=created_by,
+                    created_at=to_epoch(starts_at),
+                )
+                .returning(silences.c.id)
+            ).scalar_one()
+        return Silence(int(pk), probe, starts_at, ends_at, reason, created_by, starts_at)
+
+    def silences(self, *, active_at: datetime | None) -> list[Silence]:
+        """Silences active at ``active_at``, or every stored one when None (newest first)."""
+        with self.db.read() as conn:
+            if active_at is not None:
+                return self._active_silences(conn, to_epoch(active_at))
+            return [self._silence(r) for r in conn.execute(select(silences).order_by(silences.c.id.desc()))]
+
+    def clear_silences(self, *, now: datetime, silence_id: int | None, probe: str | None) -> int:
+        """End active silences now, by id or by probe; returns how many were cleared."""
+        t = to_epoch(now)
+        cond = [silences.c.cleared_at.is_(None), silences.c.ends_at > t]
+        if silence_id is not None:
+            cond.append(silences.c.id == silence_id)
+        if probe is not None:
+            cond.append(silences.c.probe == probe)
+        with self.db.write() as conn:
+            return int(conn.execute(update(silences).where(*cond).values(cleared_at=t)).rowcount)

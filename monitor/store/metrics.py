@@ -1,0 +1,39 @@
+"""The store's own series, registered on a registry passed in (never the default one).
+
+The feature packages keep their own series (history's and the incident queue's buffers); these are
+about the database itself: is it open, which operations failed, what retention removed.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+#: Every value of the ``operation`` label of ``synthmon_store_errors_total`` (a test checks the
+#: code uses no other): pre-created at 0 so the first failure shows in ``increase()``.
+OPERATIONS = ("append_runs", "prune", "incident_transition", "outbox")
+
+
+class StoreMetrics:
+    """``synthmon_store_ready``, ``synthmon_store_errors_total{operation}`` and
+    ``synthmon_store_pruned_rows_total{table}``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ready = Gauge(
+            "synthmon_store_ready",
+            "1 when the store is reachable and migrated; 0 while synthmon keeps retrying to open it.",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "synthmon_store_errors_total",
+            "Store operations that failed (the database was unreachable, locked, ...).",
+            ["operation"],
+            registry=registry,
+        )
+        for operation in OPERATIONS:
+            self.errors.labels(operation=operation)
+        self.pruned = Counter(
+            "synthmon_store_pruned_rows_total",
+            "Rows removed by the retention job.",
+            ["table"],
+            registry=registry,
+        )

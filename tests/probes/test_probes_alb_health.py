@@ -1,0 +1,72 @@
+"""The ``alb_health`` kind: ALB vs application 503, the checks summary, the shipped check list."""
+
+from __future__ import annotations
+
+import pytest
+from probes_helpers import DEFAULT_CONFIG
+
+from monitor.config import load_config
+from probes import PROBE_KINDS
+from probes.alb_health import DEFAULT_CHECKS, AlbHealthOptions, summarize
+from probes.base import Status, StepResult
+from probes.support.platform import classify_503
+
+
+def _step(**kw: object) -> StepResult:
+    base: dict[str, object] = {"name": "s", "status": Status.FAIL}
+    base.update(kw)
+    return StepResult(**base)  # type: ignore[arg-type]
+
+
+# --- alb_health -------------------------------------------------------------------------------
+
+
+def test_alb_html_503_is_told_from_application_503() -> None:
+    """An HTML 503 is the ALB's (alb_503); a JSON 503 is the application's and keeps http_status."""
+    base = StepResult(name="x", status=Status.FAIL, http_status=503, error_class="http_status", message="m")
+    alb = classify_503(
+        base.with_(content_type="text/html", body_excerpt="503 Service Temporarily Unavailable")
+    )
+    app = classify_503(base.with_(content_type="application/json", body_excerpt='{"status":"unhealthy"}'))
+    assert alb.error_class == "alb_503"
+    assert "no healthy target" in alb.message
+    assert app.error_class == "http_status"
+    assert "application 503" in app.message
+
+
+def test_summary_counts_passed_checks() -> None:
+    """The summary step says N/M passed, names the failing checks and takes the worst status."""
+    checks = [StepResult(name=f"c{i}", status=Status.PASS) for i in range(9)]
+    checks.append(StepResult(name="registry_health", status=Status.FAIL))
+    summary = summarize(checks)
+    assert summary.status is Status.FAIL
+    assert summary.message.startswith("9/10 checks passed; failing: registry_health")
+    assert summary.measurements == {"checks_passed": 9.0, "checks_total": 10.0}
+
+
+def test_default_checks_are_the_contracts_ten_and_config_yaml_lists_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The built-in list has the incident's 10 checks, and config.yaml spells out the same list."""
+    assert len(DEFAULT_CHECKS) == 10
+    config = load_config(DEFAULT_CONFIG, env={"SYNTHMON_API_KEY": "hk_test_" + "x" * 32})
+    options = config.probe("alb_health").options
+    assert isinstance(options, AlbHealthOptions)
+    assert options.checks == DEFAULT_CHECKS
+    proxy = next(c for c in DEFAULT_CHECKS if c.name == "mlflow_api_proxy")
+    assert proxy.params == {"max_results": "1"}
+
+
+def test_config_yaml_declares_dependencies_on_auth() -> None:
+    """mlflow_api, artifact_roundtrip and registration depend on auth; every kind is registered."""
+    config = load_config(DEFAULT_CONFIG, env={"SYNTHMON_API_KEY": "hk_test_" + "x" * 32})
+    deps = {p.name: p.depends_on for p in config.probes}
+    assert deps == {
+        "auth": [],
+        "alb_health": [],
+        "mlflow_api": ["auth"],
+        "artifact_roundtrip": ["auth"],
+        "registration": ["auth"],
+    }
+    assert {p.kind for p in config.probes} <= set(PROBE_KINDS)
+    assert PROBE_KINDS["registration"].isolated is True

@@ -1,0 +1,74 @@
+"""The ``mlflow_api`` kind: list shapes, the synthetic experiment, skipping after a failure."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from probes_helpers import make_ctx, mock
+
+from probes.base import Status, StepResult
+from probes.mlflow_api import MlflowApiOptions, MlflowApiProbe, list_shape_problem
+
+
+def _step(**kw: object) -> StepResult:
+    base: dict[str, object] = {"name": "s", "status": Status.FAIL}
+    base.update(kw)
+    return StepResult(**base)  # type: ignore[arg-type]
+
+
+# --- mlflow_api ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({}, None),
+        ({"experiments": [{"experiment_id": "0", "name": "Default"}]}, None),
+        ({"experiments": {"a": 1}}, "'experiments' is not a list"),
+        ({"experiments": [{"name": "x"}]}, "an entry of 'experiments' lacks experiment_id, name"),
+        ([], "body is not a JSON object"),
+    ],
+    ids=["empty_is_fine", "valid", "not_list", "missing_key", "not_object"],
+)
+def test_list_shape(doc: object, problem: str | None) -> None:
+    """MLflow omits empty lists (fine); a wrong type or a missing key is a shape problem."""
+    assert list_shape_problem(doc, "experiments", ("experiment_id", "name")) == problem
+
+
+async def test_mlflow_api_creates_synthetic_experiment_with_tag_and_sends_max_results() -> None:
+    """A missing experiment is created tagged synthmon.synthetic=true; searches always send max_results."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path.endswith("/experiments/search") or path.endswith("/registered-models/search"):
+            if "max_results" not in request.url.params:
+                return httpx.Response(400, json={"error_code": "INVALID_PARAMETER_VALUE"})
+            return httpx.Response(200, json={})
+        if path.endswith("/get-by-name"):
+            return httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST"})
+        if path.endswith("/experiments/create"):
+            return httpx.Response(200, json={"experiment_id": "7"})
+        return httpx.Response(404)
+
+    ctx = make_ctx(mock(handler))
+    async with ctx.http:
+        steps = await MlflowApiProbe("m", MlflowApiOptions(client_search=False)).run(ctx)
+    assert [s.status for s in steps] == [Status.PASS] * 3
+    create = next(r for r in calls if r.url.path.endswith("/create"))
+    assert json.loads(create.content) == {
+        "name": "synthmon-synthetic",
+        "tags": [{"key": "synthmon.synthetic", "value": "true"}],
+    }
+    assert all(r.headers["authorization"].startswith("Bearer hk_test_") for r in calls)
+
+
+async def test_mlflow_api_skips_after_first_failure() -> None:
+    """After experiments_search fails, the later steps are SKIPPED rather than failed again."""
+    ctx = make_ctx(mock(lambda r: httpx.Response(403, json={"error": "REGISTRY_ADMIN_REQUIRED"})))
+    async with ctx.http:
+        steps = await MlflowApiProbe("m", MlflowApiOptions()).run(ctx)
+    assert [s.status for s in steps] == [Status.FAIL, Status.SKIPPED, Status.SKIPPED, Status.SKIPPED]
