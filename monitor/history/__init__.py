@@ -1,1 +1,2 @@
-"""Run history: the HistoryStore interface and its SQLAlchemy Core implementation (issue #5)."""
+"""Run history: runs, their steps and hourly rollups; the store interface its users need, its SQL
+implementation, the result sink, and the ``history``, ``uptime`` and ``migrate`` commands."""

@@ -9,6 +9,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.config import ConfigError, load_config, parse_config
+from probes.base import format_duration, parse_duration
 from probes.http import HttpOptions
 
 KEY = "hk_test_" + "q" * 32
@@ -142,13 +143,78 @@ def test_valid_config_is_typed_and_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("written", "seconds"),
-    [("1500ms", 1.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("45", 45.0), ("1.5s", 1.5)],
-    ids=["ms", "s", "m", "h", "plain", "fraction"],
+    [
+        ("1500ms", 1.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("45", 45.0),
+        ("1.5s", 1.5),
+        ("1d", 86400.0),
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("1w", 604800.0),
+    ],
+    ids=["ms", "s", "m", "h", "plain", "fraction", "day", "compound", "min-sec", "week"],
 )
 def test_duration_syntax(written: str, seconds: float) -> None:
-    """Durations accept ms/s/m/h suffixes or plain seconds."""
+    """Probe durations take the one grammar: ms/s/m/h/d/w, compounds, or plain seconds."""
     config = _parse(_probe(f"    interval: {written}\n    timeout: 0.1\n"))
     assert config.probes[0].interval == seconds  # type: ignore[attr-defined]
+
+
+def test_every_duration_field_speaks_the_same_grammar() -> None:
+    """Probe, alerting and store durations accept the same units, each within its own bounds."""
+    text = _probe("    interval: 1d\n    timeout: 250ms\n") + textwrap.dedent(
+        """\
+        alerting:
+          rules: {reminder_interval: 1h30m}
+          outbox: {backoff_base: 250ms, backoff_max: 1h, lease: 2m30s}
+        store: {prune_interval: 1d}
+        """
+    )
+    config = parse_config(text, source="config.yaml", env={})
+    probe = config.probes[0]
+    assert (probe.interval, probe.timeout) == (86400.0, 0.25)
+    assert config.alerting.rules.reminder_interval == 5400.0
+    assert (config.alerting.outbox.backoff_base, config.alerting.outbox.lease) == (0.25, 150.0)
+    assert config.store.prune_interval == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("    interval: 5x\n", "5x", "probes[0].interval: invalid duration '5x'"),
+        (
+            "    timeout: 30m1h\n",
+            "30m1h",
+            "probes[0].timeout: invalid duration '30m1h': write each",
+        ),
+        ("    interval: 10 parsecs\n", "10 parsecs", "probes[0].interval: invalid duration"),
+        ("    jitter: -1s\n", "-1s", "probes[0].jitter: invalid duration '-1s'"),
+        (
+            "    interval: 500ms\n    timeout: 100ms\n",
+            "500ms",
+            "probes[0].interval: interval must be at least 1s",
+        ),
+    ],
+    ids=["unknown-unit", "unit-order", "word-unit", "negative", "below-bound"],
+)
+def test_wrong_duration_is_one_error_naming_the_field(field: str, value: str, fragment: str) -> None:
+    """A duration in the wrong unit or out of the field's bounds is one error with the field path."""
+    with pytest.raises(ConfigError) as err:
+        _parse(_probe(field))
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "written"),
+    [(0.25, "250ms"), (45.0, "45s"), (5400.0, "1h30m"), (86400.0, "1d"), (90.5, "90.5s"), (1209600.0, "2w")],
+)
+def test_format_duration_round_trips(seconds: float, written: str) -> None:
+    """format_duration writes what parse_duration reads back."""
+    assert format_duration(seconds) == written
+    assert parse_duration(written) == seconds
 
 
 def test_interpolation_with_defaults_and_escapes() -> None:
