@@ -424,9 +424,10 @@ def overview() -> dict[str, Any]:
             ),
             bargauge(
                 "TLS certificate days left",
+                # From the absolute expiry time: always current, however long ago the probe ran.
                 Target(
-                    "min by (probe, step) "
-                    f'(synthmon_step_measurement{{{SEL}, measurement="cert_days_left"}})',
+                    "(min by (probe, step) "
+                    f"(synthmon_tls_cert_expiry_timestamp_seconds{{{SEL}}}) - time()) / 86400",
                     "{{step}}",
                 ),
                 unit="d",

@@ -33,6 +33,7 @@ CONTRACT = {
     "synthmon_build_info",
     "synthmon_step_measurement",
     "synthmon_notifications_total",
+    "synthmon_tls_cert_expiry_timestamp_seconds",
 }
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
 _METRIC = re.compile(r"\bsynthmon_[a-z0-9_]+")
