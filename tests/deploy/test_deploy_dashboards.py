@@ -179,6 +179,8 @@ def test_generator_check_mode_reports_a_stale_file(tmp_path: Path, monkeypatch: 
     build = _build_module()
     for name in build.DASHBOARDS:
         (tmp_path / name).write_text(build.render(name))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / build.RULES).write_text(RULES.read_text())
     stale = next(iter(build.DASHBOARDS))
     (tmp_path / stale).write_text("{}")
     monkeypatch.setattr(build, "HERE", tmp_path)
