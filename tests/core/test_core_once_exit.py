@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+import yaml
 
-from monitor.cli import main
+from monitor.cli import EXIT_MONITOR, build_parser, main
 from tests.core.conftest import REPO
 from tests.core.target import Target
 
@@ -198,7 +200,7 @@ import sys
 from probes import PROBE_KINDS
 from tests.core import kinds
 PROBE_KINDS["t_boom"] = kinds.BoomProbe
-from monitor.cli import main
+from monitor.cli import EXIT_MONITOR, build_parser, main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -218,3 +220,20 @@ def test_process_exit_status_is_3_for_a_monitor_failure(tmp_path: Path, target: 
     failed = run("--probe", "api", "--probe", "boom")
     assert failed.returncode == 3, failed.stderr
     assert SECRET not in failed.stdout + failed.stderr
+
+
+def test_pipeline_docs_use_real_options_and_the_real_exit_codes() -> None:
+    """docs/pipelines.md: its YAML parses, each `synthmon once` line parses, GitLab allows exactly 3."""
+    text = (REPO / "docs" / "pipelines.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", text, re.S)
+    yamls = [yaml.safe_load(body) for lang, body in blocks if lang == "yaml"]
+    assert len(yamls) == 2
+    gitlab = next(doc["verify"] for doc in yamls if "allow_failure" in doc.get("verify", {}))
+    assert gitlab["allow_failure"] == {"exit_codes": [EXIT_MONITOR]}
+    assert gitlab["artifacts"]["reports"]["junit"] == "synthmon-junit.xml"
+    commands = re.findall(r"synthmon(?::[\w.]+)? (once [^'|>\n]*)", text)
+    assert len(commands) >= 5
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command))
+        assert args.func.__name__ == "_cmd_once", command
