@@ -13,6 +13,11 @@ slack-sdk's retry handlers absorb 429 (honouring ``Retry-After``) and connection
 becomes a :class:`TransportError`, permanent for configuration errors (bad webhook or token, unknown
 channel). Error texts are built from status codes and Slack error codes only: the webhook URL and the
 token are never part of them.
+
+No alert is refused for its form: every text is clipped to Slack's documented limits at a word
+boundary (:func:`clip`), and should Slack still answer ``invalid_blocks`` or another form error, the
+same facts are sent once more as plain text without blocks (:data:`FORM_ERRORS`). Messages lead with
+the cause in words (the event's ``title``); the cause code stays in the small print for searching.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ HEADER_CHARS = 150  # header block, plain_text
 SECTION_CHARS = 3000  # section block text; also any one mrkdwn text object (context elements)
 FIELD_CHARS = 2000  # each of a section's fields
 MAX_FIELDS = 10  # fields per section
-MAX_CONTEXT_ELEMENTS = 10
 MAX_BLOCKS = 50
 TEXT_CHARS = 40_000  # the top-level text: Slack truncates beyond it
 #: The plain-text retry stays within the length Slack recommends for a message's text.

@@ -275,6 +275,22 @@ def test_state_machine_events_carry_the_title_through_to_the_resolution() -> Non
     assert header == ":large_green_circle: [production] Artifact storage not deployed: resolved after 40 s"
 
 
+def test_long_failure_message_reaches_slack_whole() -> None:
+    """A 1500-character step message travels through the incident into Slack uncut."""
+    words = " ".join(f"retry{i} failed with exception ConnectionResetError" for i in range(30))
+    assert len(words) > 1500
+    step = SEED_STEP.with_(message=words)
+    _, [opened] = transition(
+        IncidentState(probe="artifact_roundtrip"),
+        _result(Status.FAIL, T0, step),
+        IncidentRule(failure_threshold=1),
+        T0,
+    )
+    msg = build_message(opened, LINKS)
+    assert f"```{words}```" in [b.get("text", {}).get("text") for b in msg.blocks]
+    assert words in msg.plain
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     """A fake Slack API for one test."""
