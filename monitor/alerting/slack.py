@@ -105,6 +105,8 @@ TEXT_CHARS = 40_000  # the top-level text: Slack truncates beyond it
 PLAIN_CHARS = 4000
 ELLIPSIS = "…"
 
+_JOINED = "no separate page."
+
 _EMOJI = {
     EventKind.OPENED: ":red_circle:",
     EventKind.JOINED: ":large_orange_circle:",
@@ -294,7 +296,7 @@ def build_message(event: Event, links: LinksConfig | None = None, *, root: bool 
         body = clip(event.message, SECTION_CHARS - 6, escape=True)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{body}```")))
     if event.kind is EventKind.JOINED:
-        note = f"Depends on *{_esc(event.incident_probe)}*, whose incident this is: no separate page."
+        note = f"Depends on *{_esc(event.incident_probe)}*, whose incident this is: {_JOINED}"
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(note, SECTION_CHARS))]))
     blocks.append(
         ContextBlock(elements=[MarkdownTextObject(text=clip(_context(event, links), SECTION_CHARS))])
@@ -332,6 +334,8 @@ def _plain(event: Event, links: LinksConfig, head: str, failing: bool) -> str:
         ]
         if event.message:
             parts.append(("", event.message))
+    if event.kind is EventKind.JOINED:
+        parts.append(("", f"Depends on {event.incident_probe}, whose incident this is: {_JOINED}"))
     context = clip(f"since {_when(event.since)} · {_context(event, links)}", PLAIN_CHARS // 4)
     return _lines(parts, PLAIN_CHARS - _width(context) - 1) + "\n" + context
 
