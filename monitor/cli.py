@@ -370,8 +370,9 @@ def register(subparsers: Any) -> None:
     once = subparsers.add_parser(
         "once",
         help="run probes once; exit 0 all passed, 1 platform failed, 3 monitor failed, 2 bad config",
-        description="Run the enabled probes (or those named with --probe, even if disabled) once, "
-        "concurrently, and print a table, JSON or JUnit XML. Made for post-deployment checks in "
+        # Lines broken by hand: the raw formatter keeps the epilog's table, and the description as is.
+        description="Run the enabled probes (or those named with --probe, even if disabled) once,\n"
+        "concurrently, and print a table, JSON or JUnit XML. Made for post-deployment checks in\n"
         "pipelines: the exit code tells a broken platform (1) from a broken monitor (3).",
         epilog=ONCE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
