@@ -8,8 +8,16 @@
 #   docker run --init -p 9710:9710 --env-file deploy/synthmon.env.example synthmon:0.1.0
 #
 # tests/deploy/test_deploy_docker.py replays the build stage's COPY and RUN lines into a temp venv.
+#
+# Reproducible: the base image is pinned by digest and the Python dependencies by constraints.txt,
+# so a rebuild gets the same bytes until someone updates either on purpose (docs/pipelines.md):
+#   - base image: `docker buildx imagetools inspect python:3.11-slim` prints the index digest
+#     ("Digest: sha256:..."); put it below (the multi-arch index, so amd64 and arm64 both resolve).
+#     `docker build --build-arg PYTHON_IMAGE=python:3.11-slim .` builds from the newest tag instead.
+#   - dependencies: `make lock` re-resolves constraints.txt from pyproject.toml.
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# python:3.11-slim (Python 3.11.16, Debian trixie), multi-arch index as published on 2026-08-16.
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- build: synthmon and its runtime dependencies in a self-contained venv ----------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -17,14 +25,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what the distribution needs (README.md: pyproject's `readme`); .dockerignore keeps the rest out.
-COPY pyproject.toml README.md ./
+# Only what the install needs (README.md: pyproject's `readme`; constraints.txt: the pins);
+# .dockerignore keeps the rest out.
+COPY pyproject.toml README.md constraints.txt ./
 COPY monitor/ monitor/
 COPY probes/ probes/
 COPY sandbox/ sandbox/
 # Every dependency has a manylinux wheel (psycopg[binary], numpy, scikit-learn, pandas), so no
 # compiler is needed. Byte-code is compiled here because the runtime root filesystem is read-only.
-RUN /opt/venv/bin/pip install .
+# -c: each dependency at exactly the version in constraints.txt, never the newest of the day.
+RUN /opt/venv/bin/pip install -c constraints.txt .
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

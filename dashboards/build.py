@@ -7,6 +7,9 @@ fails when they differ, so after editing run::
 
     .venv/bin/python dashboards/build.py
 
+The same run fills in the ``runbook_url`` annotation of every alert in ``rules/synthmon.rules.yml``
+from :data:`RUNBOOK_URL_PATTERN`; ``--runbook-url-pattern`` writes a copy pointing elsewhere.
+
 Conventions every panel follows (the tests check them):
 
 - every query filters on ``job``, ``environment`` and ``instance`` through template variables whose
@@ -19,11 +22,14 @@ Conventions every panel follows (the tests check them):
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 #: Grafana 10.x/11.x dashboards; older Grafanas migrate forward, never back.
@@ -424,9 +430,10 @@ def overview() -> dict[str, Any]:
             ),
             bargauge(
                 "TLS certificate days left",
+                # From the absolute expiry time: always current, however long ago the probe ran.
                 Target(
-                    "min by (probe, step) "
-                    f'(synthmon_step_measurement{{{SEL}, measurement="cert_days_left"}})',
+                    "(min by (probe, step) "
+                    f"(synthmon_tls_cert_expiry_timestamp_seconds{{{SEL}}}) - time()) / 86400",
                     "{{step}}",
                 ),
                 unit="d",
@@ -737,19 +744,81 @@ def render(builder_name: str) -> str:
     return json.dumps(DASHBOARDS[builder_name](), indent=2) + "\n"
 
 
+#: Where each alert's ``runbook_url`` points. ``{alert}`` becomes the alert name in lower case,
+#: which is also the anchor of its "Runbook: <alert>" heading in docs/deploy.md. A build-time
+#: setting, not a Prometheus external label: external labels ride on every alert and on every
+#: remote-written or federated series, and a URL does not belong in a label set. Deployments that
+#: host the runbooks elsewhere write their own copy with ``--runbook-url-pattern`` (see main).
+RUNBOOK_URL_PATTERN = "https://synthmon.example.com/docs/deploy.md#runbook-{alert}"
+#: The alert rules, relative to HERE (the committed copy carries RUNBOOK_URL_PATTERN's URLs).
+RULES = Path("rules") / "synthmon.rules.yml"
+
+_ALERT = re.compile(r"^\s*- alert: (\w+)\s*$")
+_RUNBOOK_URL = re.compile(r"^(\s*runbook_url: ).*$")
+
+
+def runbook_url(pattern: str, alert: str) -> str:
+    """``pattern`` filled in for ``alert``; refuses patterns that would not give an absolute URL."""
+    if "{alert}" not in pattern:
+        raise ValueError(f"runbook URL pattern {pattern!r} has no {{alert}} placeholder")
+    url = pattern.format(alert=alert.lower())
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"runbook URL pattern {pattern!r} does not give an absolute http(s) URL")
+    return url
+
+
+def render_rules(text: str, pattern: str = RUNBOOK_URL_PATTERN) -> str:
+    """The rules file ``text`` with every alert's ``runbook_url`` set from ``pattern``.
+
+    Line by line, so the comments and layout of the hand-written rules survive; every other line
+    is left as it is.
+    """
+    out: list[str] = []
+    alert: str | None = None
+    for line in text.splitlines(keepends=True):
+        if m := _ALERT.match(line):
+            alert = m.group(1)
+        elif m := _RUNBOOK_URL.match(line):
+            if alert is None:
+                raise ValueError("a runbook_url before the first alert")
+            line = f'{m.group(1)}"{runbook_url(pattern, alert)}"\n'
+        out.append(line)
+    return "".join(out)
+
+
 def main(argv: list[str]) -> int:
-    """Write every dashboard next to this script; with ``--check``, only report files that differ."""
-    check = "--check" in argv
+    """Write every dashboard and the rules' runbook URLs in place; ``--check`` only reports drift.
+
+    ``--runbook-url-pattern PATTERN --rules-out FILE`` writes a copy of the rules whose
+    ``runbook_url`` annotations follow PATTERN (for docs hosted elsewhere) and nothing else.
+    """
+    parser = argparse.ArgumentParser(description="Generate synthmon's dashboards and rule runbook URLs.")
+    parser.add_argument("--check", action="store_true", help="only report files that differ (exit 1)")
+    parser.add_argument("--runbook-url-pattern", help="e.g. https://wiki.example.com/synthmon/{alert}")
+    parser.add_argument("--rules-out", type=Path, help="where to write the rules with that pattern")
+    args = parser.parse_args(argv)
+    rules = HERE / RULES
+    if args.runbook_url_pattern or args.rules_out:
+        if not (args.runbook_url_pattern and args.rules_out):
+            parser.error("--runbook-url-pattern and --rules-out go together")
+        try:
+            content = render_rules(rules.read_text(), args.runbook_url_pattern)
+        except ValueError as exc:
+            parser.error(str(exc))
+        args.rules_out.write_text(content)
+        return 0
+    files = {name: render(name) for name in DASHBOARDS}
+    files[str(RULES)] = render_rules(rules.read_text())
     stale = []
-    for name in DASHBOARDS:
+    for name, content in files.items():
         path = HERE / name
-        content = render(name)
         if path.exists() and path.read_text() == content:
             continue
         stale.append(name)
-        if not check:
+        if not args.check:
             path.write_text(content)
-    if check and stale:
+    if args.check and stale:
         print("out of date: " + ", ".join(stale) + " (run: python dashboards/build.py)", file=sys.stderr)
         return 1
     return 0

@@ -7,8 +7,9 @@ Built-in commands: ``run`` (the daemon), ``once`` (a post-deployment check with 
 (``--config``, loading the config or the store section, tables) from :mod:`monitor.cliutil`, never
 from this module, which imports them.
 
-Exit codes: 0 success, 1 a probe failed (``once``) or the listen address is taken (``run``), 2 the
-config (or a command line) is invalid, or the store was written by a newer synthmon (``run``).
+Exit codes: 0 success, 1 the platform failed a check (``once``: any FAIL) or the listen address is
+taken (``run``), 2 the config (or a command line) is invalid, or the store was written by a newer
+synthmon (``run``), 3 only the monitor failed (``once``: ERROR and no FAIL).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,6 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from monitor.app import build_daemon, build_monitor
 from monitor.cliutil import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path, load_or_report
 from monitor.daemon import synthmon_version
+from monitor.junit import render_junit
 from monitor.logs import LEVELS, make_logger, route_stdlib_logging
 from monitor.results import SCHEMA_VERSION, ProbeResult
 from monitor.server import ListenError
@@ -92,6 +95,18 @@ def _json_logs(args: argparse.Namespace) -> bool | None:
 
 # --- once --------------------------------------------------------------------------------------
 
+#: ``once`` when no FAIL but a check could not run (ERROR): the monitor broke, not the platform.
+EXIT_MONITOR = 3
+
+#: ``synthmon once --help``: the exit codes a pipeline branches on (docs/pipelines.md).
+ONCE_EPILOG = """\
+exit codes:
+  0  every probe PASS or DEGRADED
+  1  the platform failed: at least one FAIL (whatever else happened)
+  2  invalid config, unknown probe, no probe selected, or an unwritable --output
+  3  only the monitor failed: an ERROR (a check could not run) and no FAIL
+"""
+
 
 def _cmd_once(args: argparse.Namespace) -> int:
     config = load_or_report(args)
@@ -102,6 +117,11 @@ def _cmd_once(args: argparse.Namespace) -> int:
     if unknown:
         known = ", ".join(p.name for p in config.probes) or "(none)"
         print(f"synthmon: unknown probe {unknown[0]!r}; configured: {known}", file=sys.stderr)
+        return EXIT_CONFIG
+    output = Path(args.output) if args.output else None
+    # Checked before the run, so a typo in a pipeline does not cost a whole run first.
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        print(f"synthmon: cannot write {output}: no such directory, or a directory", file=sys.stderr)
         return EXIT_CONFIG
     masker = SecretMasker(config.secret_values())
     logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
@@ -114,15 +134,44 @@ def _cmd_once(args: argparse.Namespace) -> int:
         results = asyncio.run(daemon.run_once(names))
     finally:
         logging.getLogger().removeHandler(handler)
-    if args.format == "json":
-        json.dump(once_json(config.environment, results), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(once_table(results))
     if not results:
         print("synthmon: no probes selected (all disabled?)", file=sys.stderr)
         return EXIT_CONFIG
-    return EXIT_OK if all(r.status.ok for r in results) else EXIT_FAILED
+    report = _once_report(args.format, config.environment, results)
+    if output is None:
+        sys.stdout.write(report)
+    else:
+        try:
+            output.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            print(f"synthmon: cannot write {output}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        # The job log still shows what happened; the file is for the CI system to parse.
+        sys.stdout.write(once_table(results))
+        print(f"synthmon: {args.format} report written to {output}", file=sys.stderr)
+    return once_exit_code(results)
+
+
+def _once_report(fmt: str, environment: str, results: Sequence[ProbeResult]) -> str:
+    """The text of ``once``'s output in format ``fmt`` (table, json or junit)."""
+    if fmt == "json":
+        return json.dumps(once_json(environment, results), indent=2) + "\n"
+    if fmt == "junit":
+        return render_junit(environment, results)
+    return once_table(results)
+
+
+def once_exit_code(results: Sequence[ProbeResult]) -> int:
+    """0 all PASS/DEGRADED; 1 any FAIL (the platform); else 3 (ERROR: the monitor could not check).
+
+    A FAIL wins over an ERROR: a pipeline that rolls back on 1 must not be told "monitor broken"
+    while the platform is answering wrongly. A run with nothing checked (every step SKIPPED) is 3.
+    """
+    if all(r.status.ok for r in results):
+        return EXIT_OK
+    if any(r.status is Status.FAIL for r in results):
+        return EXIT_FAILED
+    return EXIT_MONITOR
 
 
 def once_json(environment: str, results: Sequence[ProbeResult]) -> dict[str, Any]:
@@ -300,16 +349,28 @@ def register(subparsers: Any) -> None:
 
     once = subparsers.add_parser(
         "once",
-        help="run probes once and exit 0 (all passed), 1 (any failed) or 2 (bad config)",
-        description="Run the enabled probes (or those named with --probe, even if disabled) once, "
-        "concurrently, and print a table or JSON. Made for post-deployment checks in pipelines.",
+        help="run probes once; exit 0 all passed, 1 platform failed, 3 monitor failed, 2 bad config",
+        # Lines broken by hand: the raw formatter keeps the epilog's table, and the description as is.
+        description="Run the enabled probes (or those named with --probe, even if disabled) once,\n"
+        "concurrently, and print a table, JSON or JUnit XML. Made for post-deployment checks in\n"
+        "pipelines: the exit code tells a broken platform (1) from a broken monitor (3).",
+        epilog=ONCE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_option(once)
     once.add_argument(
         "--probe", action="append", metavar="NAME", help="run only this probe (repeat for several)"
     )
     once.add_argument(
-        "--format", choices=["table", "json"], default="table", help="output (default: %(default)s)"
+        "--format",
+        choices=["table", "json", "junit"],
+        default="table",
+        help="output (default: %(default)s); junit: one testsuite per probe, one testcase per step",
+    )
+    once.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the output here instead of stdout (stdout then shows the table, for the job log)",
     )
     _add_log_options(once, "warning")
     once.set_defaults(func=_cmd_once)

@@ -12,12 +12,16 @@ registration and ``client_search`` steps carry the exception text as their body 
 
 Ordering within the built-ins matters: specific rows (a 503 whose body says artifact serving is
 disabled) come before generic ones (any 503 from the ALB), and transport-level rows come last.
+
+A cause code (``artifact_route_not_deployed``) is stable for machines: metrics, history, signatures.
+People read its title (:func:`cause_title`, "Artifact storage not deployed"), the words the seed
+report put on its status line; a code without a written title reads as its words.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -337,6 +341,55 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Check what the route serves; raise max_body only if the size is expected.",
     ),
 )
+
+
+#: The cause in words for every built-in cause code: what is broken, as a headline (no trailing stop).
+CAUSE_TITLES: Mapping[str, str] = {
+    "auth_accepts_invalid_key": "Auth service accepts an invalid API key",
+    "auth_service_id_mismatch": "API key valid for the wrong service",
+    "auth_scope_missing": "Monitoring key lacks a required scope",
+    "artifact_corrupted": "Stored artifacts corrupted",
+    "model_prediction_mismatch": "Registered model predicts differently from the logged one",
+    "model_version_not_ready": "Model version never became ready",
+    "artifacts_disabled": "Artifact serving disabled in MLflow",
+    "artifact_route_not_deployed": "Artifact storage not deployed",
+    "artifact_store_error": "Artifact store (S3) failing",
+    "missing_max_results": "Experiment search sent without max_results",
+    "alb_no_healthy_target": "Load balancer has no healthy target",
+    "auth_upstream_unavailable": "Registry cannot reach the auth service",
+    "proxy_strips_authorization": "Registry proxy drops the API key",
+    "api_key_rejected": "API key rejected",
+    "registry_admin_required": "Monitoring key lacks registry-admin access",
+    "mlflow_invalid_host": "MLflow rejects the proxy's Host header",
+    "mlflow_unreachable": "Registry cannot reach MLflow",
+    "mlflow_timeout": "MLflow slower than the proxy's timeout",
+    "rate_limited": "Monitoring key rate-limited",
+    "forbidden": "Request refused (403)",
+    "application_unavailable": "Service reports itself unavailable (503)",
+    "route_not_found": "Route not found (404)",
+    "unexpected_redirect": "Unexpected redirect",
+    "server_error": "Server error (5xx)",
+    "unexpected_status": "Unexpected HTTP status",
+    "tls_error": "TLS handshake failed",
+    "dns_failure": "Host name does not resolve",
+    "connection_refused": "Connection refused",
+    "connection_reset": "Connection reset",
+    "timeout": "No answer in time",
+    "unexpected_body": "Unexpected response body",
+    "body_too_large": "Response body too large",
+}
+
+
+def cause_title(cause: str) -> str:
+    """``cause`` in words: its written title, else the code read as words (``vpn_down`` → "Vpn down").
+
+    Config rows with their own cause codes get the derived form, so every cause reads as words.
+    """
+    title = CAUSE_TITLES.get(cause)
+    if title:
+        return title
+    words = " ".join(cause.replace("_", " ").replace("-", " ").split())
+    return words[:1].upper() + words[1:] if words else cause
 
 
 def diagnose(

@@ -6,6 +6,14 @@ names come from config and code, ``status`` from :class:`probes.base.Status`, ``
 never become labels; they live in logs and history.
 
 ``record(result)`` is the first consumer of every finished run (before the other sinks).
+
+No ``*_created`` series: prometheus_client adds one per counter and histogram child (the time it
+was created), about 25 series that no dashboard or rule reads and that Prometheus 2.x ingests as
+ordinary gauges. The client's switch for them, ``disable_created_metrics()``, is a module global
+consulted at every collection, for every registry in the process; there is no per-registry
+setting. :class:`Metrics` flips it when it is constructed (never at import): the daemon process
+has exactly one exposition, built around one :class:`Metrics`, so the switch is process-wide by
+design, and every other collector on the registry (alerting, store) loses its ``_created`` too.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from monitor.results import ProbeResult
+from probes.alb_health import CERT_EXPIRY_MEASUREMENT
 from probes.base import Status
 
 #: The step name the runner gives a run that produced no steps of its own (exception, deadline).
@@ -29,6 +38,9 @@ class Metrics:
     """All synthmon series on one registry, and the per-probe state they need (failure streaks)."""
 
     def __init__(self, registry: CollectorRegistry, *, version: str = "unknown") -> None:
+        # Process-wide and idempotent; see the module docstring for why it cannot be per registry.
+        # The ignore: prometheus_client leaves this one function unannotated.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
         self._consecutive: dict[str, int] = {}
         self._steps: dict[str, set[str]] = {}
@@ -99,6 +111,12 @@ class Metrics:
             "synthmon_step_measurement",
             "Numeric facts a probe step reports (names are defined by probe code)",
             ["probe", "step", "measurement"],
+            registry=r,
+        )
+        self.cert_expiry = Gauge(
+            "synthmon_tls_cert_expiry_timestamp_seconds",
+            "Unix time at which the certificate checked by the step expires (its notAfter)",
+            ["probe", "step"],
             registry=r,
         )
         self.missed = Counter(
@@ -214,7 +232,17 @@ class Metrics:
         self._phases[(probe, step)] = set(new)
 
     def _set_measurements(self, probe: str, step: str, values: Mapping[str, float]) -> None:
-        """Set the step's measurements, removing names the last run did not report."""
+        """Set the step's measurements, removing names the last run did not report.
+
+        A certificate's expiry goes to its own gauge instead: an absolute timestamp plotted among
+        throughputs and counts would flatten them, and alert rules want it under a stable name.
+        """
+        expiry = values.get(CERT_EXPIRY_MEASUREMENT)
+        if expiry is None:
+            _remove(self.cert_expiry, probe, step)
+        else:
+            self.cert_expiry.labels(probe=probe, step=step).set(expiry)
+        values = {name: value for name, value in values.items() if name != CERT_EXPIRY_MEASUREMENT}
         for name in self._measured.get((probe, step), set()) - set(values):
             _remove(self.measurement, probe, step, name)
         for name, value in values.items():
@@ -271,6 +299,7 @@ class Metrics:
             self.http_status,
             self.http_phase,
             self.measurement,
+            self.cert_expiry,
         ):
             # Phase/measurement children have an extra label; remove every child of this probe.
             for labels in list(_children(metric)):

@@ -9,8 +9,12 @@ A 503 is judged twice: an HTML "503 Service Temporarily Unavailable" is generate
 (no healthy target, error class ``alb_503``); a JSON 503 comes from the application (a dependency
 check failed) and keeps error class ``http_status``. On-call acts differently on the two.
 
-For https targets one ``cert_<target>`` step per target reports days until the certificate expires
-(measurement ``cert_days_left``): DEGRADED under ``cert_warning_days``, FAIL when it does not verify.
+For https targets one ``cert_<target>`` step per target reports when the certificate expires, as
+days left (measurement ``cert_days_left``, for people) and as the absolute unix time of its
+``notAfter`` (measurement ``cert_expiry_timestamp_seconds``, which the daemon exports as its own
+gauge, like blackbox_exporter's ``probe_ssl_earliest_cert_expiry``, so alert rules compare it with
+``time()`` and never read a value that went stale since the last run): DEGRADED under
+``cert_warning_days``, FAIL when it does not verify.
 A final ``summary`` step carries ``checks_passed`` / ``checks_total`` and the "N/M passed" line.
 """
 
@@ -35,6 +39,8 @@ from probes.support.platform import bearer, join_url, platform_step, request_tim
 #: Step names the probe adds itself; a check must not take one (its result would be ambiguous).
 RESERVED_STEP = "summary"
 CERT_STEP_PREFIX = "cert_"
+#: The measurement carrying the certificate's ``notAfter`` as unix seconds (the expiry gauge's source).
+CERT_EXPIRY_MEASUREMENT = "cert_expiry_timestamp_seconds"
 
 
 class AlbCheck(BaseModel):
@@ -265,7 +271,7 @@ class AlbHealthProbe:
             duration_s=ctx.clock.monotonic() - start,
             error_class="cert_expiring" if status is Status.DEGRADED else None,
             message=f"certificate of {host} expires in {days:.1f} days ({not_after:%Y-%m-%d})",
-            measurements={"cert_days_left": days},
+            measurements={"cert_days_left": days, CERT_EXPIRY_MEASUREMENT: not_after.timestamp()},
         )
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:

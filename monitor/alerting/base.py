@@ -34,6 +34,8 @@ class Event:
 
     ``incident_id`` names the thread the event belongs to; for a probe that joined its upstream's
     incident it is the upstream's id and ``incident_probe`` is the upstream probe (the thread owner).
+    ``cause`` is the diagnosis's code, ``title`` the same cause in words (what a person reads); a
+    resolution carries the title of the failure it ends. Rows queued without a title load with None.
     """
 
     kind: EventKind
@@ -54,6 +56,7 @@ class Event:
     hint: str | None = None
     action: str | None = None
     seq: int = 0
+    title: str | None = None
 
     @property
     def owns_thread(self) -> bool:

@@ -28,11 +28,13 @@ from typing import Any
 
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.config import IncidentRule
+from monitor.diagnosis import cause_title
 from monitor.results import ProbeResult
 from probes.base import Status
 
-#: Longest message excerpt carried by an event (the full text is in history).
-MESSAGE_CHARS = 300
+#: Longest message excerpt carried by an event (the full text is in history). Longer than any channel
+#: shows, so a channel that has to shorten it cuts at a word boundary of its own choosing.
+MESSAGE_CHARS = 4000
 
 
 class Phase(StrEnum):
@@ -148,6 +150,11 @@ def _event(kind: EventKind, state: IncidentState, result: ProbeResult, now: date
         old, new = state.last_good_status, result.status.value
     else:
         old, new = state.worst_status or result.status.value, result.status.value
+    cause = diagnosis.cause if diagnosis else None
+    if kind is EventKind.RESOLVED and state.signature:
+        # A resolution names the failure it ends: the last failure's cause, kept in its signature.
+        parts = state.signature.split("|", 3)
+        cause = parts[3] if len(parts) == 4 and parts[3] else None
     return Event(
         kind=kind,
         probe=state.probe,
@@ -167,6 +174,7 @@ def _event(kind: EventKind, state: IncidentState, result: ProbeResult, now: date
         hint=diagnosis.hint if diagnosis else None,
         action=(diagnosis.action or None) if diagnosis else None,
         seq=state.seq + 1,
+        title=cause_title(cause) if cause else None,
     )
 
 

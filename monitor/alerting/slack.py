@@ -13,11 +13,18 @@ slack-sdk's retry handlers absorb 429 (honouring ``Retry-After``) and connection
 becomes a :class:`TransportError`, permanent for configuration errors (bad webhook or token, unknown
 channel). Error texts are built from status codes and Slack error codes only: the webhook URL and the
 token are never part of them.
+
+No alert is refused for its form: every text is clipped to Slack's documented limits at a word
+boundary (:func:`clip`), and should Slack still answer ``invalid_blocks`` or another form error, the
+same facts are sent once more as plain text without blocks (:data:`FORM_ERRORS`). Messages lead with
+the cause in words (the event's ``title``); the cause code stays in the small print for searching.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +32,14 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
 from slack_sdk.webhook import WebhookClient
 
 from monitor.alerting.base import Event, EventKind, TransportError
@@ -59,26 +74,135 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 
-_TITLE = {
-    EventKind.OPENED: (":red_circle:", "failing"),
-    EventKind.JOINED: (":large_orange_circle:", "failing too (joined this incident)"),
-    EventKind.UPDATED: (":large_yellow_circle:", "still failing, and the failure changed"),
-    EventKind.REMINDER: (":bell:", "still failing"),
-    EventKind.RESOLVED: (":large_green_circle:", "resolved"),
+#: Slack error codes that say the message's form was refused (too long, malformed blocks). The alert is
+#: sent again once as plain text without blocks; only a refusal of that is permanent.
+FORM_ERRORS = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "invalid_attachments",
+        "invalid_payload",
+        "msg_too_long",
+        "no_text",
+        "too_many_attachments",
+        "markdown_text_conflict",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+    }
+)
+
+# Slack's documented limits (Block Kit reference and chat.postMessage), counted as Slack counts:
+# characters of the text as sent, i.e. after mrkdwn escaping (``&`` is five of them).
+HEADER_CHARS = 150  # header block, plain_text
+SECTION_CHARS = 3000  # section block text; also any one mrkdwn text object (context elements)
+FIELD_CHARS = 2000  # each of a section's fields
+MAX_FIELDS = 10  # fields per section
+MAX_BLOCKS = 50
+TEXT_CHARS = 40_000  # the top-level text: Slack truncates beyond it
+#: The plain-text retry stays within the length Slack recommends for a message's text.
+PLAIN_CHARS = 4000
+ELLIPSIS = "…"
+
+_JOINED = "no separate page."
+
+_EMOJI = {
+    EventKind.OPENED: ":red_circle:",
+    EventKind.JOINED: ":large_orange_circle:",
+    EventKind.UPDATED: ":large_yellow_circle:",
+    EventKind.REMINDER: ":bell:",
+    EventKind.RESOLVED: ":large_green_circle:",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class SlackMessage:
-    """What is posted: the notification/fallback ``text`` and the Block Kit ``blocks``."""
+    """What is posted: the notification/fallback ``text`` and the Block Kit ``blocks``.
+
+    ``plain`` is the whole message as text alone, sent when Slack refuses the blocks' form.
+    """
 
     text: str
     blocks: list[dict[str, Any]]
+    plain: str
 
 
 def _esc(text: str) -> str:
     # Slack mrkdwn control characters; everything else is literal.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _width(text: str) -> int:
+    # UTF-16 code units: never less than the characters Slack counts, whichever way it counts them.
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int, *, escape: bool = False) -> str:
+    """``text`` (mrkdwn-escaped when ``escape``) in at most ``limit`` characters, never refused.
+
+    Text that fits is returned whole. Longer text is cut at the last whitespace that fits and ends
+    in "…", so words are never split; the one exception is a run without whitespace longer than
+    half the limit (a URL, a token, a base64 blob), which is cut where the limit falls, since a
+    whitespace cut would drop nearly everything. Escaping is measured before cutting, so an entity
+    such as ``&amp;`` is never split either.
+    """
+    out = _esc(text) if escape else text
+    if _width(out) <= limit:
+        return out
+    if limit < 2 * _width(ELLIPSIS):
+        return ""
+    budget = limit - _width(ELLIPSIS)
+    used = cut = 0
+    space = -1
+    for i, ch in enumerate(text):
+        w = _width(_esc(ch) if escape else ch)
+        if used + w > budget:
+            break
+        used += w
+        cut = i + 1
+        if ch.isspace():
+            space = i
+    if not text[cut].isspace() and space >= 0 and space * 2 >= budget:
+        cut = space
+    kept = text[:cut].rstrip()
+    return (_esc(kept) if escape else kept) + ELLIPSIS
+
+
+def _share(needs: list[int], budget: int) -> list[int]:
+    """Split ``budget`` among parts needing ``needs``: short parts whole, the rest equal shares."""
+    given = [0] * len(needs)
+    left = budget
+    order = sorted(range(len(needs)), key=needs.__getitem__)
+    for k, i in enumerate(order):
+        given[i] = min(needs[i], max(0, left // (len(order) - k)))
+        left -= given[i]
+    return given
+
+
+def _lines(parts: list[tuple[str, str]], limit: int) -> str:
+    """mrkdwn lines ``prefix + escaped text`` within ``limit`` together; long texts are clipped."""
+    fixed = sum(_width(prefix) for prefix, _ in parts) + len(parts) - 1
+    needs = [_width(_esc(text)) for _, text in parts]
+    shares = _share(needs, limit - fixed)
+    return "\n".join(
+        prefix + clip(text, n, escape=True) for (prefix, text), n in zip(parts, shares, strict=True)
+    )
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people say it: "40 s", "3 min", "2 h 5 min", "3 d 4 h" (rounded to its last unit)."""
+    total = max(0, math.floor(seconds + 0.5))
+    if total < 60:
+        return f"{total} s"
+    minutes = math.floor(total / 60 + 0.5)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 24 * 60:
+        h, m = divmod(minutes, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(math.floor(minutes / 60 + 0.5), 24)
+    return f"{d} d {h} h" if h else f"{d} d"
 
 
 def _when(at: datetime) -> str:
@@ -87,73 +211,133 @@ def _when(at: datetime) -> str:
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{at.strftime('%Y-%m-%d %H:%M UTC')}>"
 
 
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
+def headline(event: Event, *, root: bool = False) -> str:
+    """What happened, in words, cause first: the header, the notification and the plain text start."""
+    lasted = duration_words((event.at - event.since).total_seconds())
+    title = event.title
+    match event.kind:
+        case EventKind.OPENED:
+            return title or f"{event.probe} failing"
+        case EventKind.JOINED:
+            return f"{event.probe} failing too: {title}" if title else f"{event.probe} failing too"
+        case EventKind.UPDATED:
+            return (
+                f"{event.probe} failing differently: {title}"
+                if title
+                else f"{event.probe} failing differently"
+            )
+        case EventKind.REMINDER:
+            return (
+                f"{title}: still failing after {lasted}"
+                if title
+                else f"{event.probe} still failing after {lasted}"
+            )
+    if root and title:
+        return f"{title}: resolved after {lasted}"
+    return f"{event.probe} resolved after {lasted}"
+
+
+def _change(event: Event, *, error_class: bool = False) -> str:
+    """``probe PASS → FAIL at step upload (HTTP 404)``: the one-line fact under the headline."""
+    line = f"{event.probe} {event.old_status} → {event.new_status}"
+    if event.kind is EventKind.RESOLVED or not event.step:
+        return line
+    line += f" at step {event.step}"
+    detail = [f"HTTP {event.http_status}"] if event.http_status is not None else []
+    if error_class and event.error_class:
+        detail.append(event.error_class)
+    return line + (f" ({', '.join(detail)})" if detail else "")
 
 
 def build_message(event: Event, links: LinksConfig | None = None, *, root: bool = False) -> SlackMessage:
     """The Slack message for ``event``. Pure: same input, same output (golden-tested).
 
-    ``root`` renders the thread root's edited form on resolution ("RESOLVED" banner).
+    ``root`` renders the thread root's edited form on resolution. Every text is clipped to Slack's
+    limits (see :func:`clip`), so no length makes Slack refuse the message.
     """
     links = links or LinksConfig()
-    emoji, verb = _TITLE[event.kind]
     env = f"[{event.environment}] " if event.environment else ""
-    if root:
-        lasted = _duration((event.at - event.since).total_seconds())
-        title = f"{emoji} {env}{event.probe}: resolved after {lasted}"
-    else:
-        title = f"{emoji} {env}{event.probe} {verb}"
+    head = headline(event, root=root)
     failing = event.kind is not EventKind.RESOLVED
-    summary = f"{event.probe} {event.old_status} → {event.new_status}"
-    if failing and event.step:
-        summary += f" at step {event.step}"
-        if event.http_status is not None:
-            summary += f" (HTTP {event.http_status})"
-    if failing and event.cause:
-        summary += f": {event.cause}"
-    text = f"{env}{summary}"
+    text = clip(f"{env}{head} — {_change(event)}", TEXT_CHARS, escape=True)
 
     fields = [
-        f"*Environment*\n{_esc(event.environment or '-')}",
-        f"*Probe*\n{_esc(event.probe)}",
-        f"*Change*\n{event.old_status} → {event.new_status}",
-        f"*Since*\n{_when(event.since)}",
+        ("*Environment*\n", event.environment or "-"),
+        ("*Probe*\n", event.probe),
+        ("*Change*\n", f"{event.old_status} → {event.new_status}"),
     ]
     if failing:
-        fields.append(f"*Failing step*\n{_esc(event.step or '-')}")
         status = str(event.http_status) if event.http_status is not None else "-"
-        fields.append(
-            f"*HTTP status*\n{status}" + (f" ({_esc(event.error_class)})" if event.error_class else "")
-        )
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        fields.append(("*Failing step*\n", event.step or "-"))
+        fields.append(("*HTTP status*\n", status + (f" ({event.error_class})" if event.error_class else "")))
+    field_objects = [
+        MarkdownTextObject(text=prefix + clip(value, FIELD_CHARS - len(prefix), escape=True))
+        for prefix, value in fields
     ]
-    if failing and (event.cause or event.hint or event.action):
-        lines = []
-        if event.cause:
-            lines.append(f"*Likely cause:* {_esc(event.cause)}")
-        if event.hint:
-            lines.append(f"*Hint:* {_esc(event.hint)}")
-        if event.action:
-            lines.append(f"*Action:* {_esc(event.action)}")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    field_objects.insert(3, MarkdownTextObject(text=f"*Since*\n{_when(event.since)}"))
+    blocks: list[Block] = [
+        HeaderBlock(
+            text=PlainTextObject(text=clip(f"{_EMOJI[event.kind]} {env}{head}", HEADER_CHARS), emoji=True)
+        ),
+        SectionBlock(fields=field_objects[:MAX_FIELDS]),
+    ]
+    diagnosis = [
+        (label, value)
+        for label, value in (
+            ("*Likely cause:* ", event.title),
+            ("*Hint:* ", event.hint),
+            ("*Action:* ", event.action),
+        )
+        if failing and value
+    ]
+    if diagnosis:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_lines(diagnosis, SECTION_CHARS))))
     if failing and event.message:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{_esc(event.message)}```"}})
+        body = clip(event.message, SECTION_CHARS - 6, escape=True)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{body}```")))
     if event.kind is EventKind.JOINED:
-        note = f"Depends on *{_esc(event.incident_probe)}*, whose incident this is: no separate page."
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    context = [f"run `{_esc(event.run_id)}`", f"incident `{_esc(event.incident_id)}`"]
+        note = f"Depends on *{_esc(event.incident_probe)}*, whose incident this is: {_JOINED}"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(note, SECTION_CHARS))]))
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=clip(_context(event, links), SECTION_CHARS))])
+    )
+    return SlackMessage(
+        text=text,
+        blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]],
+        plain=_plain(event, links, head, failing),
+    )
+
+
+def _context(event: Event, links: LinksConfig) -> str:
+    """The small print: the cause code (for searches), run, incident and links."""
+    items = []
+    if event.cause and event.kind is not EventKind.RESOLVED:
+        items.append(f"cause `{_esc(event.cause)}`")
+    items += [f"run `{_esc(event.run_id)}`", f"incident `{_esc(event.incident_id)}`"]
     if links.status_page_url:
-        context.append(f"<{links.status_page_url}|status page>")
+        items.append(f"<{links.status_page_url}|status page>")
     if links.grafana_url:
-        context.append(f"<{links.grafana_url}|Grafana>")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    return SlackMessage(text=text, blocks=blocks)
+        items.append(f"<{links.grafana_url}|Grafana>")
+    return " · ".join(items)
+
+
+def _plain(event: Event, links: LinksConfig, head: str, failing: bool) -> str:
+    """The message as text alone (no blocks), for the retry after Slack refused the blocks."""
+    env = f"[{event.environment}] " if event.environment else ""
+    parts = [
+        (f"{_EMOJI[event.kind]} ", f"{env}{head}"),
+        ("", _change(event, error_class=True)),
+    ]
+    if failing:
+        parts += [
+            (label, value) for label, value in (("Hint: ", event.hint), ("Action: ", event.action)) if value
+        ]
+        if event.message:
+            parts.append(("", event.message))
+    if event.kind is EventKind.JOINED:
+        parts.append(("", f"Depends on {event.incident_probe}, whose incident this is: {_JOINED}"))
+    context = clip(f"since {_when(event.since)} · {_context(event, links)}", PLAIN_CHARS // 4)
+    return _lines(parts, PLAIN_CHARS - _width(context) - 1) + "\n" + context
 
 
 def _quiet_logger() -> logging.Logger:
@@ -164,17 +348,37 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
+def _error_code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "")
+    except (AttributeError, TypeError, ValueError):  # a non-JSON body (e.g. a proxy's 502 page)
+        return ""
+
+
 def _api_error(exc: SlackApiError, method: str) -> TransportError:
     status = getattr(exc.response, "status_code", 0) or 0
-    code = ""
-    try:
-        code = str(exc.response.get("error") or "")
-    except (AttributeError, TypeError, ValueError):  # a non-JSON body (e.g. a proxy's 502 page)
-        code = ""
+    code = _error_code(exc)
     permanent = code in PERMANENT_ERRORS or (400 <= status < 500 and status != 429 and not code)
     if code == "ratelimited" or status == 429 or status >= 500:
         permanent = False
     return TransportError(f"slack {method}: HTTP {status} {code or 'error'}".strip(), permanent=permanent)
+
+
+def _call(method: str, post: Callable[[bool], Any]) -> Any:
+    """``post(True)`` sends with blocks; after a refusal of their form, ``post(False)`` once, as text.
+
+    A form error (:data:`FORM_ERRORS`) must never drop an alert: the plain text carries the same
+    facts. Only when Slack refuses that too is the error permanent.
+    """
+    try:
+        return post(True)
+    except SlackApiError as exc:
+        if _error_code(exc) not in FORM_ERRORS:
+            raise _api_error(exc, method) from None
+    try:
+        return post(False)
+    except SlackApiError as exc:
+        raise _api_error(exc, method) from None
 
 
 class SlackNotifier:
@@ -231,37 +435,55 @@ class SlackNotifier:
     def _send_webhook(self, message: SlackMessage) -> None:
         assert self._webhook is not None
         resp = self._webhook.send(text=message.text, blocks=message.blocks)
+        code = (resp.body or "").strip()[:60]
+        if resp.status_code != 200 and code in FORM_ERRORS:
+            # Slack refused the blocks' form: the same alert as plain text, once.
+            resp = self._webhook.send(text=message.plain)
+            code = (resp.body or "").strip()[:60]
         if resp.status_code == 200:
             return
-        code = (resp.body or "").strip()[:60]
         permanent = code in PERMANENT_ERRORS or (400 <= resp.status_code < 500 and resp.status_code != 429)
         raise TransportError(f"slack webhook: HTTP {resp.status_code} {code}".strip(), permanent=permanent)
 
     def _send_web(self, event: Event, message: SlackMessage, thread: str | None) -> str | None:
-        assert self._web is not None
+        web = self._web
+        assert web is not None
         if thread is None:
-            try:
-                resp = self._web.chat_postMessage(
-                    channel=self._channel, text=message.text, blocks=message.blocks
-                )
-            except SlackApiError as exc:
-                raise _api_error(exc, "chat.postMessage") from None
+            resp = _call(
+                "chat.postMessage",
+                lambda blocks: web.chat_postMessage(
+                    channel=self._channel,
+                    text=message.text if blocks else message.plain,
+                    blocks=message.blocks if blocks else None,
+                ),
+            )
             return f"{resp['channel']}:{resp['ts']}"
         channel_id, _, ts = thread.partition(":")
         if event.kind is EventKind.RESOLVED and event.owns_thread:
             # Edit the root first: chat.update is idempotent, so a retry after a failed reply is safe.
             root = build_message(event, self._links, root=True)
             try:
-                self._web.chat_update(channel=channel_id, ts=ts, text=root.text, blocks=root.blocks)
-            except SlackApiError as exc:
-                err = _api_error(exc, "chat.update")
+                _call(
+                    "chat.update",
+                    lambda blocks: web.chat_update(
+                        channel=channel_id,
+                        ts=ts,
+                        text=root.text if blocks else root.plain,
+                        # An empty list removes the root's old blocks, which would hide the text.
+                        blocks=root.blocks if blocks else [],
+                    ),
+                )
+            except TransportError as err:
                 if not err.permanent:
-                    raise err from None
+                    raise
                 # The root was deleted or cannot be edited: the reply below still closes the thread.
-        try:
-            self._web.chat_postMessage(
-                channel=channel_id, thread_ts=ts, text=message.text, blocks=message.blocks
-            )
-        except SlackApiError as exc:
-            raise _api_error(exc, "chat.postMessage") from None
+        _call(
+            "chat.postMessage",
+            lambda blocks: web.chat_postMessage(
+                channel=channel_id,
+                thread_ts=ts,
+                text=message.text if blocks else message.plain,
+                blocks=message.blocks if blocks else None,
+            ),
+        )
         return None

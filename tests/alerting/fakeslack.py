@@ -2,7 +2,12 @@
 
 ``FakeSlack.fail(kind, times)`` makes the next ``times`` requests answer with ``kind``:
 ``"429"`` (ratelimited, Retry-After: 1), ``"500"``, ``"invalid_auth"``, ``"channel_not_found"``,
-``"no_service"`` (webhook 404). ``down = True`` answers every request with 503 until cleared.
+``"no_service"`` (webhook 404), ``"invalid_blocks"`` (a form error: webhook 400). ``down = True``
+answers every request with 503 until cleared.
+
+Like Slack, the fake refuses a message that breaks Block Kit's documented limits (:class:`Limits`)
+with ``invalid_blocks`` (``msg_too_long`` for the text); a test may lower the limits to stand in
+for a Slack that counts more strictly.
 """
 
 from __future__ import annotations
@@ -19,6 +24,51 @@ from urllib.parse import parse_qs
 
 TOKEN = "xoxb-" + "0" * 10 + "-fake-test-token"
 WEBHOOK_PATH = "/services/TFAKE/BFAKE/" + "w" * 24
+
+
+@dataclass
+class Limits:
+    """Slack's documented limits, in characters of the text as sent."""
+
+    header: int = 150
+    section: int = 3000
+    field: int = 2000
+    fields: int = 10
+    context_elements: int = 10
+    element: int = 3000
+    blocks: int = 50
+    text: int = 40_000
+
+
+def form_error(body: dict[str, Any], limits: Limits) -> str | None:
+    """The error Slack answers for ``body``'s form, or None when Slack would accept it."""
+    if len(str(body.get("text") or "")) > limits.text:
+        return "msg_too_long"
+    blocks = body.get("blocks") or []
+    if not isinstance(blocks, list) or len(blocks) > limits.blocks:
+        return "invalid_blocks"
+    for block in blocks:
+        kind = block.get("type")
+        texts: list[tuple[str, int]] = []
+        if kind == "header":
+            texts.append((block["text"]["text"], limits.header))
+        elif kind == "section":
+            if "text" in block:
+                texts.append((block["text"]["text"], limits.section))
+            fields = block.get("fields") or []
+            if len(fields) > limits.fields:
+                return "invalid_blocks"
+            texts += [(f["text"], limits.field) for f in fields]
+        elif kind == "context":
+            elements = block.get("elements") or []
+            if len(elements) > limits.context_elements:
+                return "invalid_blocks"
+            texts += [(e["text"], limits.element) for e in elements]
+        else:
+            return "invalid_blocks"
+        if any(not text or len(text) > limit for text, limit in texts):
+            return "invalid_blocks"
+    return None
 
 
 @dataclass
@@ -40,6 +90,7 @@ class FakeSlack:
     down: bool = False
     delay_s: float = 0.0
     ts_counter: int = 0
+    limits: Limits = field(default_factory=Limits)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -103,14 +154,19 @@ def _handler(state: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 )
             if fault == "500":
                 return self._reply(500, "internal error")
+            refused = form_error(body, state.limits)
             if webhook:
                 if fault in ("no_service", "invalid_auth", "channel_not_found"):
                     return self._reply(404 if fault == "no_service" else 403, fault)
                 if self.path != WEBHOOK_PATH:
                     return self._reply(404, "no_service")
+                if fault or refused:
+                    return self._reply(400, fault or refused)
                 return self._reply(200, "ok")
             if fault or self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._reply(200, {"ok": False, "error": fault or "invalid_auth"})
+            if refused:
+                return self._reply(200, {"ok": False, "error": refused})
             return self._reply(200, {"ok": True, "channel": "C0FAKE", "ts": body.get("ts") or ts})
 
     return Handler

@@ -89,16 +89,11 @@ def violations() -> list[str]:
                         found.append(
                             f"{path.relative_to(ROOT)}:{lineno}: {module} imports {imported} ({why})"
                         )
-            if (
-                module != "monitor.cli"
-                and not module.startswith("monitor.cli")
-                and _within(imported, "monitor.cli")
-            ):
-                if module != "monitor.__main__":
-                    found.append(
-                        f"{path.relative_to(ROOT)}:{lineno}: {module} imports {imported} "
-                        "(monitor.cli loads the command modules; shared helpers are in monitor.cliutil)"
-                    )
+            if module not in ("monitor.cli", "monitor.__main__") and _within(imported, "monitor.cli"):
+                found.append(
+                    f"{path.relative_to(ROOT)}:{lineno}: {module} imports {imported} "
+                    "(monitor.cli loads the command modules; shared helpers are in monitor.cliutil)"
+                )
     return sorted(set(found))
 
 

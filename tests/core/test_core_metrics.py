@@ -160,7 +160,7 @@ def test_skipped_step_has_no_http_status() -> None:
 
 
 def _histogram(name: str) -> set[str]:
-    return {f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created"}
+    return {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
 
 
 def test_labels_never_carry_urls_or_error_text() -> None:
@@ -272,3 +272,43 @@ def test_store_operations_list_every_operation_the_code_counts() -> None:
     }
     assert used, "no store error counters found: the pattern is stale"
     assert used <= set(OPERATIONS)
+
+
+def test_exposition_has_no_created_series() -> None:
+    """Counters and histograms of every metric class export no ``*_created`` sample."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    AlertingMetrics(registry).notifications.labels(channel="slack", result="sent").inc()
+    StoreMetrics(registry).errors.labels(operation="append").inc()
+    metrics.declare(["auth"], sinks=["history"])
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    names = {name for name, _ in _samples(registry)}
+    assert "synthmon_probe_runs_total" in names  # the scan read real counter samples
+    assert "synthmon_notifications_total" in names
+    assert not [name for name in names if name.endswith("_created")]
+
+
+def test_certificate_expiry_is_its_own_absolute_gauge() -> None:
+    """A cert step's notAfter becomes synthmon_tls_cert_expiry_timestamp_seconds, not a measurement."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    not_after = 1_790_000_000.0
+    cert = StepResult(
+        name="cert_registry",
+        status=Status.PASS,
+        measurements={"cert_days_left": 42.5, "cert_expiry_timestamp_seconds": not_after},
+    )
+    metrics.record(_result(Status.PASS, (cert,), probe="alb_health"))
+    s = _samples(registry)
+    labels = {"probe": "alb_health", "step": "cert_registry"}
+    assert _get(s, "synthmon_tls_cert_expiry_timestamp_seconds", **labels) == not_after
+    assert _get(s, "synthmon_step_measurement", measurement="cert_days_left", **labels) == 42.5
+    measured = {dict(key)["measurement"] for name, key in s if name == "synthmon_step_measurement"}
+    assert measured == {"cert_days_left"}
+    # The certificate could not be read in the next run: no expiry is claimed any more.
+    failed = StepResult(name="cert_registry", status=Status.FAIL, error_class="tls_error")
+    metrics.record(_result(Status.FAIL, (failed,), probe="alb_health"))
+    assert "synthmon_tls_cert_expiry_timestamp_seconds" not in _series(registry, "cert_registry")
+    metrics.record(_result(Status.PASS, (cert,), probe="alb_health"))
+    metrics.forget("alb_health")
+    assert "synthmon_tls_cert_expiry_timestamp_seconds{" not in generate_latest(registry).decode()

@@ -99,6 +99,7 @@ class FakeSynthmon:
                 measurements[f"{direction}_bytes_per_second"] = self._rng.uniform(2e6, 2e7)
             if step == "tls_cert":
                 measurements["cert_days_left"] = 61.0
+                measurements["cert_expiry_timestamp_seconds"] = datetime.now(UTC).timestamp() + 61 * 86400
             out.append(
                 StepResult(
                     name=step,

@@ -33,6 +33,7 @@ CONTRACT = {
     "synthmon_build_info",
     "synthmon_step_measurement",
     "synthmon_notifications_total",
+    "synthmon_tls_cert_expiry_timestamp_seconds",
 }
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
 _METRIC = re.compile(r"\bsynthmon_[a-z0-9_]+")
@@ -178,6 +179,8 @@ def test_generator_check_mode_reports_a_stale_file(tmp_path: Path, monkeypatch: 
     build = _build_module()
     for name in build.DASHBOARDS:
         (tmp_path / name).write_text(build.render(name))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / build.RULES).write_text(RULES.read_text())
     stale = next(iter(build.DASHBOARDS))
     (tmp_path / stale).write_text("{}")
     monkeypatch.setattr(build, "HERE", tmp_path)

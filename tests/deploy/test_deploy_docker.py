@@ -1,4 +1,4 @@
-"""The Dockerfile: its promises (base, user, port, health check, signals, store) and its build stage.
+"""The Dockerfile: its promises (base, user, port, health check, signals, store), its lock and build stage.
 
 No Docker engine runs here, so the build stage is *replayed*: its COPY lines copy the same files
 (honouring .dockerignore) into a temp "image root", its RUN lines run there with ``/opt/venv`` and
@@ -16,11 +16,14 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .dockerfile import ROOT, Instruction, env_of, ignored, instructions, stage
 
@@ -34,10 +37,12 @@ def _one(keyword: str, instrs: list[Instruction] = RUNTIME) -> Instruction:
     return found[-1]  # Docker uses the last one
 
 
-def test_both_stages_start_from_python_311_slim() -> None:
-    """The build and runtime stages are python:3.11-slim (the image's only OS layer)."""
+def test_both_stages_start_from_python_311_slim_pinned_by_digest() -> None:
+    """The build and runtime stages are the same python:3.11-slim image, named by its sha256 digest."""
     froms = [i.args.split()[0] for i in INSTRS if i.keyword == "FROM"]
-    assert froms == ["python:3.11-slim", "python:3.11-slim"]
+    assert len(froms) == 2
+    assert froms[0] == froms[1]
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", froms[0]), froms[0]
     assert [i.stage for i in INSTRS if i.keyword == "FROM"] == ["build", "runtime"]
 
 
@@ -74,15 +79,57 @@ def test_runtime_environment_points_at_the_writable_store_and_default_config() -
     assert "--from=build /opt/venv /opt/venv" in copies
 
 
-def test_pip_installs_runtime_dependencies_only() -> None:
-    """Every pip install is a plain `pip install .`: no sandbox extra, no editable install, no mlflow."""
+def test_pip_installs_runtime_dependencies_only_from_the_lock() -> None:
+    """Every pip install is `pip install -c constraints.txt .`: no extra, no editable install, no mlflow."""
     pip_lines = [i.args for i in INSTRS if i.keyword == "RUN" and "pip install" in i.args]
     assert pip_lines, "no pip install in the Dockerfile"
     for line in pip_lines:
         assert "[" not in line, line  # no extras at all
         assert " -e " not in line, line
         assert "mlflow" not in line, line
-        assert line.split("pip install", 1)[1].split()[-1] == "."
+        assert line.split("pip install", 1)[1].split() == ["-c", "constraints.txt", "."], line
+
+
+# ---- the lock ----------------------------------------------------------------------------------
+
+
+def _pins(text: str) -> dict[str, str]:
+    """``name==version`` lines of a constraints file or ``pip freeze``, by canonical name."""
+    pins: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep, f"not an exact pin: {line!r}"
+        key = canonicalize_name(name)
+        assert key not in pins, f"pinned twice: {name}"
+        pins[key] = version.strip()
+    return pins
+
+
+LOCK = _pins((ROOT / "constraints.txt").read_text())
+
+
+def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
+    """Each dependency of pyproject.toml is in constraints.txt, at a version its range accepts."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    missing, outside = [], []
+    for spec in project["dependencies"]:
+        req = Requirement(spec)
+        pinned = LOCK.get(canonicalize_name(req.name))
+        if pinned is None:
+            missing.append(req.name)
+        elif not req.specifier.contains(pinned, prereleases=True):
+            outside.append(f"{req.name}=={pinned} (wants {req.specifier})")
+    assert missing == [], "not in constraints.txt; run `make lock`"
+    assert outside == [], "constraints.txt is outside pyproject's ranges; run `make lock`"
+
+
+def test_lock_holds_no_extra_or_tooling_packages() -> None:
+    """The lock is the runtime closure only: no sandbox server, test or build tools."""
+    for name in ("mlflow", "synthmon", "pytest", "ruff", "mypy", "pip", "setuptools", "wheel"):
+        assert name not in LOCK, name
 
 
 def test_no_curl_or_wget_is_needed() -> None:
@@ -229,9 +276,18 @@ def _replay_build_stage(fs: Path) -> Path:
 
 @pytest.mark.timeout(900)
 def test_build_stage_installs_synthmon_with_runtime_dependencies_only(tmp_path: Path) -> None:
-    """Replaying the build stage yields a venv whose `synthmon` runs, with the MLflow client only."""
+    """Replaying the build stage yields a venv whose `synthmon` runs, with the MLflow client only,
+    and every installed distribution is the lock's: same set, same versions."""
     venv = _replay_build_stage(tmp_path / "fs")
     bin_ = venv / "bin"
+    freeze = subprocess.run(
+        [bin_ / "python", "-m", "pip", "freeze", "--exclude", "synthmon"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert _pins(freeze.stdout) == LOCK
     help_ = subprocess.run(
         [bin_ / "synthmon", "--help"], capture_output=True, text=True, timeout=60, check=False
     )

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from probes_helpers import make_ctx
 
-from probes.alb_health import AlbCheck, AlbHealthOptions, AlbHealthProbe
+from probes.alb_health import CERT_EXPIRY_MEASUREMENT, AlbCheck, AlbHealthOptions, AlbHealthProbe
 from probes.base import Status
 
 
@@ -96,6 +96,26 @@ async def test_certificate_far_from_expiry_passes(tls_server: tuple[int, Path]) 
     assert status is Status.PASS
     assert days is not None
     assert 59 < days <= 60
+
+
+@pytest.mark.parametrize("tls_server", [30.0], indirect=True)
+async def test_certificate_step_reports_the_absolute_expiry_time(tls_server: tuple[int, Path]) -> None:
+    """The cert step also reports notAfter as unix seconds, agreeing with its days left."""
+    port, cert = tls_server
+    options = AlbHealthOptions(
+        auth_url=f"https://127.0.0.1:{port}",
+        registry_url="http://127.0.0.1:9",
+        checks=(AlbCheck(name="closed", url="http://127.0.0.1:9/"),),
+        ca_file=str(cert),
+    )
+    ctx = make_ctx(None, timeout_s=10)
+    async with ctx.http:
+        steps = {s.name: s for s in await AlbHealthProbe("alb", options).run(ctx)}
+    measured = steps["cert_auth"].measurements
+    expiry = measured[CERT_EXPIRY_MEASUREMENT]
+    left_s = expiry - ctx.clock.now().timestamp()
+    assert 29 * 86400 < left_s <= 30 * 86400
+    assert abs(left_s / 86400 - measured["cert_days_left"]) < 0.01
 
 
 @pytest.mark.parametrize("tls_server", [5.0], indirect=True)

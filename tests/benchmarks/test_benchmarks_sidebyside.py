@@ -1,0 +1,106 @@
+"""The side-by-side benchmark harness stays runnable: its smoke mode end to end, and its pure parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "benchmarks" / "sidebyside.py"
+
+
+def _harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sidebyside", HARNESS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sidebyside"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sidebyside = _harness()
+
+needs_tools = pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+    or not shutil.which("prometheus-blackbox-exporter"),
+    reason="nginx and prometheus-blackbox-exporter are not installed (.ci/run installs them)",
+)
+
+
+@pytest.mark.parametrize(
+    ("starts", "expected"),
+    [
+        ([[100.0, 101.0, 102.0]], [0.0, 0.0, 0.0]),
+        ([[100.0, 101.01, 102.0]], [0.0, 0.01, 0.0]),
+        # Probe 1 of 2 is staggered half an interval later; its 20 ms lateness is seen as such.
+        ([[100.0, 101.0], [100.5, 101.52]], [0.0, 0.0, 0.0, 0.02]),
+        # A run after a missed slot is still placed on its own slot.
+        ([[100.003, 103.004]], [0.0, 0.001]),
+    ],
+    ids=["on-grid", "one-late", "staggered-probes", "after-a-gap"],
+)
+def test_lateness_is_measured_against_the_shared_schedule_grid(
+    starts: list[list[float]], expected: list[float]
+) -> None:
+    """Start lateness places every run on the daemon's stagger-and-interval grid."""
+    got = sidebyside.lateness_s(starts, 1.0)
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_generated_history_copies_days_consistently(tmp_path: Path) -> None:
+    """Two generated days: unique run ids, payload times equal to the columns, rollups count every run."""
+    db = sidebyside.history_db(2, cache=False)
+    try:
+        with sqlite3.connect(db) as con:
+            runs, distinct = con.execute("SELECT count(*), count(DISTINCT run_id) FROM runs").fetchone()
+            rolled = con.execute("SELECT sum(runs) FROM rollups WHERE step = ''").fetchone()[0]
+            rows = con.execute("SELECT run_id, started_at, payload FROM runs WHERE id % 997 = 0").fetchall()
+        assert runs == distinct == 2 * 5 * 1440
+        assert rolled == runs
+        assert rows
+        for run_id, started_at, payload in rows:
+            doc = json.loads(payload)
+            assert doc["run_id"] == run_id
+            assert datetime.fromisoformat(doc["started_at"]).timestamp() == started_at
+    finally:
+        shutil.rmtree(db.parent, ignore_errors=True)
+
+
+@needs_tools
+def test_smoke_run_measures_both_monitors_against_nginx(tmp_path: Path) -> None:
+    """--smoke runs every part once and prints one table with figures for both monitors."""
+    raw = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(HARNESS), "--smoke", "--json", str(raw)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(raw.read_text())
+    for monitor in ("synthmon", "blackbox"):
+        assert all(x > 0 and math.isfinite(x) for x in res["cpu_ms"][monitor]), res["cpu_ms"]
+        assert res["rss_load_n_load"][monitor] > 0
+    assert res["latency_err_synthmon"]
+    assert res["latency_err_blackbox"]
+    assert 0.2 <= sorted(res["true_latency"])[len(res["true_latency"]) // 2] < 0.3
+    assert res["lateness_n_cpu"]
+    (history,) = res["history"]
+    assert history["runs"] == history["days"] * 5 * 1440
+    assert history["uptime_s"]
+    assert history["status_api_s"]
+    assert done.stdout.startswith("| figure | synthmon | blackbox_exporter | ratio | target |")
+    assert "CPU per HTTP check" in done.stdout
+    assert "reported - true latency" in done.stdout
