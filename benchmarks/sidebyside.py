@@ -77,13 +77,23 @@ def monitor_internals() -> SimpleNamespace:
     Only the history generator needs them (it writes through the store's own code and schema);
     when those modules move, this function is the one line to change.
     """
-    from monitor.history import migrate, schema
-    from monitor.history.sqlstore import SqlStore
+    from monitor.history.sqlstore import SqlHistoryStore
     from monitor.results import ProbeResult
+    from monitor.store import migrate, schema
+    from monitor.store.database import Database
     from probes.base import HttpTiming, Status, StepResult
 
+    @contextlib.contextmanager
+    def open_history(url: str, **retention: int) -> Iterator[SqlHistoryStore]:
+        """The history store on a migrated database at ``url``, closed afterwards."""
+        db = Database.open(url)
+        try:
+            yield SqlHistoryStore(db, **retention)
+        finally:
+            db.close()
+
     return SimpleNamespace(
-        SqlStore=SqlStore,
+        open_history=open_history,
         head_revision=migrate.head_revision,
         schema=schema,
         ProbeResult=ProbeResult,
@@ -710,7 +720,7 @@ def _append(store: Any, results: Sequence[Any], batch: int = 2000) -> None:
 def _replicate_days(db: Path, days: int) -> None:
     """Copy the first stored day forward ``days - 1`` times (runs, steps, rollups), in bulk SQL.
 
-    The first day was written through ``SqlStore.append_runs``; each copy keeps its rows, with the
+    The first day was written through ``SqlHistoryStore.append_runs``; each copy keeps its rows, with the
     run id's tail, the start times (also inside the stored JSON) and the rollup hour moved on.
     """
     import sqlite3
@@ -772,13 +782,10 @@ def history_db(days: int, *, cache: bool) -> Path:
     if db.exists() and meta.exists():
         end = float(json.loads(meta.read_text())["end"])
         if now - end < 2 * 86400:
-            store = mi.SqlStore.open(
+            with mi.open_history(
                 f"sqlite:///{db}", retention_days=days + 1, rollup_retention_days=days + 40
-            )
-            try:
+            ) as store:
                 _append(store, _synthetic_runs(mi, end, now, rng))
-            finally:
-                store.close()
             meta.write_text(json.dumps({"end": now}))
             say(f"history: reusing {db.name} (topped up {now - end:.0f}s)")
             return db
@@ -787,11 +794,10 @@ def history_db(days: int, *, cache: bool) -> Path:
     partial.unlink(missing_ok=True)
     # Hour-aligned, so that each copied day's rollup hours meet the next without overlapping.
     start = (now - days * 86400) // 3600 * 3600
-    store = mi.SqlStore.open(f"sqlite:///{partial}", retention_days=days + 1, rollup_retention_days=days + 40)
-    try:
+    with mi.open_history(
+        f"sqlite:///{partial}", retention_days=days + 1, rollup_retention_days=days + 40
+    ) as store:
         _append(store, _synthetic_runs(mi, start, start + 86400, rng))
-    finally:
-        store.close()
     _replicate_days(partial, days)
     for leftover in partial.parent.glob(partial.name + "-*"):
         leftover.rename(db.parent / leftover.name.replace(partial.name, db.name))

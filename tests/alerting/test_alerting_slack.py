@@ -25,11 +25,11 @@ from monitor.alerting.slack import (
     duration_words,
 )
 from monitor.diagnosis import BUILTIN_SIGNATURES, CAUSE_TITLES, cause_title, diagnose
-from monitor.logs import MASK
 from monitor.results import ProbeResult
 from monitor.runner import Runner
 from probes import PROBE_KINDS
 from probes.base import Status, StepResult, SystemClock
+from probes.support.masking import MASK
 from tests.core import kinds
 from tests.core.conftest import FAKE_KEY, Captured, config_from
 
