@@ -380,6 +380,27 @@ CAUSE_TITLES: Mapping[str, str] = {
 }
 
 
+#: Causes that say how a request failed, not what in the platform is broken: two probes sharing one
+#: of these may be two unrelated outages, so they never correlate by cause alone.
+GENERIC_CAUSES: frozenset[str] = frozenset(
+    {
+        "forbidden",
+        "application_unavailable",
+        "route_not_found",
+        "unexpected_redirect",
+        "server_error",
+        "unexpected_status",
+        "tls_error",
+        "dns_failure",
+        "connection_refused",
+        "connection_reset",
+        "timeout",
+        "unexpected_body",
+        "body_too_large",
+    }
+)
+
+
 def cause_title(cause: str) -> str:
     """``cause`` in words: its written title, else the code read as words (``vpn_down`` → "Vpn down").
 

@@ -25,7 +25,64 @@ class EventKind(StrEnum):
     JOINED = "joined"  # a dependent probe failed while its upstream's incident is open: same thread
     UPDATED = "updated"  # still failing, but the failing step or diagnosis changed
     REMINDER = "reminder"  # still failing after reminder_interval
-    RESOLVED = "resolved"  # success threshold reached
+    RECOVERED = "recovered"  # this probe recovered; other members keep the incident open
+    RESOLVED = "resolved"  # the last member recovered: the incident is over
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One probe's part in a platform incident: where it fails (or failed) and why."""
+
+    probe: str
+    step: str | None = None
+    http_status: int | None = None
+    status: str | None = None
+    cause: str | None = None
+    active: bool = True
+
+    @property
+    def where(self) -> str:
+        """``probe/step`` (``probe`` when no step failed)."""
+        return f"{self.probe}/{self.step}" if self.step else self.probe
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSummary:
+    """What the thread root says about the whole incident: the root cause in words, its hint and
+    first action, where it shows, since when, and every probe it affected (still or before)."""
+
+    incident_id: str
+    title: str
+    since: datetime
+    members: tuple[Member, ...]
+    root_probe: str
+    root_step: str | None = None
+    cause: str | None = None
+    hint: str | None = None
+    action: str | None = None
+    resolved: bool = False
+
+    @property
+    def active(self) -> tuple[Member, ...]:
+        """The members still failing."""
+        return tuple(m for m in self.members if m.active)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready shape (inside an outbox row's event)."""
+        d = asdict(self)
+        d["since"] = self.since.isoformat()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> IncidentSummary:
+        """The inverse of :meth:`to_dict`; unknown keys are ignored."""
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["since"] = datetime.fromisoformat(str(known["since"]))
+        member_fields = Member.__dataclass_fields__
+        known["members"] = tuple(
+            Member(**{k: v for k, v in m.items() if k in member_fields}) for m in known.get("members", ())
+        )
+        return cls(**known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +93,8 @@ class Event:
     incident it is the upstream's id and ``incident_probe`` is the upstream probe (the thread owner).
     ``cause`` is the diagnosis's code, ``title`` the same cause in words (what a person reads); a
     resolution carries the title of the failure it ends. Rows queued without a title load with None.
+    ``summary`` is the whole incident as it stands after this event (None for rows queued before
+    incidents were correlated): notifiers render the thread root from it.
     """
 
     kind: EventKind
@@ -57,6 +116,7 @@ class Event:
     action: str | None = None
     seq: int = 0
     title: str | None = None
+    summary: IncidentSummary | None = None
 
     @property
     def owns_thread(self) -> bool:
@@ -69,6 +129,7 @@ class Event:
         d["kind"] = self.kind.value
         d["at"] = self.at.isoformat()
         d["since"] = self.since.isoformat()
+        d["summary"] = self.summary.to_dict() if self.summary is not None else None
         return d
 
     @classmethod
@@ -78,6 +139,8 @@ class Event:
         known["kind"] = EventKind(known["kind"])
         known["at"] = datetime.fromisoformat(str(known["at"]))
         known["since"] = datetime.fromisoformat(str(known["since"]))
+        if known.get("summary") is not None:
+            known["summary"] = IncidentSummary.from_dict(known["summary"])
         return cls(**known)
 
 

@@ -26,6 +26,9 @@ alerting:
   links:
     status_page_url: ""
     grafana_url: ""
+  correlation:                    # one platform incident (one thread) per outage, see below
+    by_cause: true                # same specific diagnosed cause within the window joins too
+    window: 15m
   outbox:
     dispatch_interval: 5s
     backoff_base: 5s
@@ -189,6 +192,21 @@ class OutboxConfig(BaseModel):
     batch: int = Field(default=50, ge=1)
 
 
+class CorrelationConfig(BaseModel):
+    """Which failures belong to one platform incident (one Slack thread).
+
+    A failing probe joins an open incident when a probe it depends on (``depends_on``, followed
+    transitively) or a probe that depends on it is in that incident. Beyond the dependency chain,
+    with ``by_cause`` a failure whose diagnosed cause is the same specific cause as an incident
+    member's (not a generic one such as ``timeout``) joins it when the two began within ``window``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by_cause: bool = True
+    window: Annotated[Duration, Field(gt=0)] = 900.0
+
+
 class AlertingConfig(BaseModel):
     """Incident rules and notification channels."""
 
@@ -201,6 +219,7 @@ class AlertingConfig(BaseModel):
     log: LogChannelConfig = LogChannelConfig()
     links: LinksConfig = LinksConfig()
     outbox: OutboxConfig = OutboxConfig()
+    correlation: CorrelationConfig = CorrelationConfig()
 
     def rule_for(self, probe: str) -> IncidentRule:
         """The effective rule of ``probe``: the defaults with its overrides applied."""

@@ -30,7 +30,7 @@ from monitor.alerting.base import Event, EventKind
 from monitor.alerting.config import IncidentRule
 from monitor.diagnosis import cause_title
 from monitor.results import ProbeResult
-from probes.base import Status
+from probes.base import Status, StepResult
 
 #: Longest message excerpt carried by an event (the full text is in history). Longer than any channel
 #: shows, so a channel that has to shorten it cuts at a word boundary of its own choosing.
@@ -85,6 +85,13 @@ class IncidentState:
     last_status: str | None = None
     last_run_id: str | None = None
     seq: int = 0
+    #: What the last bad run showed (failing step and its diagnosis): what incident summaries,
+    #: correlation by cause and the thread root are built from.
+    step: str | None = None
+    http_status: int | None = None
+    cause: str | None = None
+    hint: str | None = None
+    action: str | None = None
 
     @property
     def joined(self) -> bool:
@@ -136,6 +143,28 @@ def signature(result: ProbeResult) -> str:
     return f"{step.name}|{step.error_class or ''}|{step.http_status or ''}|{cause}"
 
 
+def failing_step(result: ProbeResult) -> StepResult | None:
+    """The step a bad run is judged by: the failing one, else (DEGRADED counted as bad) the slow one."""
+    step = result.failing_step
+    if step is None:
+        step = next((s for s in result.steps if s.status is Status.DEGRADED), None)
+    return step
+
+
+def _facts(state: IncidentState, result: ProbeResult) -> IncidentState:
+    """``state`` remembering what a bad ``result`` showed (step, HTTP status, diagnosis)."""
+    step = failing_step(result)
+    diagnosis = step.diagnosis if step is not None else None
+    return replace(
+        state,
+        step=step.name if step is not None else None,
+        http_status=step.http_status if step is not None else None,
+        cause=diagnosis.cause if diagnosis else None,
+        hint=diagnosis.hint if diagnosis else None,
+        action=(diagnosis.action or None) if diagnosis else None,
+    )
+
+
 def _event(kind: EventKind, state: IncidentState, result: ProbeResult, now: datetime) -> Event:
     step = result.failing_step
     if step is None and kind is not EventKind.RESOLVED:
@@ -151,10 +180,9 @@ def _event(kind: EventKind, state: IncidentState, result: ProbeResult, now: date
     else:
         old, new = state.worst_status or result.status.value, result.status.value
     cause = diagnosis.cause if diagnosis else None
-    if kind is EventKind.RESOLVED and state.signature:
-        # A resolution names the failure it ends: the last failure's cause, kept in its signature.
-        parts = state.signature.split("|", 3)
-        cause = parts[3] if len(parts) == 4 and parts[3] else None
+    if kind is EventKind.RESOLVED:
+        # A resolution names the failure it ends: the last bad run's cause.
+        cause = state.cause
     return Event(
         kind=kind,
         probe=state.probe,
@@ -237,7 +265,9 @@ def _from_ok(
 ) -> tuple[IncidentState, list[Event]]:
     if v is Verdict.GOOD:
         return replace(state, failures=0, since=None, last_good_status=result.status.value), []
-    state = replace(state, failures=state.failures + 1, since=state.since or result.started_at)
+    state = _facts(
+        replace(state, failures=state.failures + 1, since=state.since or result.started_at), result
+    )
     if state.failures < rule.failure_threshold:
         return state, []
     # Threshold crossed: the incident exists from now on, whether or not anyone may be told yet.
@@ -295,8 +325,14 @@ def _from_open(
 
     new_sig = signature(result)
     changed = new_sig != state.signature
-    state = replace(
-        state, successes=0, signature=new_sig, worst_status=_worse(state.worst_status, result.status.value)
+    state = _facts(
+        replace(
+            state,
+            successes=0,
+            signature=new_sig,
+            worst_status=_worse(state.worst_status, result.status.value),
+        ),
+        result,
     )
     if silenced:
         return state, []

@@ -1,4 +1,5 @@
-"""The incident sink: feeds each result to the state machine inside the store's per-probe transaction."""
+"""The incident sink: feeds each result to correlation and the state machine inside the store's
+transition transaction (see :mod:`monitor.alerting.correlation`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import structlog
 
 from monitor.alerting.base import Event
 from monitor.alerting.config import AlertingConfig
-from monitor.alerting.incidents import IncidentState, Phase, Upstream, transition
+from monitor.alerting.correlation import conclude, correlate
+from monitor.alerting.incidents import IncidentState, failing_step, transition
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.silences import silenced_by
 from monitor.alerting.store import IncidentStore, IncidentView
@@ -22,22 +24,6 @@ from monitor.store.migrate import StoreGate
 from monitor.store.outage import is_outage
 from monitor.store.queue import WriteQueue
 from probes.base import Clock
-
-
-def open_upstream(upstreams: Mapping[str, IncidentState], order: Sequence[str]) -> Upstream | None:
-    """The first of ``order`` with an open incident, as the thread to join (its root incident).
-
-    An upstream incident whose announcement is held by a silence (open, not yet notified) has no
-    thread yet: it is returned with ``held=True`` so the dependent joins it silently instead of
-    posting into a thread that does not exist.
-    """
-    for name in order:
-        state = upstreams.get(name)
-        if state is not None and state.phase is Phase.OPEN and state.incident_id:
-            return Upstream(
-                probe=state.incident_probe or name, incident_id=state.incident_id, held=not state.notified
-            )
-    return None
 
 
 class IncidentSink:
@@ -147,16 +133,24 @@ class IncidentSink:
         probe = result.probe
         config = self._config
         rule = config.rule_for(probe)
-        upstream_names = self._deps.get(probe, ())
+        deps = self._deps
+        step = failing_step(result)
+        cause = step.diagnosis.cause if step is not None and step.diagnosis else None
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
             held = silenced_by(probe, now, config.maintenance, view.silences)
-            upstream = open_upstream(view.upstreams, upstream_names)
-            return transition(view.state, result, rule, now, upstream=upstream, silenced=held is not None)
+            join = correlate(
+                view.state,
+                cause=cause,
+                began=view.state.since or result.started_at,
+                others=view.others,
+                deps=deps,
+                config=config.correlation,
+            )
+            new, events = transition(view.state, result, rule, now, upstream=join, silenced=held is not None)
+            return new, conclude(events, new, view.state, view.others, view.records, deps)
 
-        events: list[Event] = await self._run(
-            self._store.transition, probe, upstream_names, now, decide, self._channels
-        )
+        events: list[Event] = await self._run(self._store.transition, probe, now, decide, self._channels)
         return events
 
     def _announce(self, probe: str, events: list[Event]) -> None:

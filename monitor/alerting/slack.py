@@ -42,7 +42,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from monitor.alerting.base import Event, EventKind, TransportError
+from monitor.alerting.base import Event, EventKind, Member, TransportError
 from monitor.alerting.config import LinksConfig, SlackConfig
 
 #: Slack error codes that no retry can fix: configuration has to change.
@@ -112,6 +112,7 @@ _EMOJI = {
     EventKind.JOINED: ":large_orange_circle:",
     EventKind.UPDATED: ":large_yellow_circle:",
     EventKind.REMINDER: ":bell:",
+    EventKind.RECOVERED: ":white_check_mark:",
     EventKind.RESOLVED: ":large_green_circle:",
 }
 
@@ -232,6 +233,13 @@ def headline(event: Event, *, root: bool = False) -> str:
                 if title
                 else f"{event.probe} still failing after {lasted}"
             )
+        case EventKind.RECOVERED:
+            still = event.summary.active if event.summary is not None else ()
+            rest = f"; still failing: {', '.join(m.where for m in still)}" if still else ""
+            return f"{event.probe} recovered{rest}"
+    if event.summary is not None and event.kind is EventKind.RESOLVED:
+        lasted = duration_words((event.at - event.summary.since).total_seconds())
+        return f"{event.summary.title}: resolved after {lasted}"
     if root and title:
         return f"{title}: resolved after {lasted}"
     return f"{event.probe} resolved after {lasted}"
@@ -256,9 +264,11 @@ def build_message(event: Event, links: LinksConfig | None = None, *, root: bool 
     limits (see :func:`clip`), so no length makes Slack refuse the message.
     """
     links = links or LinksConfig()
+    if event.summary is not None and (root or event.kind is EventKind.OPENED):
+        return build_root(event, links)
     env = f"[{event.environment}] " if event.environment else ""
     head = headline(event, root=root)
-    failing = event.kind is not EventKind.RESOLVED
+    failing = event.kind not in (EventKind.RESOLVED, EventKind.RECOVERED)
     text = clip(f"{env}{head} — {_change(event)}", TEXT_CHARS, escape=True)
 
     fields = [
@@ -306,6 +316,91 @@ def build_message(event: Event, links: LinksConfig | None = None, *, root: bool 
         blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]],
         plain=_plain(event, links, head, failing),
     )
+
+
+def _member_line(member: Member, *, resolved: bool) -> str:
+    """``• artifact_roundtrip/upload (HTTP 404, FAIL) — failing``: one affected probe."""
+    facts = [f"HTTP {member.http_status}"] if member.http_status is not None else []
+    if member.status:
+        facts.append(member.status)
+    state = "" if resolved else (" — failing" if member.active else " — recovered")
+    detail = f" ({', '.join(facts)})" if facts else ""
+    return f"• *{_esc(member.where)}*{_esc(detail)}{state}"
+
+
+def build_root(event: Event, links: LinksConfig | None = None) -> SlackMessage:
+    """The thread root for the incident ``event`` belongs to, from ``event.summary``: the root cause
+    in words, where it shows, the first action, every affected probe and step. Posted when the
+    incident opens and edited (``chat.update``) with every later event, so the root always tells
+    the incident as it stands; on resolution it says how long it lasted and what was affected."""
+    links = links or LinksConfig()
+    summary = event.summary
+    assert summary is not None
+    env = f"[{event.environment}] " if event.environment else ""
+    lasted = duration_words((event.at - summary.since).total_seconds())
+    if summary.resolved:
+        head = f"{summary.title}: resolved after {lasted}"
+        emoji = _EMOJI[EventKind.RESOLVED]
+    else:
+        head = summary.title
+        emoji = _EMOJI[EventKind.OPENED]
+    where = f"{summary.root_probe}/{summary.root_step}" if summary.root_step else summary.root_probe
+    failing = summary.active
+    status = (
+        f"resolved after {lasted}"
+        if summary.resolved
+        else f"{len(failing)} of {len(summary.members)} affected probes failing"
+    )
+    fields = [
+        ("*Environment*\n", event.environment or "-"),
+        ("*Root cause at*\n", where),
+        ("*Status*\n", status),
+    ]
+    field_objects = [
+        MarkdownTextObject(text=prefix + clip(value, FIELD_CHARS - len(prefix), escape=True))
+        for prefix, value in fields
+    ]
+    field_objects.insert(2, MarkdownTextObject(text=f"*Since*\n{_when(summary.since)}"))
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=clip(f"{emoji} {env}{head}", HEADER_CHARS), emoji=True)),
+        SectionBlock(fields=field_objects[:MAX_FIELDS]),
+    ]
+    diagnosis = [
+        (label, value)
+        for label, value in (("*Hint:* ", summary.hint), ("*First action:* ", summary.action))
+        if value and not summary.resolved
+    ]
+    if diagnosis:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_lines(diagnosis, SECTION_CHARS))))
+    affected = "\n".join(_member_line(m, resolved=summary.resolved) for m in summary.members)
+    label = "*Affected*\n"
+    blocks.append(
+        SectionBlock(text=MarkdownTextObject(text=label + clip(affected, SECTION_CHARS - len(label))))
+    )
+    context = [f"cause `{_esc(summary.cause)}`"] if summary.cause else []
+    context.append(f"incident `{_esc(summary.incident_id)}`")
+    if links.status_page_url:
+        context.append(f"<{links.status_page_url}|status page>")
+    if links.grafana_url:
+        context.append(f"<{links.grafana_url}|Grafana>")
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(" · ".join(context), SECTION_CHARS))]))
+    members_plain = "; ".join(
+        m.where + ("" if summary.resolved else (" failing" if m.active else " recovered"))
+        for m in summary.members
+    )
+    plain_parts = [
+        (f"{emoji} ", f"{env}{head}"),
+        ("Root cause at: ", where),
+        ("Affected: ", members_plain),
+    ]
+    if not summary.resolved:
+        plain_parts += [
+            (label_, v) for label_, v in (("Hint: ", summary.hint), ("First action: ", summary.action)) if v
+        ]
+    tail = clip(f"since {_when(summary.since)} · incident {summary.incident_id}", PLAIN_CHARS // 4)
+    plain = _lines(plain_parts, PLAIN_CHARS - _width(tail) - 1) + "\n" + tail
+    text = clip(f"{env}{head} — {_change(event)} · affected: {members_plain}", TEXT_CHARS, escape=True)
+    return SlackMessage(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]], plain=plain)
 
 
 def _context(event: Event, links: LinksConfig) -> str:
@@ -459,8 +554,10 @@ class SlackNotifier:
             )
             return f"{resp['channel']}:{resp['ts']}"
         channel_id, _, ts = thread.partition(":")
-        if event.kind is EventKind.RESOLVED and event.owns_thread:
-            # Edit the root first: chat.update is idempotent, so a retry after a failed reply is safe.
+        if event.summary is not None or (event.kind is EventKind.RESOLVED and event.owns_thread):
+            # The root tells the incident as it stands: edit it with every event that carries the
+            # incident's summary (a member joined or recovered, the incident resolved). Edit first:
+            # chat.update is idempotent, so a retry after a failed reply is safe.
             root = build_message(event, self._links, root=True)
             try:
                 _call(

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql
 
 from monitor.alerting.base import Event
 from monitor.alerting.incidents import IncidentState, Phase
@@ -31,6 +30,8 @@ from monitor.store.schema import incident_state, incidents, outbox, silences, th
 
 #: How long finished outbox rows are kept for inspection.
 OUTBOX_KEEP_S = 30 * 86400
+#: The PostgreSQL advisory lock key that serializes incident transitions across replicas.
+TRANSITION_LOCK = 0x73796E74686D6F6E % (2**63)
 
 
 class SqlAlertingStore:
@@ -52,44 +53,40 @@ class SqlAlertingStore:
             n_sil = conn.execute(delete(silences).where(silences.c.ends_at < t - self.retention_s)).rowcount
         return {"outbox": int(n_out), "silences": int(n_sil)}
 
-    def transition(
-        self, probe: str, upstreams: Sequence[str], now: datetime, decide: Decide, channels: Sequence[str]
-    ) -> list[Event]:
-        """Run ``decide`` on ``probe``'s state and store its outcome and its events (one outbox row per
-        event and channel) in one transaction, serialized per probe."""
+    def transition(self, probe: str, now: datetime, decide: Decide, channels: Sequence[str]) -> list[Event]:
+        """Run ``decide`` on ``probe``'s state (seeing every other probe's) and store its outcome and
+        its events (one outbox row per event and channel) in one transaction.
+
+        Transitions are serialized across replicas: an incident spans probes, so deciding that the
+        last member recovered must not race with another member joining. SQLite's write lock does
+        that; on PostgreSQL a transaction-scoped advisory lock does (one transition at a time, each a
+        few small statements).
+        """
         t = to_epoch(now)
         with self.db.write() as conn:
             if self.db.postgres:
-                # Make sure the row exists, then lock it: the per-probe mutex across replicas.
-                conn.execute(
-                    postgresql.insert(incident_state)
-                    .values(probe=probe, data=json.dumps(IncidentState(probe).to_dict()), updated_at=t)
-                    .on_conflict_do_nothing(index_elements=[incident_state.c.probe])
-                )
-            q = select(incident_state.c.data).where(incident_state.c.probe == probe)
-            if self.db.postgres:
-                q = q.with_for_update()
-            raw = conn.execute(q).scalar()
-            old = IncidentState.from_dict(json.loads(raw)) if raw else IncidentState(probe)
-            ups: dict[str, IncidentState] = {}
-            if upstreams:
-                for p, data in conn.execute(
-                    select(incident_state.c.probe, incident_state.c.data).where(
-                        incident_state.c.probe.in_(list(upstreams))
-                    )
-                ):
-                    ups[p] = IncidentState.from_dict(json.loads(data))
+                conn.execute(select(func.pg_advisory_xact_lock(TRANSITION_LOCK)))
+            states = {
+                p: IncidentState.from_dict(json.loads(data))
+                for p, data in conn.execute(select(incident_state.c.probe, incident_state.c.data))
+            }
+            known = probe in states
+            old = states.pop(probe, None) or IncidentState(probe)
+            open_ids = {
+                s.incident_id for s in (*states.values(), old) if s.incident_id and s.phase is Phase.OPEN
+            }
+            records = self._records(conn, open_ids)
             active = self._active_silences(conn, t)
-            new, events = decide(IncidentView(state=old, upstreams=ups, silences=active))
+            new, events = decide(IncidentView(state=old, others=states, records=records, silences=active))
             data = json.dumps(new.to_dict())
-            if raw is None and not self.db.postgres:
-                conn.execute(insert(incident_state).values(probe=probe, data=data, updated_at=t))
-            else:
+            if known:
                 conn.execute(
                     update(incident_state)
                     .where(incident_state.c.probe == probe)
                     .values(data=data, updated_at=t)
                 )
+            else:
+                conn.execute(insert(incident_state).values(probe=probe, data=data, updated_at=t))
             self._record_incident(conn, old, new, t)
             rows = [
                 {
@@ -109,6 +106,23 @@ class SqlAlertingStore:
             if rows:
                 conn.execute(insert(outbox), rows)
         return events
+
+    def _records(self, conn: Connection, incident_ids: set[str]) -> list[IncidentRecord]:
+        if not incident_ids:
+            return []
+        q = select(incidents).where(incidents.c.incident_id.in_(sorted(incident_ids)))
+        return [self._incident_record(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def _incident_record(r: Any) -> IncidentRecord:
+        return IncidentRecord(
+            incident_id=r.incident_id,
+            probe=r.probe,
+            incident_probe=r.incident_probe,
+            opened_at=from_epoch(r.opened_at),
+            resolved_at=from_epoch(r.resolved_at) if r.resolved_at is not None else None,
+            summary=r.summary,
+        )
 
     def _record_incident(self, conn: Connection, old: IncidentState, new: IncidentState, t: float) -> None:
         if (
@@ -157,17 +171,7 @@ class SqlAlertingStore:
             q = q.where(incidents.c.resolved_at.is_(None))
         q = q.order_by(incidents.c.opened_at.desc()).limit(limit)
         with self.db.read() as conn:
-            return [
-                IncidentRecord(
-                    incident_id=r.incident_id,
-                    probe=r.probe,
-                    incident_probe=r.incident_probe,
-                    opened_at=from_epoch(r.opened_at),
-                    resolved_at=from_epoch(r.resolved_at) if r.resolved_at is not None else None,
-                    summary=r.summary,
-                )
-                for r in conn.execute(q)
-            ]
+            return [self._incident_record(r) for r in conn.execute(q)]
 
     def claim_next(self, now: datetime, owner: str, lease_s: float) -> OutboxItem | None:
         """Lease the oldest due pending row of any channel whose older rows are all finished."""

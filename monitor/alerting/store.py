@@ -46,10 +46,15 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class IncidentView:
-    """What the state machine may look at, read inside the per-probe transaction."""
+    """What the state machine may look at, read inside the transition's transaction.
+
+    ``others``: every other probe's state (correlation looks across the whole platform);
+    ``records``: every probe ever part of an incident that is still open (or of this probe's own).
+    """
 
     state: IncidentState
-    upstreams: Mapping[str, IncidentState]
+    others: Mapping[str, IncidentState]
+    records: Sequence[IncidentRecord]
     silences: Sequence[Silence]
 
 
@@ -61,7 +66,7 @@ class IncidentStore(Protocol):
     """Incident state and the outbox: what the incident sink and the dispatcher need."""
 
     def transition(
-        self, probe: str, upstreams: Sequence[str], now: datetime, decide: Decide, channels: Sequence[str]
+        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str]
     ) -> list[Event]: ...
 
     def incident_states(self) -> dict[str, IncidentState]: ...

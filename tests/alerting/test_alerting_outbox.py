@@ -103,7 +103,7 @@ async def test_slack_down_ten_minutes_then_every_event_once_in_order(
     assert [r["state"] for r in rows] == ["sent"] * len(rows)
     delivered = slack.requests[tried:]
     kinds = [r.body["text"] for r in delivered if r.path.endswith("chat.postMessage")]
-    assert len(kinds) == len(rows) == 3  # auth opened, artifact joined, auth resolved
+    assert len(kinds) == len(rows) == 3  # auth opened, artifact joined, auth recovered
     assert "auth PASS → FAIL" in kinds[0]
     assert "artifact_roundtrip PASS → FAIL" in kinds[1]
     assert "auth FAIL → PASS" in kinds[2]
@@ -203,7 +203,7 @@ def test_two_dispatchers_on_postgres_send_each_event_once(slack: FakeSlack) -> N
                 )
                 return view.state, [e]
 
-            stores[0].transition(probe, (), T0, decide, ("slack",))
+            stores[0].transition(probe, T0, decide, ("slack",))
         dispatchers = [make_dispatcher(s, slack, clock, Metrics(), f"d{i}") for i, s in enumerate(stores)]
         barrier = threading.Barrier(2)
 
@@ -246,7 +246,6 @@ def test_concurrent_transitions_of_one_probe_are_serialized_on_postgres() -> Non
                 res = result("auth", Status.FAIL, T0 + timedelta(seconds=i))
                 out = store.transition(
                     "auth",
-                    (),
                     res.started_at,
                     lambda v, res=res: transition(v.state, res, rule, res.started_at),
                     ("log",),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from monitor.alerting.base import Event, EventKind, TransportError
+from monitor.alerting.base import Event, EventKind, IncidentSummary, Member, TransportError
 from monitor.alerting.config import IncidentRule, LinksConfig, SlackConfig
 from monitor.alerting.incidents import IncidentState, transition
 from monitor.alerting.slack import (
@@ -82,6 +83,27 @@ def event(kind: EventKind, probe: str = "artifact_roundtrip", owner: str = "arti
 #: A hint as long as a config author may write one: far beyond what a Slack section holds.
 LONG_HINT = " ".join(f"the proxy-route{i} answers 404 & <nothing> else" for i in range(400))
 
+#: The seed outage as one incident: the ALB's registry health check, the upload and the registration.
+SEED_MEMBERS = (
+    Member("alb_health", "registry_health", 503, "FAIL", "application_unavailable"),
+    Member("artifact_roundtrip", "upload", 404, "FAIL", "artifact_route_not_deployed"),
+    Member("registration", "log_model", 404, "FAIL", "artifact_route_not_deployed"),
+)
+SEED_SUMMARY = IncidentSummary(
+    incident_id="alb_health-3f2a9c",
+    title=cause_title(SEED.cause),
+    since=T0 - timedelta(minutes=2),
+    members=SEED_MEMBERS,
+    root_probe="artifact_roundtrip",
+    root_step="upload",
+    cause=SEED.cause,
+    hint=SEED.hint,
+    action=SEED.action,
+)
+SEED_RESOLVED = replace(
+    SEED_SUMMARY, members=tuple(replace(m, active=False) for m in SEED_MEMBERS), resolved=True
+)
+
 GOLDEN_CASES = [
     ("opened", event(EventKind.OPENED), False),
     ("joined", event(EventKind.JOINED, owner="mlflow_api"), False),
@@ -91,6 +113,23 @@ GOLDEN_CASES = [
     ("resolved_root", event(EventKind.RESOLVED), True),
     ("long_hint", replace(event(EventKind.OPENED), hint=LONG_HINT), False),
     ("undiagnosed", replace(event(EventKind.OPENED), cause=None, hint=None, action=None, title=None), False),
+    ("incident_root", replace(event(EventKind.OPENED, owner="alb_health"), summary=SEED_SUMMARY), False),
+    (
+        "incident_recovered",
+        replace(
+            event(EventKind.RESOLVED, probe="alb_health", owner="alb_health"),
+            kind=EventKind.RECOVERED,
+            summary=replace(
+                SEED_SUMMARY, members=(replace(SEED_MEMBERS[0], active=False), *SEED_MEMBERS[1:])
+            ),
+        ),
+        False,
+    ),
+    (
+        "incident_resolved_root",
+        replace(event(EventKind.RESOLVED, probe="registration", owner="alb_health"), summary=SEED_RESOLVED),
+        True,
+    ),
 ]
 
 
@@ -99,7 +138,10 @@ def test_build_message_golden(name: str, ev: Event, root: bool) -> None:
     """build_message renders each event kind exactly as the reviewed golden file."""
     msg = build_message(ev, LINKS, root=root)
     got = {"text": msg.text, "blocks": msg.blocks, "plain": msg.plain}
-    expected = json.loads((GOLDEN / f"{name}.json").read_text())
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("SYNTHMON_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
+    expected = json.loads(path.read_text())
     assert got == expected
 
 

@@ -37,7 +37,7 @@ def _event(probe: str = "p", kind: EventKind = EventKind.OPENED, incident: str =
 
 def _queue(store: FullStore, events: list[Event], channels: tuple[str, ...] = ("slack",)) -> None:
     for e in events:
-        store.transition(e.probe, (), T0, lambda v, e=e: (v.state, [e]), channels)
+        store.transition(e.probe, T0, lambda v, e=e: (v.state, [e]), channels)
 
 
 def test_migrations_reach_head_and_are_idempotent(store: FullStore) -> None:
@@ -118,28 +118,26 @@ def test_transition_stores_state_and_outbox_atomically(store: FullStore) -> None
         raise RuntimeError("decide failed")
 
     with pytest.raises(RuntimeError):
-        store.transition("p", (), T0, boom, ("slack",))
+        store.transition("p", T0, boom, ("slack",))
     assert store.incident_states() == {}
-    events = store.transition("p", (), T0, lambda v: (opened, [_event()]), ("slack", "log"))
+    events = store.transition("p", T0, lambda v: (opened, [_event()]), ("slack", "log"))
     assert len(events) == 1
     assert store.incident_states()["p"] == opened
     assert store.outbox_pending() == {"slack": 1, "log": 1}
     [record] = store.incidents(open_only=True, limit=10)
     assert (record.incident_id, record.probe, record.resolved_at) == ("p-1", "p", None)
-    store.transition("p", (), T0 + timedelta(minutes=5), lambda v: (IncidentState("p"), []), ("slack",))
+    store.transition("p", T0 + timedelta(minutes=5), lambda v: (IncidentState("p"), []), ("slack",))
     assert store.incidents(open_only=True, limit=10) == []
     assert store.incidents(open_only=False, limit=10)[0].resolved_at == T0 + timedelta(minutes=5)
 
 
-def test_transition_sees_upstream_states(store: FullStore) -> None:
-    """The decide function reads the upstream probes' states inside the transaction."""
+def test_transition_sees_other_probes_states(store: FullStore) -> None:
+    """The decide function reads every other probe's state inside the transaction."""
     up = IncidentState("mlflow_api", phase=Phase.OPEN, incident_id="m-1", incident_probe="mlflow_api")
-    store.transition("mlflow_api", (), T0, lambda v: (up, []), ())
+    store.transition("mlflow_api", T0, lambda v: (up, []), ())
     seen: list[IncidentView] = []
-    store.transition(
-        "artifact_roundtrip", ("mlflow_api", "auth"), T0, lambda v: (seen.append(v), (v.state, []))[1], ()
-    )
-    assert seen[0].upstreams == {"mlflow_api": up}
+    store.transition("artifact_roundtrip", T0, lambda v: (seen.append(v), (v.state, []))[1], ())
+    assert seen[0].others == {"mlflow_api": up}
 
 
 def test_outbox_is_claimed_in_order_per_channel_with_leases(store: FullStore) -> None:

@@ -57,16 +57,16 @@ def test_default_checks_are_the_contracts_ten_and_config_yaml_lists_them(
     assert proxy.params == {"max_results": "1"}
 
 
-def test_config_yaml_declares_dependencies_on_auth() -> None:
-    """mlflow_api, artifact_roundtrip and registration depend on auth; every kind is registered."""
+def test_config_yaml_declares_the_platform_dependency_chain() -> None:
+    """The shipped probes depend on what they go through (ALB, auth, proxy/MLflow, artifacts)."""
     config = load_config(DEFAULT_CONFIG, env={"SYNTHMON_API_KEY": "hk_test_" + "x" * 32})
     deps = {p.name: p.depends_on for p in config.probes}
     assert deps == {
-        "auth": [],
+        "auth": ["alb_health"],
         "alb_health": [],
-        "mlflow_api": ["auth"],
-        "artifact_roundtrip": ["auth"],
-        "registration": ["auth"],
+        "mlflow_api": ["auth", "alb_health"],
+        "artifact_roundtrip": ["auth", "mlflow_api"],
+        "registration": ["auth", "mlflow_api", "artifact_roundtrip"],
     }
     assert {p.kind for p in config.probes} <= set(PROBE_KINDS)
     assert PROBE_KINDS["registration"].isolated is True
