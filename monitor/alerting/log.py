@@ -19,7 +19,19 @@ class LogNotifier:
 
     def send(self, event: Event, thread: str | None) -> str | None:
         """Log ``event``; the "thread" is the incident id, so follow-ups can be grepped together."""
-        level = "info" if event.kind.value == "resolved" else "warning"
+        level = "info" if event.kind.value in ("resolved", "recovered") else "warning"
+        summary = event.summary
+        incident: dict[str, Any] = {}
+        if summary is not None:
+            incident = {
+                "root_cause": summary.title,
+                "root_cause_at": f"{summary.root_probe}/{summary.root_step}"
+                if summary.root_step
+                else summary.root_probe,
+                "affected": [m.where for m in summary.members],
+                "still_failing": [m.where for m in summary.active],
+                "action": summary.action,
+            }
         getattr(self._log, level)(
             "incident_" + event.kind.value,
             probe=event.probe,
@@ -34,5 +46,6 @@ class LogNotifier:
             hint=event.hint,
             since=event.since.isoformat(),
             run_id=event.run_id,
+            **incident,
         )
         return thread or event.incident_id
