@@ -127,7 +127,15 @@ def build_store_features(
     (:class:`StoreGate`, bounded backoff) while results queue in memory. An unparseable URL raises
     ``sqlalchemy.exc.ArgumentError``.
     """
-    engine = create_store_engine(store_config.url)
+    store_metrics = StoreMetrics(registry)
+
+    def file_changed(reason: str) -> None:
+        # A SQLite file deleted or replaced under the daemon: counted, and the gate re-creates the
+        # schema in the new file before the next write (which the queues retry meanwhile).
+        store_metrics.file_changes.labels(reason=reason).inc()
+        gate.invalidate(reason)
+
+    engine = create_store_engine(store_config.url, on_file_changed=file_changed)
     db = Database(engine)
     history_store = SqlHistoryStore(
         db,
@@ -138,7 +146,6 @@ def build_store_features(
     # The store's own threads: a hung database ties up these, never the loop's default executor
     # (which DNS lookups and other to_thread users need).
     executor = StoreExecutor(threads=4)
-    store_metrics = StoreMetrics(registry)
     history_metrics = HistoryMetrics(registry)
     alert_metrics = AlertingMetrics(registry)
     gate = StoreGate(

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 T = TypeVar("T")
@@ -58,7 +59,27 @@ def _pg_connect_args(parsed: URL, connect_timeout_s: float) -> dict[str, Any]:
     }
 
 
-def create_store_engine(url: str, *, connect_timeout_s: float = 5.0, create_dirs: bool = True) -> Engine:
+#: ``on_file_changed(reason)``: the SQLite file under the engine was ``"deleted"`` (or moved away) or
+#: ``"replaced"`` by another file. Called from a store thread.
+FileChanged = Callable[[str], None]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file's identity (device, inode), or None when nothing is at ``path``."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def create_store_engine(
+    url: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    create_dirs: bool = True,
+    on_file_changed: FileChanged | None = None,
+) -> Engine:
     """An engine for ``url`` with the per-backend settings the store relies on. Does not connect.
 
     SQLite: the parent directory is created (unless ``create_dirs`` is false: read-only commands
@@ -68,6 +89,13 @@ def create_store_engine(url: str, *, connect_timeout_s: float = 5.0, create_dirs
     PostgreSQL: a short connect timeout so an outage turns into buffering quickly, pre-ping to
     survive a database restart, server-side statement and lock timeouts and TCP keepalives so a
     hung database or a half-open connection fails a call instead of blocking it for ever.
+
+    SQLite file integrity: an open connection keeps writing to the file it opened, so a store file
+    deleted, moved or replaced under a running daemon would swallow every later write unseen. Each
+    checkout compares the file at the path with the one the connection opened; on a mismatch the
+    connection is discarded (the pool opens the path anew, creating its directory again if needed)
+    and ``on_file_changed`` is told once per change, so the caller can count it and re-create the
+    schema in the new file.
 
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL that cannot be parsed (a config error).
     """
@@ -79,12 +107,16 @@ def create_store_engine(url: str, *, connect_timeout_s: float = 5.0, create_dirs
             pool_timeout=connect_timeout_s * 2,
             connect_args=_pg_connect_args(parsed, connect_timeout_s),
         )
-    if create_dirs and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    on_disk = bool(parsed.database) and parsed.database != ":memory:"
+    path = Path(str(parsed.database)).resolve() if on_disk else None
+    if create_dirs and path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, connect_args={"timeout": connect_timeout_s})
+    # The identity of the file the newest connection opened: a change is reported once.
+    latest: dict[str, tuple[int, int] | None] = {"identity": None}
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +124,25 @@ def create_store_engine(url: str, *, connect_timeout_s: float = 5.0, create_dirs
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(connect_timeout_s * 1000)}")
         cursor.close()
+        if path is not None:
+            record.info["identity"] = latest["identity"] = _identity(path)
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if path is None:
+            return
+        opened = record.info.get("identity")
+        now = _identity(path)
+        if opened is None or now == opened:
+            return
+        if now != latest["identity"]:
+            latest["identity"] = now
+            if on_file_changed is not None:
+                on_file_changed("deleted" if now is None else "replaced")
+        if create_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # The pool discards this connection and checks out (opens) another one on the path.
+        raise DisconnectionError(f"store file {'deleted' if now is None else 'replaced'}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

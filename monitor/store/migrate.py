@@ -179,6 +179,16 @@ class StoreGate:
         # The class only: a driver's message may carry host names or, worse, connection strings.
         self._log.warning("store.unavailable", store=self._label, error=self.last_error, retry_in_s=delay)
 
+    def invalidate(self, reason: str) -> None:
+        """The store under the gate changed (its SQLite file deleted or replaced): close the gate so
+        the next writer re-opens it at once, which creates the schema in the new file. Safe to call
+        from a store thread."""
+        self._log.warning("store.file_changed", store=self._label, reason=reason)
+        self.ready = False
+        self._next_at = 0.0
+        if self._on_change is not None:
+            self._on_change(False)
+
     def open_now(self) -> bool:
         """One blocking attempt (start-up, before the event loop). Raises :class:`SchemaTooNewError`
         so the daemon can refuse to start; any other failure leaves the gate closed (False)."""
