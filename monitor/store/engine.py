@@ -139,6 +139,10 @@ def create_store_engine(
             latest["identity"] = now
             if on_file_changed is not None:
                 on_file_changed("deleted" if now is None else "replaced")
+        # The write-ahead log and shared-memory index at the path belong to the old file: SQLite
+        # would replay that log into the new one (old rows in a restored file, or corruption).
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
         if create_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
         # The pool discards this connection and checks out (opens) another one on the path.
