@@ -13,15 +13,28 @@ Interpolation rules (applied to string values after YAML parsing, so values can 
 Secrets: ``secrets: {api_key: ${SYNTHMON_API_KEY}}`` or ``secrets: {api_key_file: /run/secrets/k}``
 (the file's content, stripped, becomes secret ``api_key``). They are :class:`SecretStr`: printed
 as ``**********`` and collected by :meth:`Config.secret_values` for the log masker.
+
+Whatever the file holds, loading ends in a valid :class:`Config` or one :class:`ConfigError` whose
+text is a single line: bytes that are not UTF-8, a file over :data:`MAX_CONFIG_BYTES`, YAML that
+does not parse, aliases that expand past :data:`MAX_VALUES` values ("billion laughs"), nesting past
+:data:`MAX_DEPTH`, a key written twice in one mapping (both lines named). Every secret the file
+configures is masked in the message, whichever field it landed in, and an unknown key comes with a
+"did you mean" naming the closest known field.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+import ssl
+import types
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -40,6 +53,7 @@ from pydantic_core import PydanticCustomError
 from monitor.alerting.config import AlertingConfig
 from monitor.diagnosis import Signature
 from monitor.history.config import StoreConfig
+from monitor.logs import SecretMasker
 from probes import PROBE_KINDS
 from probes.base import ProbeOptions
 from probes.http import Duration, parse_duration
@@ -52,6 +66,19 @@ _SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action"})
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9_]+$"
 _INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")
+#: A config is a few KiB; a file past this is the wrong file (a log, a core dump, /dev/zero).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Values the document may expand to once YAML aliases are followed (a real config has hundreds).
+MAX_VALUES = 100_000
+#: Nesting depth of the document (a real config nests about six levels).
+MAX_DEPTH = 64
+#: The longest interval, timeout, jitter or latency budget of a probe (the scheduler's timers and
+#: a week-long run are both nonsense past this).
+MAX_DURATION_S = 7 * 86400.0
+#: A bcrypt hash as written by ``htpasswd -B`` or ``python -c 'import bcrypt; ...'``.
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
+#: Characters that would break "one line" or drive a terminal; shown escaped instead.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Path_ = tuple[str | int, ...]
 
@@ -66,7 +93,26 @@ class ConfigError(Exception):
         self.source = source
         where = source + (f":{line}" if line is not None and source else "")
         prefix = ": ".join(p for p in (where, path) if p)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        # One line whatever the parts hold (a file name or a value with a newline or an escape).
+        super().__init__(one_line(f"{prefix}: {message}" if prefix else message))
+
+    def masked(self, masker: SecretMasker) -> ConfigError:
+        """The same error with every secret ``masker`` knows replaced, in the reason and the path."""
+        return ConfigError(
+            masker.mask(self.reason), path=masker.mask(self.path), line=self.line, source=self.source
+        )
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks become spaces, other control characters ``\\xNN``."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group(0)
+        if char in "\r\n\t\x0b\x0c\x85\u2028\u2029":
+            return " "
+        return f"\\x{ord(char):02x}"
+
+    return _UNPRINTABLE.sub(escape, text)
 
 
 def format_path(loc: Path_) -> str:
@@ -83,7 +129,16 @@ def format_path(loc: Path_) -> str:
 def parse_listen(value: str) -> tuple[str, int]:
     """``"host:port"`` (``[::1]:9710`` for IPv6) -> ``(host, port)``; ValueError when malformed."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # A host with blanks or control characters (a stray newline from an env file) never binds.
+    odd_host = any(c.isspace() or not c.isprintable() for c in host)
+    if (
+        not sep
+        or not host
+        or odd_host
+        or not port.isascii()
+        or not port.isdigit()
+        or not 0 <= int(port) <= 65535
+    ):
         raise ValueError(f"listen must be host:port (e.g. {DEFAULT_LISTEN}), got {value!r}")
     return host.strip("[]"), int(port)
 
@@ -152,6 +207,10 @@ class ProbeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _timing(self) -> ProbeConfig:
+        for field in ("interval", "timeout", "jitter", "latency_budget"):
+            value = getattr(self, field)
+            if value is not None and value > MAX_DURATION_S:
+                raise _path_error((field,), f"{field} {value:g}s is longer than the maximum of 7d")
         if self.timeout > self.interval and not self.allow_timeout_over_interval:
             raise _path_error(
                 ("timeout",),
@@ -170,6 +229,70 @@ class ProbeConfig(BaseModel):
         return self
 
 
+class TlsServerConfig(BaseModel):
+    """The daemon's own certificate: the HTTP endpoints are served over TLS only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> TlsServerConfig:
+        # Checked at load time: a wrong path or a key that does not match the certificate is a
+        # config error now, not a daemon that starts and then cannot serve.
+        for field in ("cert_file", "key_file"):
+            path = getattr(self, field)
+            try:
+                Path(path).open("rb").close()
+            except OSError as exc:
+                raise _path_error((field,), f"cannot read {path}: {exc.strerror}") from None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+            raise ValueError(f"cannot load the certificate and key: {reason}") from None
+        return self
+
+
+class WebConfig(BaseModel):
+    """Who may read the HTTP endpoints, in the shape of Prometheus exporter-toolkit's web config.
+
+    ``tls_server_config`` and ``basic_auth_users`` (name -> bcrypt hash) mean what they mean in a
+    ``--web.config.file`` of node_exporter or blackbox_exporter, so one file's content fits both.
+    With users set, every endpoint but ``/healthz`` (ECS's liveness check has no credentials)
+    needs them; ``/metrics`` too when ``protect_metrics`` is true.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tls_server_config: TlsServerConfig | None = None
+    basic_auth_users: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Off by default: a Prometheus scrape config needs ``basic_auth`` before this can be turned on.
+    protect_metrics: bool = False
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, users: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, hashed in users.items():
+            if not name or ":" in name:
+                raise _path_error((name,), "a user name is non-empty and has no ':'")
+            if not _BCRYPT_HASH.match(hashed.get_secret_value()):
+                # Never the value: a plain password pasted here by mistake must not be echoed.
+                raise _path_error(
+                    (name,),
+                    "must be a bcrypt hash ($2b$..., e.g. from htpasswd -nBC 10 USER), not a password",
+                )
+        return users
+
+    @model_validator(mode="after")
+    def _metrics_need_users(self) -> WebConfig:
+        if self.protect_metrics and not self.basic_auth_users:
+            raise _path_error(("protect_metrics",), "needs basic_auth_users (who may read /metrics?)")
+        return self
+
+
 class Config(BaseModel):
     """The whole daemon configuration (immutable; a reload builds a new one)."""
 
@@ -177,6 +300,7 @@ class Config(BaseModel):
 
     environment: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     listen: str = DEFAULT_LISTEN
+    web: WebConfig = Field(default_factory=WebConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
@@ -191,7 +315,7 @@ class Config(BaseModel):
 
     @field_validator("secrets", mode="before")
     @classmethod
-    def _secret_files(cls, value: Any) -> Any:
+    def _secret_files(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, Mapping):
             return value
         out: dict[str, Any] = {}
@@ -208,6 +332,11 @@ class Config(BaseModel):
             except OSError as exc:
                 # strerror only: the exception text never contains file content.
                 raise _path_error((key,), f"cannot read {raw}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise _path_error((key,), f"{raw} is not UTF-8 text") from None
+            if isinstance(info.context, dict):
+                # parse_config masks it in any later message (the value is known only from here).
+                info.context.setdefault("secret_values", []).append(out[name])
         for name in out:
             if not re.match(_NAME, name):
                 raise _path_error((name,), "secret names are lowercase letters, digits and _")
@@ -347,31 +476,152 @@ def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
     return None
 
 
-# --- YAML with line numbers -------------------------------------------------------------------
+# --- reading the document: bytes -> text -> YAML tree -> plain data --------------------------
 
 
-def _line_map(text: str) -> dict[Path_, int]:
-    """Field path -> 1-based line of its value (or key) in the YAML ``text``."""
-    lines: dict[Path_, int] = {}
+def read_config_text(path: str | Path) -> str:
+    """The text of the config file at ``path``: at most :data:`MAX_CONFIG_BYTES`, strict UTF-8."""
+    p = Path(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
+        with p.open("rb") as f:
+            # One byte more than allowed tells "too large" without reading a runaway file whole.
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file: {exc.strerror or type(exc).__name__}", source=str(p)
+        ) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a synthmon config", source=str(p)
+        )
+    return decode_config(raw, source=str(p))
 
-    def walk(node: yaml.Node, path: Path_) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
 
-    if root is not None:
-        walk(root, ())
-    return lines
+def decode_config(raw: bytes, *, source: str = "") -> str:
+    """``raw`` as UTF-8 text; a :class:`ConfigError` naming the line of the first bad byte otherwise."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{bad} at offset {exc.start}); a config is a YAML text file",
+            line=line,
+            source=source,
+        ) from None
+
+
+def load_document(text: str, *, source: str = "") -> tuple[Any, dict[Path_, int]]:
+    """The YAML ``text`` as plain data, and each field path's line.
+
+    Refuses, as one :class:`ConfigError`, what ``yaml.safe_load`` would take or crash on: a key
+    written twice in one mapping (PyYAML keeps the last silently), aliases that expand past
+    :data:`MAX_VALUES` values or refer to themselves, nesting past :data:`MAX_DEPTH`.
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # the reader rejects control characters up front
+        raise _yaml_error(exc, text, source) from None
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=source) from None
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, text, source) from None
+        if node is None:
+            return None, {}
+        _check_size(node, source)
+        lines: dict[Path_, int] = {}
+        _walk_lines(node, (), lines, source)
+        try:
+            data = loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, text, source) from None
+        return data, lines
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, source: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    line: int | None = mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The reader names a character by position, not line (NUL bytes, escape sequences, ...).
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character
+        code = char if isinstance(char, int) else ord(char[:1] or "\0")
+        problem = f"character #x{code:04x} is not allowed in YAML"
+    else:
+        parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        problem = ", ".join(str(p) for p in parts if p) or str(exc)
+    return ConfigError(f"invalid YAML: {' '.join(problem.split())}", line=line, source=source)
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    """Refuse alias bombs, self-referencing aliases and deep nesting before anything expands them."""
+    sizes: dict[int, int] = {}  # id(node) -> values it expands to (aliases share nodes)
+
+    def size(node: yaml.Node, depth: int, on_path: set[int]) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                f"nested deeper than {MAX_DEPTH} levels", line=node.start_mark.line + 1, source=source
+            )
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise ConfigError(
+                "an alias refers to the value that contains it", line=node.start_mark.line + 1, source=source
+            )
+        total = 1
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+            on_path.add(key)
+            children: list[yaml.Node] = (
+                list(node.value)
+                if isinstance(node, yaml.SequenceNode)
+                else [n for pair in node.value for n in pair]
+            )
+            for child in children:
+                total += size(child, depth + 1, on_path)
+                if total > MAX_VALUES:
+                    raise ConfigError(
+                        f"the document expands to more than {MAX_VALUES} values (YAML aliases?)",
+                        line=node.start_mark.line + 1,
+                        source=source,
+                    )
+            on_path.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0, set())
+
+
+def _walk_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> None:
+    """Record the line of every field path and refuse a key written twice in one mapping."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                # A merge key (<<: *defaults) may be overridden on purpose; a plain key twice is a slip.
+                first = seen.get((key_node.tag, key))
+                if first is not None:
+                    raise ConfigError(
+                        f"duplicate key {key!r} (first on line {first}, again on line {line}); "
+                        "YAML would silently keep only the last",
+                        path=format_path((*path, key)),
+                        line=line,
+                        source=source,
+                    )
+                seen[(key_node.tag, key)] = line
+            lines[(*path, key)] = line
+            _walk_lines(value_node, (*path, key), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk_lines(item, (*path, i), lines, source)
 
 
 def _line_for(lines: Mapping[Path_, int], path: Path_) -> int | None:
@@ -409,30 +659,60 @@ def interpolate(value: Any, env: Mapping[str, str], path: Path_ = ()) -> Any:
     return value
 
 
+def _non_finite(value: Any, path: Path_ = ()) -> Path_ | None:
+    """The path of the first ``.inf`` / ``.nan`` in ``value``: no field of a config means either."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items: Any = ((str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def parse_config(text: str, *, source: str = "", env: Mapping[str, str] | None = None) -> Config:
     """Validate YAML ``text``; raises :class:`ConfigError` naming ``source``, line and field path."""
-    lines = _line_map(text)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML: {problem}", line=line, source=source) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    raw, lines = load_document(text, source=source)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping (environment:, probes:, ...)", source=source)
-    raw = data
     try:
-        data = interpolate(data, os.environ if env is None else env)
+        data = interpolate(raw, os.environ if env is None else env)
     except ConfigError as exc:
         loc = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", exc.path))
         raise ConfigError(exc.reason, path=exc.path, line=_line_for(lines, loc), source=source) from None
+    # Secret files read during validation add their contents here, so a message can mask them too.
+    context: dict[str, Any] = {"secret_sources": _secret_sources(raw), "secret_values": []}
     try:
-        return Config.model_validate(data, context={"secret_sources": _secret_sources(raw)})
-    except ValidationError as exc:
-        raise _to_config_error(exc, lines, source) from None
+        bad = _non_finite(data)
+        if bad is not None:
+            raise ConfigError(
+                "must be a finite number (.inf and .nan mean nothing here)",
+                path=format_path(bad),
+                line=_line_for(lines, bad),
+                source=source,
+            )
+        try:
+            return Config.model_validate(data, context=context)
+        except ValidationError as exc:
+            raise _to_config_error(exc, lines, source, data) from None
+        except (TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            # A validator that assumed a type ahead of pydantic's check (a list where a duration
+            # string goes). Its text is all we know; still one line and exit 2, not a traceback.
+            raise ConfigError(
+                f"a value has the wrong type ({type(exc).__name__}: {exc})", source=source
+            ) from None
+    except ConfigError as exc:
+        # Whatever field a secret landed in (listen: ${SYNTHMON_API_KEY}), the message masks it.
+        masker = SecretMasker(_masking_variants([*_configured_secrets(data), *context["secret_values"]]))
+        raise exc.masked(masker) from None
 
 
 def _secret_sources(raw: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -455,7 +735,140 @@ def _secret_sources(raw: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _to_config_error(exc: ValidationError, lines: Mapping[Path_, int], source: str) -> ConfigError:
+# --- secrets of a config that did not validate -----------------------------------------------
+
+
+def _configured_secrets(data: Mapping[str, Any]) -> list[str]:
+    """Every value the (interpolated, unvalidated) ``data`` puts in a secret field.
+
+    Found by the models' own types (every :class:`SecretStr` field, ``secrets:`` included), plus
+    the store URL's password, so a new secret field is covered without being listed here.
+    """
+    found: list[str] = []
+    secrets = data.get("secrets")
+    if isinstance(secrets, Mapping):
+        # ``api_key_file: /run/secrets/k`` is a path, not the secret (its content is collected
+        # while validating); masking it would hide which file could not be read.
+        data = {**data, "secrets": {k: v for k, v in secrets.items() if not str(k).endswith("_file")}}
+    _collect_secrets(Config, data, found)
+    store = data.get("store")
+    url = store.get("url") if isinstance(store, Mapping) else None
+    if isinstance(url, str):
+        try:
+            password = urlsplit(url).password
+        except ValueError:  # an unparseable URL: its error message does not repeat it
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    return found
+
+
+def _collect_secrets(tp: Any, value: Any, found: list[str]) -> None:
+    arms = _arms(tp)
+    if isinstance(value, str):
+        if SecretStr in arms:
+            found.append(value)
+        return
+    for arm in arms:
+        origin = get_origin(arm)
+        if isinstance(value, Mapping) and isinstance(arm, type) and issubclass(arm, BaseModel):
+            for name, item in value.items():
+                field_tp = _field_type(arm, str(name), value)
+                if field_tp is not None:
+                    _collect_secrets(field_tp, item, found)
+        elif isinstance(value, Mapping) and origin in (dict, Mapping):
+            args = get_args(arm)
+            for item in value.values():
+                _collect_secrets(args[1] if len(args) == 2 else Any, item, found)
+        elif isinstance(value, list) and origin in (list, tuple, Sequence):
+            args = get_args(arm)
+            for item in value:
+                _collect_secrets(args[0] if args else Any, item, found)
+
+
+def _masking_variants(secrets: Sequence[str]) -> list[str]:
+    """Each secret as written and as a message may quote it (``repr`` and JSON escape quotes)."""
+    out: set[str] = set()
+    for secret in secrets:
+        forms = [secret, secret.strip()]
+        try:
+            url = urlsplit(secret.strip())
+        except ValueError:
+            url = None
+        if url is not None and url.scheme and url.netloc:
+            # A webhook URL's credential is its path: a message showing only the path leaks it too.
+            forms += [p for p in (url.path.strip("/"), url.query) if len(p) >= 8]
+        for form in forms:
+            out.update(v for v in (form, repr(form)[1:-1], json.dumps(form)[1:-1]) if v)
+    return sorted(out, key=len, reverse=True)
+
+
+# --- the models' shape, for secrets and "did you mean" ----------------------------------------
+
+
+def _arms(tp: Any) -> list[Any]:
+    """The alternatives of a field type: ``Annotated`` and ``X | None`` unwrapped."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _arms(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [arm for arg in get_args(tp) for arm in _arms(arg)]
+    return [tp]
+
+
+def _field_type(model: type[BaseModel], name: str, data: Mapping[str, Any]) -> Any:
+    """The annotation of ``model``'s field ``name`` (or alias); a probe's options by its kind."""
+    if model is ProbeConfig and name == "options":
+        kind = data.get("kind")
+        return PROBE_KINDS[kind].Options if isinstance(kind, str) and kind in PROBE_KINDS else None
+    for field_name, field in model.model_fields.items():
+        if name in (field_name, field.alias):
+            return field.annotation
+    return None
+
+
+def _known_keys(loc: Path_, data: Any) -> list[str]:
+    """The keys the mapping at ``loc`` may hold (empty when it is not a model's)."""
+    tp: Any = Config
+    node = data
+    for part in loc:
+        next_tp: Any = None
+        for arm in _arms(tp):
+            origin = get_origin(arm)
+            if isinstance(part, int) and origin in (list, tuple, Sequence):
+                next_tp = get_args(arm)[0] if get_args(arm) else None
+            elif isinstance(part, str) and isinstance(arm, type) and issubclass(arm, BaseModel):
+                next_tp = _field_type(arm, part, node if isinstance(node, Mapping) else {})
+            elif isinstance(part, str) and origin in (dict, Mapping) and len(get_args(arm)) == 2:
+                next_tp = get_args(arm)[1]
+            if next_tp is not None:
+                break
+        if next_tp is None:
+            return []
+        tp = next_tp
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    keys: list[str] = []
+    for arm in _arms(tp):
+        if isinstance(arm, type) and issubclass(arm, BaseModel):
+            keys += [field.alias or name for name, field in arm.model_fields.items()]
+    return keys
+
+
+def _unknown_key_message(loc: Path_, data: Any) -> str:
+    key = str(loc[-1])
+    known = _known_keys(loc[:-1], data)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r}; did you mean {format_path((*loc[:-1], close[0]))}?"
+    if known:
+        return f"unknown key {key!r}; known keys here: {', '.join(known)}"
+    return f"unknown key {key!r}"
+
+
+def _to_config_error(exc: ValidationError, lines: Mapping[Path_, int], source: str, data: Any) -> ConfigError:
     """The first (most specific) pydantic error as one readable :class:`ConfigError`."""
     err = exc.errors(include_url=False, include_input=False)[0]
     loc: Path_ = tuple(err["loc"])
@@ -465,23 +878,18 @@ def _to_config_error(exc: ValidationError, lines: Mapping[Path_, int], source: s
         # A validator's error sits at its model's (or field's) location; ctx carries the rest.
         loc = (*loc, *ctx["path"])
         message = str(ctx["message"])
-    elif err["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}"
-    elif err["type"] == "missing":
-        message = "required field is missing"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     # Validator segments such as "function-after[_timing(), ProbeConfig]" are pydantic internals,
     # not keys the user wrote (keys like "X-API-Key" stay).
     loc = tuple(p for p in loc if not (isinstance(p, str) and _INTERNAL_LOC.match(p)))
+    if err["type"] == "extra_forbidden":
+        message = _unknown_key_message(loc, data)
+    elif err["type"] == "missing":
+        message = "required field is missing"
     return ConfigError(message, path=format_path(loc), line=_line_for(lines, loc), source=source)
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file at ``path``."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", source=str(p)) from None
-    return parse_config(text, source=str(p), env=env)
+    return parse_config(read_config_text(path), source=str(Path(path)), env=env)
