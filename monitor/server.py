@@ -121,8 +121,11 @@ class BasicAuthChecker:
         digest = self._digest(user, password, hashed or self._decoy)
         if hashed is not None and digest in self._ok:
             return True
+        # bcrypt reads 72 bytes at most; the library refuses longer input rather than cutting it, and
+        # htpasswd hashes only the first 72, so compare those (a long password must not be a 500).
+        candidate = password.encode()[:72]
         async with self._slots:
-            matches = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or self._decoy)
+            matches = await asyncio.to_thread(bcrypt.checkpw, candidate, hashed or self._decoy)
         if not (matches and hashed is not None):
             return False
         if len(self._ok) >= _AUTH_CACHE_SIZE:

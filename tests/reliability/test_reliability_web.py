@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from monitor import server as server_module
 from monitor.config import TlsServerConfig, WebConfig
-from monitor.server import HttpServer, build_app
+from monitor.server import BasicAuthChecker, HttpServer, build_app
 from tests.reliability.tls import self_signed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,8 +102,19 @@ async def test_protected_paths_answer_401_without_credentials_and_200_with(prote
         {"Authorization": "Bearer " + PASSWORD},
         {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
         _basic(USER, PASSWORD + " "),
+        _basic(USER, "x" * 500),
+        {"Authorization": "Basic " + base64.b64encode(f"{USER}:".encode() + b"\xff\xfe").decode()},
     ],
-    ids=["wrong_password", "unknown_user", "not_base64", "bearer", "no_colon", "trailing_space"],
+    ids=[
+        "wrong_password",
+        "unknown_user",
+        "not_base64",
+        "bearer",
+        "no_colon",
+        "trailing_space",
+        "too_long",
+        "not_utf8",
+    ],
 )
 async def test_wrong_or_malformed_credentials_are_refused(protected: str, headers: dict[str, str]) -> None:
     """Anything but the exact user and password is a 401 (never a 500)."""
@@ -260,3 +271,12 @@ def test_the_daemon_serves_its_web_section(tmp_path: Path) -> None:
     assert proc.returncode == 0
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert HASH not in stderr
+
+
+async def test_a_password_longer_than_bcrypt_reads_is_compared_on_its_first_72_bytes() -> None:
+    """htpasswd hashes the first 72 bytes of a long password; the same long password then logs in."""
+    long_password = "long-" * 20
+    hashed = bcrypt.hashpw(long_password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    checker = BasicAuthChecker({USER: hashed})
+    assert await checker.check(USER, long_password)
+    assert not await checker.check(USER, long_password[:71])
