@@ -78,6 +78,8 @@ MAX_DURATION_S = 7 * 86400.0
 #: A bcrypt hash as written by ``htpasswd -B`` or ``python -c 'import bcrypt; ...'``.
 _BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
 #: Characters that would break "one line" or drive a terminal; shown escaped instead.
+#: What synthmon reads of an exporter-toolkit web config file.
+_WEB_FILE_KEYS = frozenset({"tls_server_config", "basic_auth_users"})
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Path_ = tuple[str | int, ...]
@@ -262,15 +264,52 @@ class WebConfig(BaseModel):
     ``tls_server_config`` and ``basic_auth_users`` (name -> bcrypt hash) mean what they mean in a
     ``--web.config.file`` of node_exporter or blackbox_exporter, so one file's content fits both.
     With users set, every endpoint but ``/healthz`` (ECS's liveness check has no credentials)
-    needs them; ``/metrics`` too when ``protect_metrics`` is true.
+    needs them; ``/metrics`` too when ``protect_metrics`` is true. ``config_file`` reads both keys
+    from such a file instead (relative certificate paths resolve against the file, as there).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    config_file: str | None = None
     tls_server_config: TlsServerConfig | None = None
     basic_auth_users: dict[str, SecretStr] = Field(default_factory=dict)
     #: Off by default: a Prometheus scrape config needs ``basic_auth`` before this can be turned on.
     protect_metrics: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("config_file") is None:
+            return data
+        inline = sorted(_WEB_FILE_KEYS & set(data))
+        if inline:
+            raise _path_error(("config_file",), f"give config_file or {', '.join(inline)}, not both")
+        path = Path(str(data["config_file"]))
+        try:
+            loaded, _ = load_document(read_config_text(path), source=str(path))
+        except ConfigError as exc:
+            raise _path_error(("config_file",), str(exc)) from None
+        loaded = {} if loaded is None else loaded
+        if not isinstance(loaded, Mapping):
+            raise _path_error(("config_file",), f"{path}: the top level must be a mapping")
+        unsupported = sorted(str(k) for k in loaded if k not in _WEB_FILE_KEYS)
+        if unsupported:
+            raise _path_error(
+                ("config_file",),
+                f"{path}: {', '.join(unsupported)} not supported (synthmon reads "
+                f"{' and '.join(sorted(_WEB_FILE_KEYS))})",
+            )
+        tls = loaded.get("tls_server_config")
+        if isinstance(tls, Mapping):
+            tls = {
+                key: str(path.parent / value)
+                if key in ("cert_file", "key_file")
+                and isinstance(value, str)
+                and not Path(value).is_absolute()
+                else value
+                for key, value in tls.items()
+            }
+        return {**data, "tls_server_config": tls, "basic_auth_users": loaded.get("basic_auth_users") or {}}
 
     @field_validator("basic_auth_users")
     @classmethod

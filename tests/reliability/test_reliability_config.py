@@ -128,6 +128,7 @@ EXPECTED: dict[str, str] = {
     "utf16_with_bom.yaml": r":1: not UTF-8 text \(byte 0xff at offset 0\)",
     "utf8_bom_unknown_key.yaml": r":2: probez: unknown key 'probez'; did you mean probes\?",
     "web_cert_missing.yaml": r"web\.tls_server_config\.cert_file: cannot read /nonexistent/synthmon\.crt",
+    "web_config_file_missing.yaml": r":3: web\.config_file: .*cannot read config file",
     "web_metrics_without_users.yaml": r"web\.protect_metrics: needs basic_auth_users",
     "web_plain_password.yaml": r"web\.basic_auth_users\.admin: must be a bcrypt hash",
     "web_user_with_colon.yaml": r"web\.basic_auth_users\.a:b: a user name",

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from monitor import server as server_module
-from monitor.config import TlsServerConfig, WebConfig
+from monitor.config import ConfigError, TlsServerConfig, WebConfig, parse_config
 from monitor.server import BasicAuthChecker, HttpServer, build_app
 from tests.reliability.tls import self_signed
 
@@ -280,3 +280,47 @@ async def test_a_password_longer_than_bcrypt_reads_is_compared_on_its_first_72_b
     checker = BasicAuthChecker({USER: hashed})
     assert await checker.check(USER, long_password)
     assert not await checker.check(USER, long_password[:71])
+
+
+def test_an_exporter_toolkit_web_config_file_is_read_with_paths_relative_to_it(tmp_path: Path) -> None:
+    """web.config_file takes node_exporter's web config: certificate paths resolve next to that file."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    cert, key = self_signed(certs)
+    web_file = tmp_path / "web.yml"
+    web_file.write_text(
+        f"tls_server_config:\n  cert_file: certs/{cert.name}\n  key_file: certs/{key.name}\n"
+        f"basic_auth_users:\n  {USER}: '{HASH}'\n"
+    )
+    config = parse_config(f"environment: t\nweb:\n  config_file: {web_file}\n", env={})
+    assert config.web.tls_server_config == TlsServerConfig(cert_file=str(cert), key_file=str(key))
+    assert config.web.basic_auth_users[USER].get_secret_value() == HASH
+    assert HASH not in str(config.effective())
+
+
+@pytest.mark.parametrize(
+    ("web_file", "inline", "expected"),
+    [
+        ("http_server_config:\n  http2: false\n", "", r"http_server_config not supported"),
+        ("- a\n", "", r"the top level must be a mapping"),
+        ("basic_auth_users: {u: x}\nbasic_auth_users: {}\n", "", r"duplicate key 'basic_auth_users'"),
+        ("basic_auth_users: {u: plain-password}\n", "", r"web\.basic_auth_users\.u: must be a bcrypt hash"),
+        (
+            "basic_auth_users: {}\n",
+            "  basic_auth_users: {}\n",
+            r"give config_file or basic_auth_users, not both",
+        ),
+        (None, "", r"web\.config_file: .*cannot read config file"),
+    ],
+    ids=["unsupported_key", "not_a_mapping", "duplicate_key", "plain_password", "both", "missing"],
+)
+def test_a_bad_web_config_file_is_one_config_error(
+    web_file: str | None, inline: str, expected: str, tmp_path: Path
+) -> None:
+    """Mistakes in the web config file are reported like the main file's, naming web.config_file."""
+    path = tmp_path / "web.yml"
+    if web_file is not None:
+        path.write_text(web_file)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        parse_config(f"environment: t\nweb:\n  config_file: {path}\n{inline}", source="c.yaml", env={})
+    assert "plain-password" not in str(caught.value)
