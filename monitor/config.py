@@ -77,9 +77,9 @@ MAX_DEPTH = 64
 MAX_DURATION_S = 7 * 86400.0
 #: A bcrypt hash as written by ``htpasswd -B`` or ``python -c 'import bcrypt; ...'``.
 _BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
-#: Characters that would break "one line" or drive a terminal; shown escaped instead.
 #: What synthmon reads of an exporter-toolkit web config file.
 _WEB_FILE_KEYS = frozenset({"tls_server_config", "basic_auth_users"})
+#: Characters that would break "one line" or drive a terminal; shown escaped instead.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Path_ = tuple[str | int, ...]
