@@ -17,14 +17,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TextIO
 
-import yaml
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError
 
-from monitor.config import Config, ConfigError, interpolate, load_config
+from monitor.config import Config, interpolate, load_config
+from monitor.configfile import ConfigError, load_document, read_config_text
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import sqlite_path
@@ -78,16 +77,9 @@ def load_store_section(path: str, env: Mapping[str, str] | None = None) -> Store
 
     Raises ``monitor.config.ConfigError`` naming the file and field.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file: {exc.strerror}", source=path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not a text file (expected UTF-8 YAML)", source=path) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", source=path) from None
+    text = read_config_text(path)
+    data, _ = load_document(text, source=path)
+    data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping (environment:, probes:, ...)", source=path)
     try:

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, load_config
+from monitor.configfile import ConfigError
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult, ResultSink
 from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
@@ -232,9 +233,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         host, port = self._config.listen_address()
         app = build_app(
-            registry=self.registry, health=self.health, ready=self.ready, extra_routes=self._extra_routes
+            registry=self.registry,
+            health=self.health,
+            ready=self.ready,
+            extra_routes=self._extra_routes,
+            web=self._config.web,
         )
-        self.server = HttpServer(app, host, port)
+        self.server = HttpServer(app, host, port, tls=self._config.web.tls_server_config)
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)

@@ -30,7 +30,8 @@ from prometheus_client import CollectorRegistry
 from monitor.alerting.config import SlackConfig
 from monitor.app import build_monitor
 from monitor.cliutil import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, load_config
+from monitor.configfile import ConfigError
 from monitor.logs import make_logger, route_stdlib_logging
 from monitor.results import ProbeResult
 from monitor.server import ListenError

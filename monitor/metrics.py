@@ -8,7 +8,7 @@ never become labels; they live in logs and history.
 ``record(result)`` is the first consumer of every finished run (before the other sinks).
 
 No ``*_created`` series: prometheus_client adds one per counter and histogram child (the time it
-was created), about 25 series that no dashboard or rule reads and that Prometheus 2.x ingests as
+was created), dozens of series that no dashboard or rule reads and that Prometheus 2.x ingests as
 ordinary gauges. The client's switch for them, ``disable_created_metrics()``, is a module global
 consulted at every collection, for every registry in the process; there is no per-registry
 setting. :class:`Metrics` flips it when it is constructed (never at import): the daemon process

@@ -41,7 +41,7 @@ from monitor.cliutil import (
     load_store_section,
     open_database,
 )
-from monitor.config import ConfigError
+from monitor.configfile import ConfigError
 from monitor.history.sqlstore import SqlHistoryStore
 from monitor.logs import LEVELS
 from monitor.report import render_report

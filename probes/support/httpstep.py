@@ -5,6 +5,12 @@ facts diagnosis matches on (status, path, body excerpt, content type) are record
 everywhere. Transport failures become FAIL steps with a bounded ``error_class``; they never escape
 as exceptions. The URL's query string is never recorded (it may carry ``?api_key=``).
 
+A transport failure's message names what happened and where (``connection reset by
+10.0.3.7:443``): the OS error under httpx's exception decides the class (``connection_reset``,
+``broken_pipe``, ``connect_error``, ``tls_error``, ``dns_error``), a peer that hung up before or
+during its answer is ``connection_closed``, and the monitor running out of file descriptors or
+memory is an ERROR (``local_resource_error``), not a FAIL of the platform.
+
 Only a failing step keeps a ``body_excerpt``: a successful answer is not evidence of anything,
 and it can hold personal data (``/keys/validate`` returns the key owner's ``user_id`` and
 ``email``) that would otherwise be stored and served by the history API on every run.
@@ -12,9 +18,14 @@ and it can hold personal data (``/keys/validate`` returns the key owner's ``user
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,39 +38,160 @@ DEFAULT_MAX_BODY = 1024 * 1024
 #: How much of a body is kept for diagnosis and messages.
 EXCERPT_CHARS = 300
 
-# (exception type, error_class). Order matters: subclasses first.
-_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
-    (httpx.ConnectTimeout, "connect_timeout"),
-    (httpx.ReadTimeout, "read_timeout"),
-    (httpx.WriteTimeout, "write_timeout"),
-    (httpx.PoolTimeout, "pool_timeout"),
-    (httpx.TimeoutException, "timeout"),
-    (httpx.ConnectError, "connect_error"),
-    (httpx.RemoteProtocolError, "protocol_error"),
-    (httpx.ReadError, "read_error"),
-    (httpx.WriteError, "write_error"),
-    (httpx.TooManyRedirects, "too_many_redirects"),
-    (httpx.UnsupportedProtocol, "unsupported_protocol"),
-    (httpx.TransportError, "transport_error"),
+# (exception type, error_class, what happened). Order matters: subclasses first.
+_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str, str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout", "connect timeout: no connection to {where} in time"),
+    (httpx.ReadTimeout, "read_timeout", "read timeout: {where} did not answer in time"),
+    (httpx.WriteTimeout, "write_timeout", "write timeout: {where} did not take the request in time"),
+    (httpx.PoolTimeout, "pool_timeout", "pool timeout: no free connection to {where}"),
+    (httpx.TimeoutException, "timeout", "timeout talking to {where}"),
+    (httpx.ConnectError, "connect_error", "cannot connect to {where}"),
+    (httpx.RemoteProtocolError, "protocol_error", "{where} broke the HTTP protocol"),
+    (httpx.LocalProtocolError, "local_protocol_error", "the request to {where} is not valid HTTP"),
+    (httpx.ReadError, "read_error", "read error from {where}"),
+    (httpx.WriteError, "write_error", "write error to {where}"),
+    (httpx.CloseError, "close_error", "error closing the connection to {where}"),
+    (httpx.ProxyError, "proxy_error", "the proxy refused the connection to {where}"),
+    (httpx.UnsupportedProtocol, "unsupported_protocol", "unsupported URL scheme for {where}"),
+    (httpx.DecodingError, "decoding_error", "{where} sent a body that does not decode"),
+    (httpx.TooManyRedirects, "too_many_redirects", "too many redirects from {where}"),
+    (httpx.NetworkError, "network_error", "network error talking to {where}"),
+    (httpx.TransportError, "transport_error", "transport error talking to {where}"),
+)
+
+#: errno -> (error_class, what happened); looked up on the OS error under httpx's exception.
+_ERRNO_CLASSES: dict[int, tuple[str, str]] = {
+    errno.ECONNRESET: ("connection_reset", "connection reset by {where}"),
+    errno.ECONNABORTED: ("connection_reset", "connection to {where} aborted"),
+    errno.EPIPE: ("broken_pipe", "broken pipe: {where} closed the connection while the request was sent"),
+    errno.ECONNREFUSED: ("connect_error", "connection refused by {where}"),
+    errno.EHOSTUNREACH: ("connect_error", "no route to {where}"),
+    errno.ENETUNREACH: ("connect_error", "network unreachable for {where}"),
+    errno.ETIMEDOUT: ("connect_timeout", "connection to {where} timed out"),
+}
+#: The monitor's own machine ran out of something: ERROR, never blamed on the platform.
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EADDRNOTAVAIL})
+
+_CLOSED_EARLY = re.compile(r"server disconnected without sending a response", re.I)
+_CLOSED_MID_BODY = re.compile(
+    r"peer closed connection without sending complete message body(?: \(([^)]*)\))?", re.I
 )
 
 
-def classify_transport_error(exc: BaseException) -> str:
-    """A bounded error class for an httpx transport exception (TLS and DNS failures included)."""
-    text = str(exc).lower()
-    if isinstance(exc, httpx.ConnectError):
-        if "certificate" in text or "ssl" in text or "tls" in text:
-            return "tls_error"
-        if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-            return "dns_error"
-        if "temporary failure in name resolution" in text or "name resolution" in text:
-            return "dns_error"
-    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError) and "reset" in text:
-        return "connection_reset"
-    for cls, code in _TRANSPORT_ERRORS:
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    """What a transport exception means: a bounded ``error_class``, and a sentence naming host:port.
+
+    ``local`` is true when the monitor's own machine failed (out of file descriptors or memory):
+    the step is then ERROR, the monitor's problem, not a FAIL of the platform.
+    """
+
+    error_class: str
+    detail: str
+    local: bool = False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions under it (httpx wraps httpcore wraps anyio wraps the OS error)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(seen) < 16:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def _where(exc: BaseException, url: httpx.URL | None) -> str:
+    """``host:port`` of the request that failed (a redirect's target when it was that one)."""
+    with contextlib.suppress(RuntimeError):  # an exception raised without its request
+        url = exc.request.url if isinstance(exc, httpx.RequestError) else url
+    if url is None or not url.host:
+        return "the target"
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return f"{host}:{port}" if port else host
+
+
+def _text(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def transport_failure(exc: BaseException, url: httpx.URL | None = None) -> TransportFailure:
+    """The class and a one-line description of a transport exception, never empty.
+
+    The OS error under the httpx exception decides first (a reset shows as an empty ``ReadError``
+    whose cause is ``ConnectionResetError``); then the texts httpx/h11 use for a peer that closed
+    early; then the exception type.
+    """
+    where = _where(exc, url)
+    chain = list(_chain(exc))
+    if isinstance(exc, httpx.TimeoutException):
+        for cls, error_class, detail in _TRANSPORT_ERRORS:
+            if isinstance(exc, cls):
+                return TransportFailure(error_class, detail.format(where=where))
+    for err in chain:
+        if isinstance(err, ssl.SSLEOFError | ssl.SSLZeroReturnError) and not isinstance(
+            exc, httpx.ConnectError
+        ):
+            # The TLS layer's way of saying "closed mid-response", after a good handshake.
+            return TransportFailure("connection_closed", f"{where} closed the TLS connection mid-response")
+        if isinstance(err, ssl.SSLError):
+            reason = getattr(err, "reason", None) or _text(err) or type(err).__name__
+            return TransportFailure("tls_error", f"TLS handshake with {where} failed: {reason}")
+        if isinstance(err, socket.gaierror):
+            return TransportFailure(
+                "dns_error", f"cannot resolve the host of {where}: {err.strerror or _text(err)}"
+            )
+    for err in chain:
+        number = err.errno if isinstance(err, OSError) else None
+        if number is None:
+            continue
+        if number in _LOCAL_ERRNOS:
+            return TransportFailure(
+                "local_resource_error",
+                f"the monitor could not talk to {where}: {os.strerror(number)}",
+                local=True,
+            )
+        if number in _ERRNO_CLASSES:
+            error_class, detail = _ERRNO_CLASSES[number]
+            return TransportFailure(error_class, detail.format(where=where))
+    text = " | ".join(_text(e) for e in chain if _text(e))
+    lowered = text.lower()
+    if isinstance(exc, httpx.ConnectError) and (
+        "certificate" in lowered or "ssl" in lowered or "tls" in lowered
+    ):
+        return TransportFailure("tls_error", f"TLS handshake with {where} failed: {_text(exc)}")
+    if isinstance(exc, httpx.ConnectError) and re.search(
+        r"name or service not known|nodename nor servname|getaddrinfo|name resolution", lowered
+    ):
+        return TransportFailure("dns_error", f"cannot resolve the host of {where}: {_text(exc)}")
+    if isinstance(exc, httpx.TransportError) and "reset" in lowered:
+        return TransportFailure("connection_reset", f"connection reset by {where}")
+    if isinstance(exc, httpx.TransportError) and ("broken pipe" in lowered or "errno 32" in lowered):
+        return TransportFailure(
+            "broken_pipe", f"broken pipe: {where} closed the connection while the request was sent"
+        )
+    if isinstance(exc, httpx.ConnectError) and "refused" in lowered:
+        return TransportFailure("connect_error", f"connection refused by {where}")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if _CLOSED_EARLY.search(text):
+            return TransportFailure("connection_closed", f"{where} closed the connection without answering")
+        mid_body = _CLOSED_MID_BODY.search(_text(exc))
+        if mid_body:
+            got = f" ({mid_body.group(1)})" if mid_body.group(1) else ""
+            return TransportFailure("connection_closed", f"{where} closed the connection mid-response{got}")
+    for cls, code, detail in _TRANSPORT_ERRORS:
         if isinstance(exc, cls):
-            return code
-    return type(exc).__name__
+            return TransportFailure(
+                code, detail.format(where=where) + (f": {_text(exc)}" if _text(exc) else "")
+            )
+    name = type(exc).__name__
+    return TransportFailure(name, f"{name} talking to {where}" + (f": {_text(exc)}" if _text(exc) else ""))
+
+
+def classify_transport_error(exc: BaseException) -> str:
+    """A bounded error class for a transport exception (TLS, DNS, reset, broken pipe included)."""
+    return transport_failure(exc).error_class
 
 
 class _Trace:
@@ -227,15 +359,17 @@ async def http_step(
             body = b"".join(chunks)[:max_body]
         finally:
             await response.aclose()
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError) as exc:
+        # OSError: a transport that lets the socket's own error through unmapped is still a
+        # transport failure, not a crash of the probe.
         elapsed = clock() - start
-        error_class = classify_transport_error(exc)
+        failure = transport_failure(exc, request.url)
         step = StepResult(
             name=name,
-            status=Status.FAIL,
+            status=Status.ERROR if failure.local else Status.FAIL,
             duration_s=elapsed,
-            error_class=error_class,
-            message=f"{method} {path}: {error_class.replace('_', ' ')} after {elapsed:.2f}s",
+            error_class=failure.error_class,
+            message=f"{method} {path}: {failure.detail} after {elapsed:.2f}s",
             path=path,
             timing=trace.timing(elapsed),
         )

@@ -17,14 +17,8 @@ from pydantic import SecretStr
 from monitor.alerting.base import Event, EventKind, IncidentSummary, Member, TransportError
 from monitor.alerting.config import IncidentRule, LinksConfig, SlackConfig
 from monitor.alerting.incidents import IncidentState, transition
-from monitor.alerting.slack import (
-    ELLIPSIS,
-    PLAIN_CHARS,
-    SlackNotifier,
-    build_message,
-    clip,
-    duration_words,
-)
+from monitor.alerting.slack import SlackNotifier
+from monitor.alerting.slack_message import ELLIPSIS, PLAIN_CHARS, build_message, clip, duration_words
 from monitor.diagnosis import BUILTIN_SIGNATURES, CAUSE_TITLES, cause_title, diagnose
 from monitor.results import ProbeResult
 from monitor.runner import Runner

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.config import ConfigError, load_config, parse_config
+from monitor.config import load_config, parse_config
+from monitor.configfile import ConfigError
 from probes.base import format_duration, parse_duration
 from probes.http import HttpOptions
 

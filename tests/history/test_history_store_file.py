@@ -44,7 +44,8 @@ def _stored_run_ids(db: Path) -> set[str]:
 async def _until_stored(features: StoreFeatures, db: Path, run_id: str, timeout_s: float = 20.0) -> None:
     """Do what the daemon's periodic jobs do (re-open the store, flush the queue) until ``run_id`` is
     in the file at ``db``."""
-    assert features.history is not None and features.gate is not None
+    assert features.history is not None
+    assert features.gate is not None
     deadline = time.monotonic() + timeout_s
     while True:
         await features.gate.ensure(force=True)

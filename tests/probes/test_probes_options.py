@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config import ConfigError, parse_config
+from monitor.config import parse_config
+from monitor.configfile import ConfigError
 from probes.alb_health import AlbHealthOptions, AlbHealthProbe
 from probes.artifact_roundtrip import ArtifactRoundtripOptions, ArtifactRoundtripProbe
 from probes.base import Status, StepResult
