@@ -255,6 +255,7 @@ def build_monitor(
     masker: SecretMasker | None = None,
     config_path: str | Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
+    watchdog_s: float = 0.0,
     extra_sinks: Sequence[ResultSink] = (),
 ) -> Daemon:
     """The production daemon: probes, metrics, history, incidents and notifications.
@@ -305,5 +306,6 @@ def build_monitor(
         reload_hooks=[reload_alerting],
         config_path=config_path,
         grace_s=grace_s,
+        watchdog_s=watchdog_s,
         ready_details=[lambda: {"store": features.status()}],
     )

@@ -69,6 +69,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 masker=masker,
                 config_path=config_path(args),
                 grace_s=args.grace,
+                watchdog_s=args.watchdog,
             )
         except SchemaError as exc:
             # A database written by a newer synthmon: refuse rather than corrupt it. (A database
@@ -300,6 +301,7 @@ exit codes:
   0  stopped by SIGTERM/SIGINT after draining
   1  the listen address cannot be bound (e.g. already in use)
   2  invalid config, or a store written by a newer synthmon (schema too new)
+  70 the scheduler stopped firing for --watchdog seconds (a stuck event loop): restart it
 """
 
 
@@ -343,6 +345,14 @@ def register(subparsers: Any) -> None:
         default=25.0,
         metavar="SECONDS",
         help="drain time on SIGTERM (default: %(default)s)",
+    )
+    run.add_argument(
+        "--watchdog",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="exit with status 70 when the scheduler has not fired for this long (a stuck event loop), "
+        "so a supervisor or ECS restart policy restarts the daemon; 0 turns it off (default: %(default)s)",
     )
     _add_log_options(run, "info")
     run.set_defaults(func=_cmd_run)

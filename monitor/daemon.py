@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +32,7 @@ from monitor.results import ProbeResult, ResultSink
 from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
 from monitor.scheduler import ProbeScheduler
 from monitor.server import HttpServer, build_app
+from monitor.watchdog import EXIT_STUCK, Watchdog
 from probes.base import Clock
 from probes.support.masking import SecretMasker
 
@@ -86,6 +88,8 @@ class Daemon:
         heartbeat_s: float = 5.0,
         client_factory: ClientFactory | None = None,
         ready_details: Sequence[Callable[[], dict[str, Any]]] = (),
+        watchdog_s: float = 0.0,
+        on_stuck: Callable[[float], None] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -124,6 +128,7 @@ class Daemon:
         self.last_results: dict[str, ProbeResult] = {}
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
+        self.watchdog = Watchdog(self._heartbeat_age, watchdog_s, on_stuck or self._exit_stuck)
 
     @property
     def config(self) -> Config:
@@ -166,6 +171,19 @@ class Daemon:
         return list(results)
 
     # --- health ------------------------------------------------------------------------------
+
+    def _heartbeat_age(self) -> float | None:
+        """Seconds since the scheduler last fired (None before it started)."""
+        last = self.scheduler.last_tick
+        return None if last is None else self._clock.monotonic() - last
+
+    def _exit_stuck(self, age: float) -> None:
+        """What the watchdog does by default: say why, then exit non-zero at once (the event loop is
+        stuck, so a graceful drain cannot run)."""
+        self._log.error(
+            "daemon.stuck", heartbeat_age_s=round(age, 1), limit_s=self.watchdog.limit_s, exit_code=EXIT_STUCK
+        )
+        os._exit(EXIT_STUCK)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Liveness: the scheduler's heartbeat is recent."""
@@ -246,6 +264,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         server_task = self.server.start()
         self.scheduler.start(self._config.probes)
+        self.watchdog.start()
         for job in self._jobs:
             self.scheduler.add_periodic(job.name, job.interval_s, job.func)
         self._log.info(
@@ -262,6 +281,7 @@ class Daemon:
             self._log.error("server.exited", error=repr(server_task.exception()))
             self._stop.set()
         stop_wait.cancel()
+        self.watchdog.stop()
         drained = await self.scheduler.drain(self.grace_s)
         await self._run_hooks("shutdown", self._shutdown_hooks)
         await self.server.stop()

@@ -35,6 +35,7 @@ def test_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(PROBE_KINDS, "t_hang", kinds.HangProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_boom", kinds.BoomProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_sleep", kinds.SleepProbe)
+    monkeypatch.setitem(PROBE_KINDS, "t_block", kinds.BlockingProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_iso_hang", kinds.IsolatedHangProbe)
     monkeypatch.setitem(PROBE_KINDS, "t_iso_echo", kinds.IsolatedEchoProbe)
     # The child runs `python -m probes.support.isolation` and imports tests.core.kinds from the repo root.

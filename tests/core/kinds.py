@@ -74,6 +74,15 @@ class SleepProbe(HangProbe):
         return [StepResult(name="sleep", status=Status.PASS, duration_s=self.options.sleep_s)]
 
 
+class BlockingProbe(HangProbe):
+    """Blocks the event loop for ``sleep_s`` seconds, as a client stuck in a C call would."""
+
+    async def run(self, ctx: ProbeContext) -> list[StepResult]:
+        """One PASS step, after holding the whole event loop."""
+        time.sleep(self.options.sleep_s)  # noqa: ASYNC251 - deliberately blocking the loop
+        return [StepResult(name="block", status=Status.PASS, duration_s=self.options.sleep_s)]
+
+
 class IsolatedHangProbe(HangProbe):
     """Runs in a subprocess, starts a grandchild, writes both pids, then blocks (no await)."""
 
