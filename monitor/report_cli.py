@@ -13,8 +13,9 @@ Two sources for the current run:
 The report goes to stdout or ``--output PATH``. It is passed through the secret masker before it is
 written, so even a key echoed in a body excerpt never reaches the file.
 
-Exit codes (as ``synthmon once``): 0 every reported probe PASS/DEGRADED, 1 any FAIL/ERROR or
-nothing to report, 2 bad config, unknown probe, unusable store or unwritable output.
+Exit codes: 0 every reported probe PASS/DEGRADED, 1 any FAIL or ERROR, or nothing to report (a report
+is a document, not a pipeline gate: ``synthmon once`` tells the monitor's ERROR apart with exit 3),
+2 bad config, unknown probe, unusable store or unwritable output.
 """
 
 from __future__ import annotations
