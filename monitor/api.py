@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -23,9 +23,37 @@ from monitor.alerting.store import IncidentStore
 from monitor.history.base import HistoryStore
 from monitor.store.engine import RunInThread
 from monitor.store.migrate import StoreGate
-from probes.base import Clock, DurationError, parse_duration
+from probes.base import Clock, DurationError, format_duration, parse_duration
 
 MAX_LIMIT = 1000
+#: The longest look-back a query may ask for (longer than any retention; bounds the date arithmetic).
+MAX_SINCE_S = 3660 * 86400.0
+
+
+class BadParam(ValueError):
+    """A query parameter the client got wrong: answered 400 with this message."""
+
+
+def duration_param(params: Mapping[str, str], name: str, default: str) -> float:
+    """Query parameter ``name`` as seconds (the config's duration grammar), within bounds."""
+    raw = params.get(name, default)
+    try:
+        seconds = parse_duration(raw)
+    except DurationError as exc:
+        raise BadParam(f"{name}: {exc}") from None
+    if not 0 < seconds <= MAX_SINCE_S:
+        raise BadParam(f"{name}: must be more than 0 and at most {format_duration(MAX_SINCE_S)}, got {raw!r}")
+    return seconds
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as an integer between ``low`` and ``high``."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise BadParam(f"{name}: must be a whole number from {low} to {high}, got {raw[:40]!r}")
+    return int(raw)
 
 
 class StoreNotReady(Exception):
@@ -76,9 +104,9 @@ class StatusApi:
     async def runs(self, request: Request) -> Response:
         """``GET /api/v1/runs?probe=&since=24h&limit=100``: runs, newest first."""
         try:
-            since = parse_duration(request.query_params.get("since", "24h"))
-            limit = min(MAX_LIMIT, max(1, int(request.query_params.get("limit", "100"))))
-        except (DurationError, ValueError) as exc:
+            since = duration_param(request.query_params, "since", "24h")
+            limit = int_param(request.query_params, "limit", 100, 1, MAX_LIMIT)
+        except BadParam as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             runs = await self._call(
