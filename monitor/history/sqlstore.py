@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, case, delete, func, insert, select, union_all
 
 from monitor.history.base import UptimeRow
 from monitor.results import ProbeResult
@@ -46,6 +46,20 @@ class _Agg:
             self.duration_sum + duration,
             max(self.duration_max, duration),
         )
+
+
+def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
+    """Counts of two disjoint parts of one window."""
+    return UptimeRow(
+        a.probe,
+        a.step,
+        a.runs + b.runs,
+        a.failures + b.failures,
+        a.errors + b.errors,
+        a.degraded + b.degraded,
+        a.duration_sum + b.duration_sum,
+        max(a.duration_max, b.duration_max),
+    )
 
 
 class SqlHistoryStore:
@@ -154,16 +168,111 @@ class SqlHistoryStore:
         with self.db.read() as conn:
             return [ProbeResult.from_dict(json.loads(p)) for p in conn.execute(q).scalars()]
 
+    def _probe_names(self) -> Any:
+        """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
+        (``MIN(probe) WHERE probe > previous``): a loose index scan, so its cost grows with the number
+        of probes, not of runs (``SELECT DISTINCT`` reads the whole index)."""
+        names = select(func.min(runs.c.probe).label("probe")).cte("probe_names", recursive=True)
+        later = runs.alias("later")
+        following = select(func.min(later.c.probe)).where(later.c.probe > names.c.probe).scalar_subquery()
+        return names.union_all(select(following).where(names.c.probe.is_not(None)))
+
     def latest_runs(self) -> dict[str, ProbeResult]:
-        """The newest stored run of every probe."""
+        """The newest stored run of every probe: one index seek per probe, in one query."""
+        names = self._probe_names()
         newest = (
-            select(runs.c.probe, func.max(runs.c.started_at).label("at")).group_by(runs.c.probe).subquery()
+            select(runs.c.payload)
+            .where(runs.c.probe == names.c.probe)
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        q = select(runs.c.probe, runs.c.payload).join(
-            newest, and_(runs.c.probe == newest.c.probe, runs.c.started_at == newest.c.at)
-        )
+        q = select(names.c.probe, newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
             return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
+
+    def recent_runs(self, *, per_probe: int) -> dict[str, list[ProbeResult]]:
+        """The ``per_probe`` newest runs of every probe, newest first.
+
+        The probe names come first (one seek per name); the runs then come in one query, a
+        ``UNION ALL`` of one newest-first index range per probe, so the cost does not grow with the
+        history kept.
+        """
+        names = self._probe_names()
+        with self.db.read() as conn:
+            probes = [
+                p for p in conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars()
+            ]
+            if not probes or per_probe <= 0:
+                return {}
+            parts = [
+                select(runs.c.probe, runs.c.started_at, runs.c.id, runs.c.payload)
+                .where(runs.c.probe == p)
+                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                .limit(per_probe)
+                .subquery()
+                .select()
+                for p in probes
+            ]
+            rows = conn.execute(union_all(*parts)).all()
+        out: dict[str, list[ProbeResult]] = {p: [] for p in probes}
+        for probe, _at, _pk, payload in sorted(rows, key=lambda r: (r[0], -r[1], -r[2])):
+            out[probe].append(ProbeResult.from_dict(json.loads(payload)))
+        return out
+
+    def probe_uptime(
+        self, *, probes: Sequence[str], since: datetime, until: datetime, now: datetime
+    ) -> dict[str, UptimeRow]:
+        """Run counts per probe (no steps) between ``since`` and ``until``, in one query.
+
+        Whole hours come from the hourly rollups (one index range per probe, whatever the window);
+        the partial hours at both ends from raw runs, so the window is exact while its start is
+        within raw retention. An older start counts its first hour whole (hour-aligned, like
+        :meth:`uptime`).
+        """
+        if not probes:
+            return {}
+        start, end = to_epoch(since), to_epoch(until)
+        first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
+        last_whole = hour_bucket(end)
+        names = list(probes)
+        raw = select(runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s)).where(
+            runs.c.probe.in_(names)
+        )
+        if first_whole >= last_whole:  # the window lies within one or two partial hours: raw only
+            q: Any = raw.where(runs.c.started_at >= start, runs.c.started_at < end).group_by(runs.c.probe)
+        else:
+            if start < to_epoch(now) - self.retention_s:
+                first_whole = hour_bucket(start)
+            rolled = (
+                select(
+                    rollups.c.probe,
+                    func.sum(rollups.c.runs),
+                    func.sum(rollups.c.failures),
+                    func.sum(rollups.c.errors),
+                    func.sum(rollups.c.degraded),
+                    func.sum(rollups.c.duration_sum),
+                    func.max(rollups.c.duration_max),
+                )
+                .where(
+                    rollups.c.probe.in_(names),
+                    rollups.c.step == "",
+                    rollups.c.hour >= first_whole,
+                    rollups.c.hour < last_whole,
+                )
+                .group_by(rollups.c.probe)
+            )
+            head = raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole)
+            tail = raw.where(runs.c.started_at >= last_whole, runs.c.started_at < end)
+            q = union_all(rolled, head.group_by(runs.c.probe), tail.group_by(runs.c.probe))
+        totals: dict[str, UptimeRow] = {}
+        with self.db.read() as conn:
+            for row in conn.execute(q):
+                if row[1] is None or int(row[1]) == 0:
+                    continue
+                part = UptimeRow(row[0], None, *self._nums(row[1:]))
+                totals[row[0]] = _merge(totals[row[0]], part) if row[0] in totals else part
+        return totals
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
         """Counts per probe (``step`` None) and per step between ``since`` and ``until``.
