@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from monitor.alerting.config import AlertingConfig
+from monitor.api import routes
 from monitor.app import build_store_features
+from monitor.statuspage import BAR_RUNS
 from monitor.store.config import StoreConfig
+from monitor.store.migrate import StoreGate
 from probes.base import Status
 
-from .history_helpers import T0, FakeClock, result
+from .history_helpers import T0, FakeClock, FullStore, open_store, result
+from .statuspage_states import FAILING, INCIDENT_ID, RUNS, STEPS, UPLOAD_MESSAGE, fill_healthy, fill_seed
 
 
 async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
@@ -66,3 +75,128 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
     store = client.get("/api/v1/store").json()
     assert (store["ready"], store["history_buffered"], store["incidents_buffered"]) == (True, 0, 0)
     await bundle.close()
+
+
+# ---- the status snapshot over a real store: seed and healthy states --------------------------------
+
+NOW = T0 + timedelta(hours=2)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[FullStore]:
+    """A SQLite store holding the seed outage (see statuspage_states)."""
+    with open_store("sqlite", tmp_path) as store:
+        fill_seed(store, NOW)
+        yield store
+
+
+def _client(store: FullStore, *, environment: str = "staging", gate: StoreGate | None = None) -> TestClient:
+    return TestClient(
+        Starlette(
+            routes=routes(store.history, store.alerting, FakeClock(NOW), environment=environment, gate=gate)
+        )
+    )
+
+
+def test_status_json_keeps_its_fields_and_adds_steps_bars_and_the_incident(seeded: FullStore) -> None:
+    """/api/v1/status keeps every field it had (same meaning) and adds uptime windows, steps, the
+    recent runs, the full failure and the open incident with its root cause and members."""
+    body = _client(seeded).get("/api/v1/status").json()
+    probes = {p["probe"]: p for p in body["probes"]}
+    assert sorted(probes) == sorted(STEPS)
+    art = probes["artifact_roundtrip"]
+    legacy = {k: art[k] for k in ("status", "failing_step", "http_status", "incident")}
+    assert legacy == {"status": "FAIL", "failing_step": "upload", "http_status": 404, "incident": INCIDENT_ID}
+    assert art["last_run_at"] == (NOW - timedelta(minutes=1)).isoformat()
+    assert art["uptime_24h"] == pytest.approx((RUNS - FAILING) / RUNS)
+    assert art["uptime_7d"] == art["uptime_30d"] == art["uptime_24h"]
+    assert art["failure"]["cause"] == "artifact_route_not_deployed"
+    assert art["failure"]["message"] == UPLOAD_MESSAGE
+    assert len(art["recent"]) == BAR_RUNS
+    assert [c["status"] for c in art["recent"]][-FAILING - 1 :] == ["PASS"] + ["FAIL"] * FAILING
+    steps = {s["name"]: s for s in art["steps"]}
+    assert list(steps) == list(STEPS["artifact_roundtrip"])
+    assert (steps["upload"]["status"], steps["list"]["status"]) == ("FAIL", "SKIPPED")
+    assert (probes["auth"]["incident"], probes["auth"]["failure"]) == (None, None)
+    assert probes["alb_health"]["failing_step"] == "registry_health"
+    [incident] = body["incidents"]
+    assert incident["incident_id"] == INCIDENT_ID
+    assert incident["title"] == "Artifact storage not deployed"
+    assert incident["root_cause"]["probe"] == "artifact_roundtrip"
+    assert incident["root_cause"]["action"].startswith("Check the proxy's route")
+    assert incident["members"] == [
+        {"probe": "artifact_roundtrip", "step": "upload"},
+        {"probe": "alb_health", "step": "registry_health"},
+        {"probe": "registration", "step": "log_model"},
+    ]
+    assert incident["since"] == (NOW - timedelta(minutes=FAILING - 1)).isoformat()
+
+
+def test_healthy_status_has_no_incident(tmp_path: Path) -> None:
+    """Five passing probes: no failure, no incident, full uptime."""
+    with open_store("sqlite", tmp_path) as store:
+        fill_healthy(store, NOW)
+        body = _client(store).get("/api/v1/status").json()
+    assert body["incidents"] == []
+    assert {p["status"] for p in body["probes"]} == {"PASS"}
+    assert {p["uptime_30d"] for p in body["probes"]} == {1.0}
+
+
+def test_page_escapes_what_runs_and_config_carry(seeded: FullStore) -> None:
+    """Markup in a run message or the environment name shows as text, never as markup."""
+    page = _client(seeded, environment="<i>prod</i>").get("/")
+    assert page.status_code == 200
+    assert "&lt;b&gt;not found&lt;/b&gt;" in page.text
+    assert "<b>not found</b>" not in page.text
+    assert "&lt;i&gt;prod&lt;/i&gt;" in page.text
+    assert "<i>prod</i>" not in page.text
+    assert "<script" not in page.text
+
+
+def test_store_down_answers_503_page_and_json(seeded: FullStore, tmp_path: Path) -> None:
+    """A store not opened yet, or one that fails, gives a 503 page that says so and a 503 JSON error."""
+    gate = StoreGate(sa.create_engine(f"sqlite:///{tmp_path}/never.db"), monotonic=lambda: 0.0)
+    client = _client(seeded, gate=gate)
+    page = client.get("/")
+    assert (page.status_code, page.headers["content-type"].split(";")[0]) == (503, "text/html")
+    assert "the store is not open yet" in page.text
+    assert client.get("/api/v1/status").status_code == 503
+    with seeded.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE steps"))
+        conn.execute(sa.text("DROP TABLE runs"))
+    client = _client(seeded)
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "the store did not answer (OperationalError)" in page.text
+    status = client.get("/api/v1/status")
+    assert (status.status_code, status.json()) == (503, {"error": "store unavailable (OperationalError)"})
+
+
+def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
+    """/api/v1/status and the page each cost a handful of statements, none of which scans a whole
+    table of runs, steps or rollups (SQLite's query plans), so they stay fast on a year of history."""
+    with open_store("sqlite", tmp_path) as store:
+        fill_seed(store, NOW)
+        statements: list[tuple[str, Any]] = []
+
+        def record(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+            statements.append((sql, params))
+
+        sa.event.listen(store.engine, "before_cursor_execute", record)
+        client = _client(store)
+        reads: dict[str, list[tuple[str, Any]]] = {}
+        for path in ("/api/v1/status", "/"):
+            statements.clear()
+            assert client.get(path).status_code == 200
+            reads[path] = [s for s in statements if s[0].lstrip().upper().startswith(("SELECT", "WITH"))]
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+        assert 1 <= len(reads["/"]) == len(reads["/api/v1/status"]) <= 8, reads
+        with store.engine.connect() as conn:
+            for sql, params in reads["/"]:
+                plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
+                scans = [
+                    p
+                    for p in plan
+                    if p.startswith("SCAN") and any(t in p for t in ("runs", "steps", "rollups"))
+                ]
+                assert scans == [], (sql, plan)

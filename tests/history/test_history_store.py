@@ -110,6 +110,89 @@ def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, 
         assert store.uptime(since=T0, until=T0 + timedelta(hours=2), now=T0 + timedelta(days=4)) == []
 
 
+def test_recent_runs_are_the_newest_per_probe(store: FullStore) -> None:
+    """recent_runs gives each probe its own newest runs, newest first, however many other probes ran;
+    a run stored late (older start) takes its place by start time; latest_runs agrees with it."""
+    auth = [result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(6)]
+    busy = [result("mlflow_api", Status.FAIL, T0 + timedelta(seconds=10 * i)) for i in range(50)]
+    late = result("auth", Status.FAIL, T0 + timedelta(minutes=2, seconds=30))
+    store.append_runs([*auth, *busy])
+    store.append_runs([late])
+    recent = store.recent_runs(per_probe=4)
+    assert sorted(recent) == ["auth", "mlflow_api"]
+    assert recent["auth"] == [auth[5], auth[4], auth[3], late]
+    assert recent["mlflow_api"] == busy[::-1][:4]
+    assert store.latest_runs() == {"auth": auth[5], "mlflow_api": busy[-1]}
+    assert store.recent_runs(per_probe=0) == {}
+
+
+def test_recent_runs_of_an_empty_store(store: FullStore) -> None:
+    """No run stored: no probe, no latest run."""
+    assert store.recent_runs(per_probe=30) == {}
+    assert store.latest_runs() == {}
+
+
+@pytest.mark.parametrize(
+    ("start_min", "end_min"),
+    [(0, 30), (7, 173), (60, 120), (59, 61), (0, 240)],
+    ids=["within-an-hour", "partial-hours-at-both-ends", "whole-hours", "across-one-boundary", "all"],
+)
+def test_probe_uptime_is_exact_within_raw_retention(store: FullStore, start_min: int, end_min: int) -> None:
+    """Per-probe uptime (whole hours from rollups, edges from raw runs) counts exactly what the raw
+    runs in the window count, wherever the window starts and ends."""
+    statuses = [
+        Status.PASS,
+        Status.FAIL,
+        Status.ERROR,
+        Status.DEGRADED,
+        Status.PASS,
+        Status.FAIL,
+        Status.PASS,
+    ]
+    runs = [
+        result(probe, statuses[(i + k) % len(statuses)], T0 + timedelta(minutes=i), duration=0.2 + i / 1000)
+        for i in range(240)
+        for k, probe in enumerate(("auth", "registration"))
+    ]
+    store.append_runs(runs)
+    since, until = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
+    now = T0 + timedelta(hours=5)
+    got = store.probe_uptime(probes=["auth", "registration"], since=since, until=until, now=now)
+    exact = {r.probe: r for r in store.uptime(since=since, until=until, now=now) if r.step is None}
+    assert sorted(got) == ["auth", "registration"]
+    for probe, row in got.items():
+        want = exact[probe]
+        assert (row.runs, row.failures, row.errors, row.degraded) == (
+            want.runs,
+            want.failures,
+            want.errors,
+            want.degraded,
+        )
+        assert row.duration_sum == pytest.approx(want.duration_sum)
+        assert row.duration_max == pytest.approx(want.duration_max)
+    assert got["auth"].runs == end_min - start_min
+
+
+def test_probe_uptime_older_than_raw_retention_comes_from_rollups(tmp_path: Path, backend: str) -> None:
+    """After raw runs are pruned, a window reaching back before raw retention still counts them from
+    the hourly rollups (its first hour whole); only the probes asked for are counted."""
+    with open_store(backend, tmp_path, retention_days=1, rollup_retention_days=30) as store:
+        store.append_runs(
+            [
+                result("auth", Status.FAIL if i % 4 == 0 else Status.PASS, T0 + timedelta(minutes=i))
+                for i in range(120)
+            ]
+            + [result("registration", Status.PASS, T0 + timedelta(minutes=i)) for i in range(120)]
+        )
+        now = T0 + timedelta(days=3)
+        store.prune(now)
+        assert store.runs(probe=None, since=T0, limit=10) == []
+        got = store.probe_uptime(probes=["auth"], since=T0 + timedelta(minutes=30), until=now, now=now)
+        assert sorted(got) == ["auth"]
+        assert (got["auth"].runs, got["auth"].failures) == (120, 30)
+        assert store.probe_uptime(probes=[], since=T0, until=now, now=now) == {}
+
+
 def test_transition_stores_state_and_outbox_atomically(store: FullStore) -> None:
     """State and outbox rows are written together; if deciding fails, neither is written."""
     opened = IncidentState("p", phase=Phase.OPEN, incident_id="p-1", incident_probe="p", opened_at=T0)
