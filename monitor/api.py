@@ -16,7 +16,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -49,6 +49,8 @@ MAX_LIMIT = 1000
 #: Open incident rows read for the page (one row per probe and incident).
 OPEN_INCIDENTS_SHOWN = 200
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
 
 class StoreNotReady(Exception):
     """The store has not been opened yet (the daemon keeps retrying)."""
@@ -65,35 +67,55 @@ class _Reads:
 
 
 def open_incidents(
-    records: Sequence[IncidentRecord], recent: Mapping[str, Sequence[ProbeResult]]
+    records: Sequence[IncidentRecord],
+    states: Mapping[str, IncidentState],
+    recent: Mapping[str, Sequence[ProbeResult]],
 ) -> list[OpenIncident]:
-    """The open incidents as the page shows them, from the alerting store's incident rows (one per
-    probe and incident) and the latest runs.
+    """The open incidents as the page shows them: the one place that reads the alerting store's
+    shapes (incident rows, one per probe and incident; per-probe state machine states).
 
-    Members are the rows of one incident id, each with the step its latest run fails at. The root
-    cause is the latest failure of the probe owning the incident's thread when it was diagnosed,
-    else the first diagnosed member's, else the owner's undiagnosed failure. Newest incident first.
+    Members are the probes with an open row or an open state under one incident id, each with the
+    step its latest run fails at. The root cause is the latest failure of the probe owning the
+    incident's thread when it was diagnosed, else the first diagnosed member's, else the first
+    failure at all. Since is the earliest opening. Newest incident first.
     """
-    grouped: dict[str, list[IncidentRecord]] = {}
+    owners: dict[str, str] = {}
+    since: dict[str, datetime] = {}
+    members: dict[str, set[str]] = {}
+
+    def add(incident_id: str, probe: str, owner: str | None, opened: datetime | None) -> None:
+        members.setdefault(incident_id, set()).add(probe)
+        owners.setdefault(incident_id, owner or probe)
+        if opened is not None:
+            since[incident_id] = min(since.get(incident_id, opened), opened)
+
     for record in records:
         if record.resolved_at is None:
-            grouped.setdefault(record.incident_id, []).append(record)
+            add(record.incident_id, record.probe, record.incident_probe, record.opened_at)
+    for probe, state in states.items():
+        if state.phase is Phase.OPEN and state.incident_id:
+            add(state.incident_id, probe, state.incident_probe, state.opened_at or state.since)
 
     def latest_failure(probe: str) -> Failure | None:
         runs = recent.get(probe) or []
         return failure_of(runs[0]) if runs else None
 
     out = []
-    for incident_id, rows in grouped.items():
-        owner = rows[0].incident_probe
-        probes = sorted({r.probe for r in rows}, key=lambda p: (p != owner, p))
-        failures = {p: latest_failure(p) for p in [owner, *probes]}
-        members = tuple(Member(p, f.step if (f := failures[p]) else None) for p in probes)
-        candidates = [failures[owner], *(failures[p] for p in probes)]
+    for incident_id, probes in members.items():
+        owner = owners[incident_id]
+        ordered = sorted(probes, key=lambda p: (p != owner, p))
+        failures = {p: latest_failure(p) for p in [owner, *ordered]}
+        candidates = [failures[owner], *(failures[p] for p in ordered)]
         root = next((f for f in candidates if f is not None and f.cause), None)
         root = root or next((f for f in candidates if f is not None), None)
-        since = min(r.opened_at for r in rows)
-        out.append(OpenIncident(incident_id=incident_id, since=since, members=members, root=root))
+        out.append(
+            OpenIncident(
+                incident_id=incident_id,
+                since=since.get(incident_id) or min((f.at for f in candidates if f), default=_EPOCH),
+                members=tuple(Member(p, f.step if (f := failures[p]) else None) for p in ordered),
+                root=root,
+            )
+        )
     return sorted(out, key=lambda i: i.since, reverse=True)
 
 
@@ -271,9 +293,8 @@ class StatusApi:
     async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
         reads: _Reads = await self._call(self._read, now=now)
-        open_ids = {
-            p: s.incident_id for p, s in reads.states.items() if s.phase is Phase.OPEN and s.incident_id
-        }
+        incidents = open_incidents(reads.records, reads.states, reads.recent)
+        open_ids = {m.probe: i.incident_id for i in reversed(incidents) for m in i.members}
         cards = tuple(
             probe_card(
                 name,
@@ -286,7 +307,6 @@ class StatusApi:
             )
             for name in sorted(set(reads.recent) | set(reads.states))
         )
-        incidents = open_incidents(reads.records, reads.recent)
         return Snapshot(environment=self._env, now=now, probes=cards, incidents=tuple(incidents))
 
     async def status(self, request: Request) -> Response:

@@ -14,12 +14,14 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from monitor.alerting.config import AlertingConfig
-from monitor.api import routes
+from monitor.alerting.incidents import IncidentState, Phase
+from monitor.alerting.store import IncidentRecord
+from monitor.api import open_incidents, routes
 from monitor.app import build_store_features
 from monitor.statuspage import BAR_RUNS
 from monitor.store.config import StoreConfig
 from monitor.store.migrate import StoreGate
-from probes.base import Status
+from probes.base import Diagnosis, Status
 
 from .history_helpers import T0, FakeClock, FullStore, open_store, result
 from .statuspage_states import FAILING, INCIDENT_ID, RUNS, STEPS, UPLOAD_MESSAGE, fill_healthy, fill_seed
@@ -200,3 +202,97 @@ def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
                     if p.startswith("SCAN") and any(t in p for t in ("runs", "steps", "rollups"))
                 ]
                 assert scans == [], (sql, plan)
+
+
+# ---- the incident adapter (pure) -------------------------------------------------------------------
+
+
+def _record(
+    probe: str, incident: str, owner: str, opened_min: int, *, resolved: bool = False
+) -> IncidentRecord:
+    at = T0 + timedelta(minutes=opened_min)
+    return IncidentRecord(incident, probe, owner, at, at + timedelta(minutes=1) if resolved else None, "")
+
+
+ART = Diagnosis("artifact_route_not_deployed", "hint", "action")
+
+
+@pytest.mark.parametrize(
+    ("records", "states", "failing", "want"),
+    [
+        (
+            [
+                _record("artifact_roundtrip", "a-1", "artifact_roundtrip", 0),
+                _record("registration", "a-1", "artifact_roundtrip", 3),
+            ],
+            {},
+            {"artifact_roundtrip": ART, "registration": ART},
+            [("a-1", 0, ["artifact_roundtrip", "registration"], "artifact_roundtrip")],
+        ),
+        (
+            [
+                _record("registration", "a-1", "artifact_roundtrip", 2),
+                _record("artifact_roundtrip", "a-1", "artifact_roundtrip", 1),
+            ],
+            {},
+            {"artifact_roundtrip": None, "registration": ART},
+            [("a-1", 1, ["artifact_roundtrip", "registration"], "registration")],
+        ),
+        (
+            [_record("auth", "x-1", "auth", 0, resolved=True)],
+            {
+                "auth": IncidentState(
+                    "auth",
+                    phase=Phase.OPEN,
+                    incident_id="x-2",
+                    incident_probe="auth",
+                    opened_at=T0 + timedelta(minutes=7),
+                )
+            },
+            {"auth": None},
+            [("x-2", 7, ["auth"], "auth")],
+        ),
+        (
+            [_record("auth", "x-1", "auth", 0), _record("mlflow_api", "m-1", "mlflow_api", 4)],
+            {},
+            {"auth": None, "mlflow_api": None},
+            [("m-1", 4, ["mlflow_api"], "mlflow_api"), ("x-1", 0, ["auth"], "auth")],
+        ),
+        ([_record("auth", "x-1", "auth", 0, resolved=True)], {"auth": IncidentState("auth")}, {}, []),
+    ],
+    ids=[
+        "joined-member",
+        "owner-undiagnosed-member-diagnosed",
+        "state-only-open",
+        "independent-newest-first",
+        "resolved",
+    ],
+)
+def test_open_incidents_adapter(
+    records: list[IncidentRecord],
+    states: dict[str, IncidentState],
+    failing: dict[str, Diagnosis | None],
+    want: list[tuple[str, int, list[str], str]],
+) -> None:
+    """Open incidents group rows and open states by id, list members owner first with their failing
+    step, take since from the earliest opening and the root cause from the first diagnosed failure."""
+    recent = {
+        probe: [result(probe, Status.FAIL, T0 + timedelta(minutes=9), step="upload", diagnosis=diag)]
+        for probe, diag in failing.items()
+    }
+    got = open_incidents(records, states, recent)
+    assert [
+        (
+            i.incident_id,
+            int((i.since - T0).total_seconds() // 60),
+            [m.probe for m in i.members],
+            i.root.probe if i.root else None,
+        )
+        for i in got
+    ] == want
+    assert all(m.step == "upload" for i in got for m in i.members)
+    titles = {i.incident_id: i.title for i in got}
+    if "a-1" in titles:
+        assert titles["a-1"] == "Artifact storage not deployed"
+    if "x-2" in titles:
+        assert titles["x-2"] == "auth: upload failed (404)"
