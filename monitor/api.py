@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord, IncidentStore
-from monitor.history.base import HistoryStore, UptimeRow
+from monitor.history.base import HistoryStore, RunMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.statuspage import (
     BAR_RUNS,
@@ -36,6 +36,7 @@ from monitor.statuspage import (
     OpenIncident,
     Snapshot,
     failure_of,
+    newest_failing,
     probe_card,
     render,
     render_unavailable,
@@ -60,7 +61,8 @@ class StoreNotReady(Exception):
 class _Reads:
     """What one status read brings back from the store thread."""
 
-    recent: dict[str, list[ProbeResult]]
+    recent: dict[str, list[RunMark]]
+    full: dict[str, ProbeResult]
     uptime: dict[str, dict[str, UptimeRow]]
     states: dict[str, IncidentState]
     records: list[IncidentRecord]
@@ -69,7 +71,7 @@ class _Reads:
 def open_incidents(
     records: Sequence[IncidentRecord],
     states: Mapping[str, IncidentState],
-    recent: Mapping[str, Sequence[ProbeResult]],
+    latest: Mapping[str, ProbeResult],
 ) -> list[OpenIncident]:
     """The open incidents as the page shows them: the one place that reads the alerting store's
     shapes (incident rows, one per probe and incident; per-probe state machine states).
@@ -97,8 +99,8 @@ def open_incidents(
             add(state.incident_id, probe, state.incident_probe, state.opened_at or state.since)
 
     def latest_failure(probe: str) -> Failure | None:
-        runs = recent.get(probe) or []
-        return failure_of(runs[0]) if runs else None
+        run = latest.get(probe)
+        return failure_of(run) if run else None
 
     out = []
     for incident_id, probes in members.items():
@@ -280,25 +282,32 @@ class StatusApi:
         a handful of indexed queries whatever the history kept (see the history store's methods)."""
         recent = self._history.recent_runs(per_probe=BAR_RUNS)
         names = sorted(recent)
-        uptime = {
-            label: self._history.probe_uptime(
-                probes=names, since=now - timedelta(seconds=seconds), until=now, now=now
-            )
-            for label, seconds in UPTIME_WINDOWS.items()
-        }
+        # Decoded in full: each probe's newest run and newest failing one (messages, diagnoses).
+        shown = {m.run_id for marks in recent.values() for m in (marks[0], newest_failing(marks)) if m}
+        full = self._history.runs_by_id(sorted(shown))
+        uptime = self._history.probe_uptime(
+            probes=names,
+            windows={label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()},
+            until=now,
+            now=now,
+        )
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
-        return _Reads(recent, uptime, states, records)
+        return _Reads(recent, full, uptime, states, records)
 
     async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
         reads: _Reads = await self._call(self._read, now=now)
-        incidents = open_incidents(reads.records, reads.states, reads.recent)
+        latest = {
+            p: reads.full[m[0].run_id] for p, m in reads.recent.items() if m and m[0].run_id in reads.full
+        }
+        incidents = open_incidents(reads.records, reads.states, latest)
         open_ids = {m.probe: i.incident_id for i in reversed(incidents) for m in i.members}
         cards = tuple(
             probe_card(
                 name,
                 reads.recent.get(name, []),
+                reads.full,
                 {
                     label: (rows[name].uptime if name in rows else None)
                     for label, rows in reads.uptime.items()

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor.diagnosis import cause_title
+from monitor.history.base import RunMark, StepMark
 from monitor.results import ProbeResult
-from probes.base import Status, StepResult
+from probes.base import Status
 
 #: Runs per bar; the API and the page show the same number.
 BAR_RUNS = 30
@@ -170,11 +171,11 @@ def failure_of(result: ProbeResult) -> Failure | None:
     )
 
 
-def _detail(step: StepResult | None) -> str:
-    if step is None:
+def _detail(failing: str | None, steps: Sequence[StepMark]) -> str:
+    if failing is None:
         return ""
-    code = f" ({step.http_status})" if step.http_status else ""
-    return f"failed at {step.name}{code}"
+    code = next((s.http_status for s in steps if s.name == failing), None)
+    return f"failed at {failing}" + (f" ({code})" if code else "")
 
 
 def _pad(cells: list[Cell], n: int) -> tuple[Cell, ...]:
@@ -183,19 +184,28 @@ def _pad(cells: list[Cell], n: int) -> tuple[Cell, ...]:
     return tuple([Cell(None)] * (n - len(cells)) + cells)
 
 
+def newest_failing(marks: Sequence[RunMark]) -> RunMark | None:
+    """The newest FAIL or ERROR run among ``marks`` (newest first)."""
+    return next((m for m in marks if m.status in (Status.FAIL, Status.ERROR)), None)
+
+
 def probe_card(
     name: str,
-    recent: Sequence[ProbeResult],
+    marks: Sequence[RunMark],
+    full: Mapping[str, ProbeResult],
     uptime: Mapping[str, float | None],
     *,
     bar_runs: int = BAR_RUNS,
     incident_id: str | None = None,
 ) -> ProbeCard:
-    """The card of probe ``name`` from its ``recent`` runs (newest first)."""
-    runs = list(recent[:bar_runs])
+    """The card of probe ``name`` from its recent runs (``marks``, newest first) and the stored runs
+    ``full`` holds by run id (at least the newest run and the newest failing one, for their
+    messages and diagnoses)."""
+    runs = list(marks[:bar_runs])
     latest = runs[0] if runs else None
     bar = _pad(
-        [Cell(r.status.value, r.started_at, r.duration_s, _detail(r.failing_step)) for r in runs], bar_runs
+        [Cell(r.status.value, r.started_at, r.duration_s, _detail(r.failing_step, r.steps)) for r in runs],
+        bar_runs,
     )
     # Step order: the latest run's, then steps only older runs had (a renamed or removed check).
     names: list[str] = []
@@ -209,11 +219,14 @@ def probe_card(
             if step is None:
                 cells.append(Cell(None, r.started_at))
             else:
-                detail = _detail(step) if step.status in (Status.FAIL, Status.ERROR) else ""
+                failed = step.status in (Status.FAIL, Status.ERROR)
+                detail = _detail(step.name, [step]) if failed else ""
                 cells.append(Cell(step.status.value, r.started_at, step.duration_s, detail))
         current = next((s for s in latest.steps if s.name == step_name), None) if latest else None
         steps.append(StepRow(step_name, current.status.value if current else None, _pad(cells, bar_runs)))
-    last_failure = next((f for f in map(failure_of, runs) if f is not None), None)
+    latest_run = full.get(latest.run_id) if latest else None
+    failed_mark = newest_failing(runs)
+    failed_run = full.get(failed_mark.run_id) if failed_mark else None
     return ProbeCard(
         name=name,
         status=latest.status.value if latest else None,
@@ -222,8 +235,8 @@ def probe_card(
         uptime=dict(uptime),
         bar=bar,
         steps=tuple(steps),
-        failing=failure_of(latest) if latest else None,
-        last_failure=last_failure,
+        failing=failure_of(latest_run) if latest_run else None,
+        last_failure=failure_of(failed_run) if failed_run else None,
         incident_id=incident_id,
     )
 

@@ -8,17 +8,17 @@ on both backends, so replicas can fold concurrently). Everything here is blockin
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, union_all
+from sqlalchemy import Connection, case, delete, func, insert, literal, select, union_all
 
-from monitor.history.base import UptimeRow
+from monitor.history.base import RunMark, StepMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.store.database import Database
-from monitor.store.epoch import to_epoch
+from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
 
@@ -191,22 +191,21 @@ class SqlHistoryStore:
         with self.db.read() as conn:
             return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
 
-    def recent_runs(self, *, per_probe: int) -> dict[str, list[ProbeResult]]:
-        """The ``per_probe`` newest runs of every probe, newest first.
+    def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]:
+        """The ``per_probe`` newest runs of every probe, newest first, with their steps.
 
         The probe names come first (one seek per name); the runs then come in one query, a
-        ``UNION ALL`` of one newest-first index range per probe, so the cost does not grow with the
-        history kept.
+        ``UNION ALL`` of one newest-first index range per probe, and their steps in one query by run
+        key. Nothing grows with the history kept, and no stored run is decoded.
         """
         names = self._probe_names()
+        cols = (runs.c.id, runs.c.probe, runs.c.run_id, runs.c.started_at, runs.c.duration_s, runs.c.status)
         with self.db.read() as conn:
-            probes = [
-                p for p in conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars()
-            ]
+            probes = list(conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars())
             if not probes or per_probe <= 0:
                 return {}
             parts = [
-                select(runs.c.probe, runs.c.started_at, runs.c.id, runs.c.payload)
+                select(*cols, runs.c.failing_step)
                 .where(runs.c.probe == p)
                 .order_by(runs.c.started_at.desc(), runs.c.id.desc())
                 .limit(per_probe)
@@ -215,37 +214,60 @@ class SqlHistoryStore:
                 for p in probes
             ]
             rows = conn.execute(union_all(*parts)).all()
-        out: dict[str, list[ProbeResult]] = {p: [] for p in probes}
-        for probe, _at, _pk, payload in sorted(rows, key=lambda r: (r[0], -r[1], -r[2])):
-            out[probe].append(ProbeResult.from_dict(json.loads(payload)))
+            marks: dict[int, list[StepMark]] = {row[0]: [] for row in rows}
+            step_q = (
+                select(steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status)
+                .where(steps.c.run_pk.in_(list(marks)))
+                .order_by(steps.c.run_pk, steps.c.seq)
+            )
+            for pk, name, status, took, code in conn.execute(step_q):
+                marks[pk].append(StepMark(name, Status(status), float(took), code))
+        out: dict[str, list[RunMark]] = {p: [] for p in probes}
+        for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
+            out[probe].append(
+                RunMark(
+                    probe, run_id, from_epoch(started), float(took), Status(status), failing, tuple(marks[pk])
+                )
+            )
         return out
 
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, ProbeResult]:
+        """The stored runs with these ids (unknown ids are left out)."""
+        if not run_ids:
+            return {}
+        q = select(runs.c.run_id, runs.c.payload).where(runs.c.run_id.in_(list(run_ids)))
+        with self.db.read() as conn:
+            return {rid: ProbeResult.from_dict(json.loads(payload)) for rid, payload in conn.execute(q)}
+
     def probe_uptime(
-        self, *, probes: Sequence[str], since: datetime, until: datetime, now: datetime
-    ) -> dict[str, UptimeRow]:
-        """Run counts per probe (no steps) between ``since`` and ``until``, in one query.
+        self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
+    ) -> dict[str, dict[str, UptimeRow]]:
+        """Run counts per probe (no steps) for each window (label → start) up to ``until``, in one
+        query; by window label, then probe.
 
         Whole hours come from the hourly rollups (one index range per probe, whatever the window);
-        the partial hours at both ends from raw runs, so the window is exact while its start is
-        within raw retention. An older start counts its first hour whole (hour-aligned, like
-        :meth:`uptime`).
+        the partial hours at both ends from raw runs, so a window is exact while its start is within
+        raw retention. An older start counts its first hour whole (hour-aligned, like :meth:`uptime`).
         """
-        if not probes:
+        if not probes or not windows:
             return {}
-        start, end = to_epoch(since), to_epoch(until)
-        first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
-        last_whole = hour_bucket(end)
         names = list(probes)
-        raw = select(runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s)).where(
-            runs.c.probe.in_(names)
-        )
-        if first_whole >= last_whole:  # the window lies within one or two partial hours: raw only
-            q: Any = raw.where(runs.c.started_at >= start, runs.c.started_at < end).group_by(runs.c.probe)
-        else:
+        end = to_epoch(until)
+        last_whole = hour_bucket(end)
+        parts: list[Any] = []
+        for label, since in windows.items():
+            start = to_epoch(since)
+            first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
+            raw = select(literal(label), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            raw = raw.where(runs.c.probe.in_(names)).group_by(runs.c.probe)
+            if first_whole >= last_whole:  # within one or two partial hours: raw only
+                parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < end))
+                continue
             if start < to_epoch(now) - self.retention_s:
                 first_whole = hour_bucket(start)
-            rolled = (
+            parts.append(
                 select(
+                    literal(label),
                     rollups.c.probe,
                     func.sum(rollups.c.runs),
                     func.sum(rollups.c.failures),
@@ -262,16 +284,17 @@ class SqlHistoryStore:
                 )
                 .group_by(rollups.c.probe)
             )
-            head = raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole)
-            tail = raw.where(runs.c.started_at >= last_whole, runs.c.started_at < end)
-            q = union_all(rolled, head.group_by(runs.c.probe), tail.group_by(runs.c.probe))
-        totals: dict[str, UptimeRow] = {}
+            parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole))
+            parts.append(raw.where(runs.c.started_at >= last_whole, runs.c.started_at < end))
+        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
         with self.db.read() as conn:
-            for row in conn.execute(q):
-                if row[1] is None or int(row[1]) == 0:
+            for row in conn.execute(union_all(*parts)):
+                label, probe = row[0], row[1]
+                if row[2] is None or int(row[2]) == 0:
                     continue
-                part = UptimeRow(row[0], None, *self._nums(row[1:]))
-                totals[row[0]] = _merge(totals[row[0]], part) if row[0] in totals else part
+                part = UptimeRow(probe, None, *self._nums(row[2:]))
+                seen = totals[label]
+                seen[probe] = _merge(seen[probe], part) if probe in seen else part
         return totals
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:

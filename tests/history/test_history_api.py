@@ -276,11 +276,11 @@ def test_open_incidents_adapter(
 ) -> None:
     """Open incidents group rows and open states by id, list members owner first with their failing
     step, take since from the earliest opening and the root cause from the first diagnosed failure."""
-    recent = {
-        probe: [result(probe, Status.FAIL, T0 + timedelta(minutes=9), step="upload", diagnosis=diag)]
+    latest = {
+        probe: result(probe, Status.FAIL, T0 + timedelta(minutes=9), step="upload", diagnosis=diag)
         for probe, diag in failing.items()
     }
-    got = open_incidents(records, states, recent)
+    got = open_incidents(records, states, latest)
     assert [
         (
             i.incident_id,

@@ -111,17 +111,35 @@ def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, 
 
 
 def test_recent_runs_are_the_newest_per_probe(store: FullStore) -> None:
-    """recent_runs gives each probe its own newest runs, newest first, however many other probes ran;
-    a run stored late (older start) takes its place by start time; latest_runs agrees with it."""
+    """recent_runs gives each probe its own newest runs, newest first, with their steps in order,
+    however many other probes ran; a run stored late (older start) takes its place by start time;
+    runs_by_id decodes the ones asked for; latest_runs agrees."""
     auth = [result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(6)]
     busy = [result("mlflow_api", Status.FAIL, T0 + timedelta(seconds=10 * i)) for i in range(50)]
-    late = result("auth", Status.FAIL, T0 + timedelta(minutes=2, seconds=30))
+    late = result("auth", Status.FAIL, T0 + timedelta(minutes=2, seconds=30), http_status=503)
     store.append_runs([*auth, *busy])
     store.append_runs([late])
     recent = store.recent_runs(per_probe=4)
     assert sorted(recent) == ["auth", "mlflow_api"]
-    assert recent["auth"] == [auth[5], auth[4], auth[3], late]
-    assert recent["mlflow_api"] == busy[::-1][:4]
+    assert [m.run_id for m in recent["auth"]] == [r.run_id for r in (auth[5], auth[4], auth[3], late)]
+    assert [m.run_id for m in recent["mlflow_api"]] == [r.run_id for r in busy[::-1][:4]]
+    mark = recent["auth"][3]
+    assert (mark.probe, mark.started_at, mark.status, mark.failing_step) == (
+        "auth",
+        late.started_at,
+        Status.FAIL,
+        "upload",
+    )
+    assert mark.duration_s == pytest.approx(late.duration_s)
+    assert [(s.name, s.status, s.http_status) for s in mark.steps] == [
+        ("setup", Status.PASS, 200),
+        ("upload", Status.FAIL, 503),
+    ]
+    assert store.runs_by_id([late.run_id, auth[5].run_id, "unknown"]) == {
+        late.run_id: late,
+        auth[5].run_id: auth[5],
+    }
+    assert store.runs_by_id([]) == {}
     assert store.latest_runs() == {"auth": auth[5], "mlflow_api": busy[-1]}
     assert store.recent_runs(per_probe=0) == {}
 
@@ -157,7 +175,10 @@ def test_probe_uptime_is_exact_within_raw_retention(store: FullStore, start_min:
     store.append_runs(runs)
     since, until = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
     now = T0 + timedelta(hours=5)
-    got = store.probe_uptime(probes=["auth", "registration"], since=since, until=until, now=now)
+    windows = {"w": since, "all": T0}
+    both = store.probe_uptime(probes=["auth", "registration"], windows=windows, until=until, now=now)
+    got = both["w"]
+    assert both["all"]["auth"].runs == end_min
     exact = {r.probe: r for r in store.uptime(since=since, until=until, now=now) if r.step is None}
     assert sorted(got) == ["auth", "registration"]
     for probe, row in got.items():
@@ -187,10 +208,11 @@ def test_probe_uptime_older_than_raw_retention_comes_from_rollups(tmp_path: Path
         now = T0 + timedelta(days=3)
         store.prune(now)
         assert store.runs(probe=None, since=T0, limit=10) == []
-        got = store.probe_uptime(probes=["auth"], since=T0 + timedelta(minutes=30), until=now, now=now)
+        windows = {"old": T0 + timedelta(minutes=30)}
+        got = store.probe_uptime(probes=["auth"], windows=windows, until=now, now=now)["old"]
         assert sorted(got) == ["auth"]
         assert (got["auth"].runs, got["auth"].failures) == (120, 30)
-        assert store.probe_uptime(probes=[], since=T0, until=now, now=now) == {}
+        assert store.probe_uptime(probes=[], windows=windows, until=now, now=now) == {}
 
 
 def test_transition_stores_state_and_outbox_atomically(store: FullStore) -> None:
