@@ -242,8 +242,8 @@ class SqlHistoryStore:
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
     ) -> dict[str, dict[str, UptimeRow]]:
-        """Run counts per probe (no steps) for each window (label → start) up to ``until``, in one
-        query; by window label, then probe.
+        """Run counts per probe (no steps) for each window (non-empty label → start) up to ``until``,
+        in one query; by window label, then probe.
 
         Whole hours come from the hourly rollups (one index range per probe, whatever the window);
         the partial hours at both ends from raw runs, so a window is exact while its start is within
@@ -254,7 +254,9 @@ class SqlHistoryStore:
         names = list(probes)
         end = to_epoch(until)
         last_whole = hour_bucket(end)
+        # The partial hour before ``until`` is the same for every window: counted once (label "").
         parts: list[Any] = []
+        shared: list[str] = []
         for label, since in windows.items():
             start = to_epoch(since)
             first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
@@ -285,15 +287,21 @@ class SqlHistoryStore:
                 .group_by(rollups.c.probe)
             )
             parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole))
-            parts.append(raw.where(runs.c.started_at >= last_whole, runs.c.started_at < end))
+            shared.append(label)
+        if shared:
+            tail = select(literal(""), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            tail = tail.where(
+                runs.c.probe.in_(names), runs.c.started_at >= last_whole, runs.c.started_at < end
+            )
+            parts.append(tail.group_by(runs.c.probe))
         totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
         with self.db.read() as conn:
-            for row in conn.execute(union_all(*parts)):
-                label, probe = row[0], row[1]
-                if row[2] is None or int(row[2]) == 0:
-                    continue
-                part = UptimeRow(probe, None, *self._nums(row[2:]))
-                seen = totals[label]
+            rows = [r for r in conn.execute(union_all(*parts)) if r[2] is not None and int(r[2]) > 0]
+        for row in rows:
+            label, probe = row[0], row[1]
+            part = UptimeRow(probe, None, *self._nums(row[2:]))
+            for name in [label] if label else shared:
+                seen = totals[name]
                 seen[probe] = _merge(seen[probe], part) if probe in seen else part
         return totals
 
