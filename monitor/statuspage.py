@@ -352,7 +352,8 @@ def _banner(snapshot: Snapshot) -> str:
                 f"{_e(', '.join(failing))}</h2></section>"
             )
         n = len(snapshot.probes)
-        return f"<section class='banner ok' id='banner'><h2>All {n} probes passing</h2></section>"
+        words = f"All {n} probes passing" if n != 1 else "The probe is passing"
+        return f"<section class='banner ok' id='banner'><h2>{words}</h2></section>"
     parts = []
     for inc in snapshot.incidents:
         members = ", ".join(f"{m.probe} ({m.step})" if m.step else m.probe for m in inc.members)

@@ -18,7 +18,7 @@ from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord
 from monitor.api import open_incidents, routes
 from monitor.app import build_store_features
-from monitor.statuspage import BAR_RUNS
+from monitor.statuspage import BAR_RUNS, Snapshot, human_duration, probe_card, render
 from monitor.store.config import StoreConfig
 from monitor.store.migrate import StoreGate
 from probes.base import Diagnosis, Status
@@ -296,3 +296,43 @@ def test_open_incidents_adapter(
         assert titles["a-1"] == "Artifact storage not deployed"
     if "x-2" in titles:
         assert titles["x-2"] == "auth: upload failed (404)"
+
+
+# ---- the view model and its formatting (pure) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.123, "0.12 s"),
+        (42, "42 s"),
+        (40 * 60, "40 min"),
+        (95 * 60, "1 h 35 min"),
+        (3 * 3600, "3 h"),
+        (50 * 3600, "2 d 2 h"),
+    ],
+    ids=["sub-second", "seconds", "minutes", "hours-and-minutes", "whole-hours", "days"],
+)
+def test_durations_read_in_the_unit_that_fits(seconds: float, text: str) -> None:
+    """Durations on the page use s, min, h or d as fits (a 40-second run never reads "0 min")."""
+    assert human_duration(seconds) == text
+
+
+def test_card_keeps_an_older_failure_one_click_away(tmp_path: Path) -> None:
+    """A probe that failed and has passed since shows PASS, no failing block, and the older failure
+    (step, message, cause) folded under a details element; its bar has the failure in place."""
+    with open_store("sqlite", tmp_path) as store:
+        failed = result("auth", Status.FAIL, T0, diagnosis=ART)
+        store.append_runs([failed, *(result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in (1, 2))])
+        marks = store.recent_runs(per_probe=BAR_RUNS)["auth"]
+        full = store.runs_by_id([marks[0].run_id, failed.run_id])
+    card = probe_card("auth", marks, full, {"24h": 2 / 3})
+    assert (card.status, card.failing) == ("PASS", None)
+    assert card.last_failure is not None
+    assert (card.last_failure.step, card.last_failure.cause) == ("upload", "artifact_route_not_deployed")
+    assert [c.status for c in card.bar][-3:] == ["FAIL", "PASS", "PASS"]
+    assert [c.status for c in card.bar][:-3] == [None] * (BAR_RUNS - 3)
+    page = render(Snapshot("prod", T0 + timedelta(minutes=3), (card,)))
+    assert "<details><summary class='muted'>Last failure among the recent runs</summary>" in page
+    assert "404 Not Found for url .../mlflow-artifacts/artifacts/x" in page
+    assert "<h2>The probe is passing</h2>" in page
