@@ -14,6 +14,7 @@ Tooltips are the ``title`` attribute, so they work without JavaScript.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -211,18 +212,19 @@ def probe_card(
     names: list[str] = []
     for r in runs:
         names += [s.name for s in r.steps if s.name not in names]
+    by_name = [{s.name: s for s in r.steps} for r in runs]
     steps = []
     for step_name in names:
         cells = []
-        for r in runs:
-            step = next((s for s in r.steps if s.name == step_name), None)
+        for r, named in zip(runs, by_name, strict=True):
+            step = named.get(step_name)
             if step is None:
                 cells.append(Cell(None, r.started_at))
             else:
                 failed = step.status in (Status.FAIL, Status.ERROR)
                 detail = _detail(step.name, [step]) if failed else ""
                 cells.append(Cell(step.status.value, r.started_at, step.duration_s, detail))
-        current = next((s for s in latest.steps if s.name == step_name), None) if latest else None
+        current = by_name[0].get(step_name) if by_name else None
         steps.append(StepRow(step_name, current.status.value if current else None, _pad(cells, bar_runs)))
     latest_run = full.get(latest.run_id) if latest else None
     failed_mark = newest_failing(runs)
@@ -259,7 +261,9 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
+@functools.lru_cache(maxsize=4096)
 def _when(at: datetime) -> str:
+    # Cached: a run's time appears in its bar cell and in each of its step cells.
     return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -22,6 +22,9 @@ from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
 
+#: Stored status text → Status (a dict lookup: the status page reads about a thousand step rows).
+_STATUS = {s.value: s for s in Status}
+
 
 def hour_bucket(seconds: float) -> int:
     """The start (epoch seconds) of the UTC hour containing ``seconds``: the rollup key."""
@@ -220,13 +223,19 @@ class SqlHistoryStore:
                 .where(steps.c.run_pk.in_(list(marks)))
                 .order_by(steps.c.run_pk, steps.c.seq)
             )
-            for pk, name, status, took, code in conn.execute(step_q):
-                marks[pk].append(StepMark(name, Status(status), float(took), code))
+            for pk, name, status, took, code in conn.execute(step_q).all():
+                marks[pk].append(StepMark(name, _STATUS[status], float(took), code))
         out: dict[str, list[RunMark]] = {p: [] for p in probes}
         for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
             out[probe].append(
                 RunMark(
-                    probe, run_id, from_epoch(started), float(took), Status(status), failing, tuple(marks[pk])
+                    probe,
+                    run_id,
+                    from_epoch(started),
+                    float(took),
+                    _STATUS[status],
+                    failing,
+                    tuple(marks[pk]),
                 )
             )
         return out
