@@ -164,6 +164,8 @@ def status_json(snapshot: Snapshot) -> dict[str, Any]:
                 "incident": p.incident_id,
                 **{f"uptime_{label}": p.uptime.get(label) for label in UPTIME_WINDOWS},
                 "duration_s": p.duration_s,
+                "interval_s": p.interval_s,
+                "stale": p.stale,
                 "failure": _failure_json(failing),
                 "last_failure": _failure_json(p.last_failure),
                 "recent": _cells_json(p.bar),
@@ -312,6 +314,7 @@ class StatusApi:
                     label: (rows[name].uptime if name in rows else None)
                     for label, rows in reads.uptime.items()
                 },
+                now=now,
                 incident_id=open_ids.get(name),
             )
             for name in sorted(set(reads.recent) | set(reads.states))

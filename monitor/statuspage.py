@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,10 @@ UPTIME_WINDOWS: Mapping[str, float] = {"24h": 86400.0, "7d": 7 * 86400.0, "30d":
 
 #: Seconds between automatic reloads of the page (a meta refresh: no script needed).
 REFRESH_S = 30
+
+#: A probe is stale when its newest run is older than this many usual gaps (plus a minute of slack
+#: for jitter and a slow run): the monitor stopped probing it or stopped storing.
+STALE_GAPS = 3
 
 _COLOURS = {
     "PASS": "#2e7d32",
@@ -112,6 +117,8 @@ class ProbeCard:
     failing: Failure | None  # the latest run's failing step
     last_failure: Failure | None  # the newest failure among the recent runs (may be the latest)
     incident_id: str | None = None
+    interval_s: float | None = None  # the usual gap between its runs, from the recent ones
+    stale: bool = False  # no run for much longer than usual: the page may show an old state
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,20 +197,31 @@ def newest_failing(marks: Sequence[RunMark]) -> RunMark | None:
     return next((m for m in marks if m.status in (Status.FAIL, Status.ERROR)), None)
 
 
+def usual_interval(marks: Sequence[RunMark]) -> float | None:
+    """The median gap between consecutive runs (newest first), or None with fewer than three runs."""
+    gaps = sorted((a.started_at - b.started_at).total_seconds() for a, b in itertools.pairwise(marks))
+    return gaps[len(gaps) // 2] if len(gaps) >= 2 else None
+
+
 def probe_card(
     name: str,
     marks: Sequence[RunMark],
     full: Mapping[str, ProbeResult],
     uptime: Mapping[str, float | None],
     *,
+    now: datetime,
     bar_runs: int = BAR_RUNS,
     incident_id: str | None = None,
 ) -> ProbeCard:
-    """The card of probe ``name`` from its recent runs (``marks``, newest first) and the stored runs
-    ``full`` holds by run id (at least the newest run and the newest failing one, for their
-    messages and diagnoses)."""
+    """The card of probe ``name`` at ``now`` from its recent runs (``marks``, newest first) and the
+    stored runs ``full`` holds by run id (at least the newest run and the newest failing one, for
+    their messages and diagnoses)."""
     runs = list(marks[:bar_runs])
     latest = runs[0] if runs else None
+    interval = usual_interval(runs)
+    stale = bool(
+        latest and interval and (now - latest.started_at).total_seconds() > STALE_GAPS * interval + 60
+    )
     bar = _pad(
         [Cell(r.status.value, r.started_at, r.duration_s, _detail(r.failing_step, r.steps)) for r in runs],
         bar_runs,
@@ -240,6 +258,8 @@ def probe_card(
         failing=failure_of(latest_run) if latest_run else None,
         last_failure=failure_of(failed_run) if failed_run else None,
         incident_id=incident_id,
+        interval_s=interval,
+        stale=stale,
     )
 
 
@@ -294,6 +314,8 @@ main{padding:16px 24px;max-width:1100px}
 .banner.ok{background:#2e7d32}
 .banner.incident{background:#b71c1c}
 .banner.down{background:#6d4c41}
+.banner.stale{background:#ef6c00}
+.banner p{margin:4px 0 0 0}
 .banner dl{margin:6px 0 0 0;display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}
 .banner dt{font-weight:600}
 .banner dd{margin:0}
@@ -312,6 +334,7 @@ main{padding:16px 24px;max-width:1100px}
 .failure{border-left:4px solid #c62828;background:#fff5f5;padding:6px 10px;margin-top:8px;font-size:13px}
 .failure pre{white-space:pre-wrap;word-break:break-word;margin:4px 0;font-size:12px}
 .muted{color:#757575}
+b.stale{color:#ef6c00}
 """
 
 
@@ -347,7 +370,23 @@ def _failure_html(f: Failure, now: datetime, *, heading: str) -> str:
     return f"<div class='failure'>{''.join(lines)}</div>"
 
 
+def _stale_note(snapshot: Snapshot) -> str:
+    stale = [p for p in snapshot.probes if p.stale and p.last_run_at]
+    if not stale:
+        return ""
+    names = ", ".join(f"{p.name} ({_ago(p.last_run_at, snapshot.now)})" for p in stale if p.last_run_at)
+    return (
+        "<section class='banner stale' id='stale'><h2>No recent run: what is shown may be out of date"
+        f"</h2><p>Last runs: {_e(names)}. Check that synthmon is running and can write to its store "
+        "(<code>/healthz</code>, <code>/api/v1/store</code>).</p></section>"
+    )
+
+
 def _banner(snapshot: Snapshot) -> str:
+    return _incidents_banner(snapshot) + _stale_note(snapshot)
+
+
+def _incidents_banner(snapshot: Snapshot) -> str:
     if not snapshot.incidents:
         failing = [p.name for p in snapshot.probes if p.status in ("FAIL", "ERROR")]
         if failing:
@@ -390,6 +429,10 @@ def _card(p: ProbeCard, now: datetime, bar_runs: int) -> str:
         if p.last_run_at
         else "no run stored yet"
     )
+    if p.interval_s:
+        last += f"; runs every {_e(human_duration(p.interval_s))}"
+    if p.stale:
+        last = f"<b class='stale'>STALE</b> {last}"
     rows = "".join(
         f"<tr data-step='{_e(s.name)}'><td class='name' title='{_e(s.name)}'>{_e(s.name)}</td>"
         f"<td class='st'>{_badge(s.status) if s.status else '<span class=muted>not run</span>'}</td>"

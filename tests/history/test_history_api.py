@@ -326,7 +326,7 @@ def test_card_keeps_an_older_failure_one_click_away(tmp_path: Path) -> None:
         store.append_runs([failed, *(result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in (1, 2))])
         marks = store.recent_runs(per_probe=BAR_RUNS)["auth"]
         full = store.runs_by_id([marks[0].run_id, failed.run_id])
-    card = probe_card("auth", marks, full, {"24h": 2 / 3})
+    card = probe_card("auth", marks, full, {"24h": 2 / 3}, now=T0 + timedelta(minutes=3))
     assert (card.status, card.failing) == ("PASS", None)
     assert card.last_failure is not None
     assert (card.last_failure.step, card.last_failure.cause) == ("upload", "artifact_route_not_deployed")
@@ -336,3 +336,26 @@ def test_card_keeps_an_older_failure_one_click_away(tmp_path: Path) -> None:
     assert "<details><summary class='muted'>Last failure among the recent runs</summary>" in page
     assert "404 Not Found for url .../mlflow-artifacts/artifacts/x" in page
     assert "<h2>The probe is passing</h2>" in page
+
+
+@pytest.mark.parametrize(
+    ("minutes_since_last", "stale"),
+    [(1, False), (4, False), (5.5, True), (60, True)],
+    ids=["just-ran", "within-three-gaps-and-slack", "past-three-gaps-and-slack", "an-hour"],
+)
+def test_a_probe_that_stopped_running_is_marked_stale(
+    tmp_path: Path, minutes_since_last: float, stale: bool
+) -> None:
+    """A probe whose newest run is older than three usual gaps plus a minute is marked stale on its
+    card, in the JSON, and by a banner saying the page may be out of date (a green page from a
+    monitor that stopped would mislead)."""
+    with open_store("sqlite", tmp_path) as store:
+        fill_healthy(store, NOW)
+        now = NOW - timedelta(minutes=1) + timedelta(minutes=minutes_since_last)
+        client = TestClient(Starlette(routes=routes(store.history, store.alerting, FakeClock(now))))
+        body = client.get("/api/v1/status").json()
+        page = client.get("/").text
+    assert {p["stale"] for p in body["probes"]} == {stale}
+    assert {p["interval_s"] for p in body["probes"]} == {60.0}
+    assert ("No recent run: what is shown may be out of date" in page) is stale
+    assert (page.count("<b class='stale'>STALE</b>") == len(STEPS)) is stale
