@@ -22,6 +22,9 @@ from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
 
+#: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
+PROBES_PER_QUERY = 100
+
 #: Stored status text → Status (a dict lookup: the status page reads about a thousand step rows).
 _STATUS = {s.value: s for s in Status}
 
@@ -197,9 +200,10 @@ class SqlHistoryStore:
     def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]:
         """The ``per_probe`` newest runs of every probe, newest first, with their steps.
 
-        The probe names come first (one seek per name); the runs then come in one query, a
-        ``UNION ALL`` of one newest-first index range per probe, and their steps in one query by run
-        key. Nothing grows with the history kept, and no stored run is decoded.
+        The probe names come first (one seek per name); the runs then come in one query (per
+        :data:`PROBES_PER_QUERY` probes), a ``UNION ALL`` of one newest-first index range per probe,
+        and their steps in one query by run key. Nothing grows with the history kept, and no stored
+        run is decoded.
         """
         names = self._probe_names()
         cols = (runs.c.id, runs.c.probe, runs.c.run_id, runs.c.started_at, runs.c.duration_s, runs.c.status)
@@ -207,24 +211,31 @@ class SqlHistoryStore:
             probes = list(conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars())
             if not probes or per_probe <= 0:
                 return {}
-            parts = [
-                select(*cols, runs.c.failing_step)
-                .where(runs.c.probe == p)
-                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-                .limit(per_probe)
-                .subquery()
-                .select()
-                for p in probes
-            ]
-            rows = conn.execute(union_all(*parts)).all()
-            marks: dict[int, list[StepMark]] = {row[0]: [] for row in rows}
-            step_q = (
-                select(steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status)
-                .where(steps.c.run_pk.in_(list(marks)))
-                .order_by(steps.c.run_pk, steps.c.seq)
-            )
-            for pk, name, status, took, code in conn.execute(step_q).all():
-                marks[pk].append(StepMark(name, _STATUS[status], float(took), code))
+            rows: list[Any] = []
+            marks: dict[int, list[StepMark]] = {}
+            # One query per PROBES_PER_QUERY probes: SQLite caps a compound SELECT at 500 parts.
+            for i in range(0, len(probes), PROBES_PER_QUERY):
+                parts = [
+                    select(*cols, runs.c.failing_step)
+                    .where(runs.c.probe == p)
+                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                    .limit(per_probe)
+                    .subquery()
+                    .select()
+                    for p in probes[i : i + PROBES_PER_QUERY]
+                ]
+                chunk = conn.execute(union_all(*parts)).all()
+                rows += chunk
+                step_q = (
+                    select(
+                        steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status
+                    )
+                    .where(steps.c.run_pk.in_([row[0] for row in chunk]))
+                    .order_by(steps.c.run_pk, steps.c.seq)
+                )
+                marks.update({row[0]: [] for row in chunk})
+                for pk, name, status, took, code in conn.execute(step_q).all():
+                    marks[pk].append(StepMark(name, _STATUS[status], float(took), code))
         out: dict[str, list[RunMark]] = {p: [] for p in probes}
         for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
             out[probe].append(

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentView
+from monitor.history import sqlstore
 from monitor.store import migrate
 from monitor.store.engine import create_store_engine
 from probes.base import Status
@@ -142,6 +143,17 @@ def test_recent_runs_are_the_newest_per_probe(store: FullStore) -> None:
     assert store.runs_by_id([]) == {}
     assert store.latest_runs() == {"auth": auth[5], "mlflow_api": busy[-1]}
     assert store.recent_runs(per_probe=0) == {}
+
+
+def test_recent_runs_of_many_probes_come_in_chunks(store: FullStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more probes than one query takes, every probe still gets its own newest runs and steps."""
+    monkeypatch.setattr(sqlstore, "PROBES_PER_QUERY", 2)
+    names = [f"p{i}" for i in range(5)]
+    store.append_runs([result(p, Status.PASS, T0 + timedelta(minutes=m)) for p in names for m in range(4)])
+    recent = store.recent_runs(per_probe=3)
+    assert sorted(recent) == names
+    assert all(len(marks) == 3 and len(marks[0].steps) == 2 for marks in recent.values())
+    assert {marks[0].started_at for marks in recent.values()} == {T0 + timedelta(minutes=3)}
 
 
 def test_recent_runs_of_an_empty_store(store: FullStore) -> None:
