@@ -1,26 +1,47 @@
 """HTTP routes over the store: ``/api/v1/runs``, ``/api/v1/status``, ``/api/v1/incidents`` and ``/``.
 
-The core server mounts these as extra routes. Store calls cross to the store's threads and are
-bounded by ``timeout_s``; a store failure, a slow store or a store not opened yet answers 503 with a
-short JSON error (never the database URL). ``GET /api/v1/store`` says whether the store is ready
-and how many results wait in memory for it.
+The core server mounts these as extra routes. The status page and ``/api/v1/status`` show the same
+:class:`monitor.statuspage.Snapshot`; incidents reach it through one adapter,
+:func:`open_incidents`, the only place that knows how the alerting store shapes them.
+
+Store calls cross to the store's threads and are bounded by ``timeout_s``; a store failure, a slow
+store or a store not opened yet answers 503 with a short JSON error (never the database URL); the
+page answers 503 too, with a page that says so. ``GET /api/v1/store`` says whether the store is
+ready and how many results wait in memory for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import html
-from collections.abc import Callable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from monitor.alerting.store import IncidentStore
-from monitor.history.base import HistoryStore
+from monitor.alerting.correlation import summarize
+from monitor.alerting.incidents import IncidentState, Phase
+from monitor.alerting.store import IncidentRecord, IncidentStore
+from monitor.history.base import HistoryStore, RunMark, UptimeRow
+from monitor.results import ProbeResult
+from monitor.statuspage import (
+    BAR_RUNS,
+    UPTIME_WINDOWS,
+    Cell,
+    Failure,
+    Member,
+    OpenIncident,
+    Snapshot,
+    failure_of,
+    newest_failing,
+    probe_card,
+    render,
+    render_unavailable,
+)
 from monitor.store.engine import RunInThread
 from monitor.store.migrate import StoreGate
 from probes.base import Clock, DurationError, format_duration, parse_duration
@@ -56,8 +77,167 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
     return int(raw)
 
 
+#: Open incident rows read for the page (one row per probe and incident).
+OPEN_INCIDENTS_SHOWN = 200
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
 class StoreNotReady(Exception):
     """The store has not been opened yet (the daemon keeps retrying)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What one status read brings back from the store thread."""
+
+    recent: dict[str, list[RunMark]]
+    full: dict[str, ProbeResult]
+    uptime: dict[str, dict[str, UptimeRow]]
+    states: dict[str, IncidentState]
+    records: list[IncidentRecord]
+
+
+def open_incidents(
+    records: Sequence[IncidentRecord],
+    states: Mapping[str, IncidentState],
+    latest: Mapping[str, ProbeResult],
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+) -> list[OpenIncident]:
+    """The open incidents as the page shows them: the one place that reads the alerting store's
+    shapes (incident rows, one per probe and incident; per-probe state machine states).
+
+    Members are the probes with an open row or an open state under one incident id, each with the
+    step its latest run fails at. The root cause is the one the Slack thread names
+    (:func:`monitor.alerting.correlation.summarize`: the specific cause most failing members share,
+    else the member furthest upstream), shown with that member's latest failure; else the first
+    diagnosed member's, else the first failure at all. Since is the earliest opening. Newest first.
+    """
+    owners: dict[str, str] = {}
+    since: dict[str, datetime] = {}
+    members: dict[str, set[str]] = {}
+
+    def add(incident_id: str, probe: str, owner: str | None, opened: datetime | None) -> None:
+        members.setdefault(incident_id, set()).add(probe)
+        owners.setdefault(incident_id, owner or probe)
+        if opened is not None:
+            since[incident_id] = min(since.get(incident_id, opened), opened)
+
+    for record in records:
+        if record.resolved_at is None:
+            add(record.incident_id, record.probe, record.incident_probe, record.opened_at)
+    for probe, state in states.items():
+        if state.phase is Phase.OPEN and state.incident_id:
+            add(state.incident_id, probe, state.incident_probe, state.opened_at or state.since)
+
+    def latest_failure(probe: str) -> Failure | None:
+        run = latest.get(probe)
+        return failure_of(run) if run else None
+
+    out = []
+    for incident_id, probes in members.items():
+        owner = owners[incident_id]
+        ordered = sorted(probes, key=lambda p: (p != owner, p))
+        open_states = [
+            s for p in ordered if (s := states.get(p)) is not None and s.incident_id == incident_id
+        ]
+        summary = summarize(
+            incident_id,
+            [s for s in open_states if s.phase is Phase.OPEN],
+            [r for r in records if r.incident_id == incident_id],
+            dependencies or {},
+            fallback_since=since.get(incident_id, _EPOCH),
+        )
+        named = summary.root_probe if summary.root_probe in probes else owner
+        failures = {p: latest_failure(p) for p in {owner, named, *ordered}}
+        candidates = [failures[named], failures[owner], *(failures[p] for p in ordered)]
+        root = next((f for f in candidates if f is not None and f.cause), None)
+        root = root or next((f for f in candidates if f is not None), None)
+        out.append(
+            OpenIncident(
+                incident_id=incident_id,
+                since=since.get(incident_id) or min((f.at for f in candidates if f), default=_EPOCH),
+                members=tuple(Member(p, f.step if (f := failures[p]) else None) for p in ordered),
+                root=root,
+            )
+        )
+    return sorted(out, key=lambda i: i.since, reverse=True)
+
+
+def _failure_json(f: Failure | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    return {
+        "probe": f.probe,
+        "step": f.step,
+        "at": f.at.isoformat(),
+        "status": f.status,
+        "http_status": f.http_status,
+        "error_class": f.error_class,
+        "message": f.message,
+        "cause": f.cause,
+        "title": f.title,
+        "hint": f.hint,
+        "action": f.action,
+    }
+
+
+def _cells_json(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    return [
+        {"at": c.at.isoformat(), "status": c.status, "duration_s": round(c.duration_s, 6), "detail": c.detail}
+        for c in cells
+        if c.at is not None
+    ]
+
+
+def status_json(snapshot: Snapshot) -> dict[str, Any]:
+    """The ``/api/v1/status`` body. Fields are only ever added: ``probe``, ``status``,
+    ``last_run_at``, ``failing_step``, ``http_status``, ``incident`` and ``uptime_24h`` keep their
+    meaning; recent runs are oldest first, as on the page."""
+    probes = []
+    for p in snapshot.probes:
+        failing = p.failing
+        probes.append(
+            {
+                "probe": p.name,
+                "status": p.status,
+                "last_run_at": p.last_run_at.isoformat() if p.last_run_at else None,
+                "failing_step": failing.step if failing else None,
+                "http_status": failing.http_status if failing else None,
+                "incident": p.incident_id,
+                **{f"uptime_{label}": p.uptime.get(label) for label in UPTIME_WINDOWS},
+                "duration_s": p.duration_s,
+                "interval_s": p.interval_s,
+                "stale": p.stale,
+                "failure": _failure_json(failing),
+                "last_failure": _failure_json(p.last_failure),
+                "recent": _cells_json(p.bar),
+                "steps": [
+                    {
+                        "name": s.name,
+                        "status": s.status,
+                        "recent": [c.status for c in s.bar if c.at is not None],
+                    }
+                    for s in p.steps
+                ],
+            }
+        )
+    incidents = [
+        {
+            "incident_id": i.incident_id,
+            "since": i.since.isoformat(),
+            "title": i.title,
+            "members": [{"probe": m.probe, "step": m.step} for m in i.members],
+            "root_cause": _failure_json(i.root),
+        }
+        for i in snapshot.incidents
+    ]
+    return {
+        "environment": snapshot.environment,
+        "as_of": snapshot.now.isoformat(),
+        "probes": probes,
+        "incidents": incidents,
+    }
 
 
 class StatusApi:
@@ -79,7 +259,9 @@ class StatusApi:
         gate: StoreGate | None = None,
         store_status: Callable[[], dict[str, Any]] | None = None,
         timeout_s: float = 10.0,
+        dependencies: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        self._deps = dict(dependencies or {})
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -142,68 +324,70 @@ class StatusApi:
             }
         )
 
-    async def _status(self) -> list[dict[str, Any]]:
+    def _read(self, now: datetime) -> _Reads:
+        """Every store read the page and ``/api/v1/status`` need, in one crossing to the store thread:
+        a handful of indexed queries whatever the history kept (see the history store's methods)."""
+        recent = self._history.recent_runs(per_probe=BAR_RUNS)
+        names = sorted(recent)
+        # Decoded in full: each probe's newest run and newest failing one (messages, diagnoses).
+        shown = {m.run_id for marks in recent.values() for m in (marks[0], newest_failing(marks)) if m}
+        full = self._history.runs_by_id(sorted(shown))
+        uptime = self._history.probe_uptime(
+            probes=names,
+            windows={label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()},
+            until=now,
+            now=now,
+        )
+        states = self._incidents.incident_states()
+        records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
+        return _Reads(recent, full, uptime, states, records)
+
+    async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
-        latest = await self._call(self._history.latest_runs)
-        states = await self._call(self._incidents.incident_states)
-        uptime = await self._call(self._history.uptime, since=now - timedelta(hours=24), until=now, now=now)
-        up24 = {u.probe: u.uptime for u in uptime if u.step is None}
-        out = []
-        for probe in sorted(set(latest) | set(states)):
-            run, state = latest.get(probe), states.get(probe)
-            step = run.failing_step if run else None
-            out.append(
+        reads: _Reads = await self._call(self._read, now=now)
+        latest = {
+            p: reads.full[m[0].run_id] for p, m in reads.recent.items() if m and m[0].run_id in reads.full
+        }
+        incidents = open_incidents(reads.records, reads.states, latest, self._deps)
+        open_ids = {m.probe: i.incident_id for i in reversed(incidents) for m in i.members}
+        cards = tuple(
+            probe_card(
+                name,
+                reads.recent.get(name, []),
+                reads.full,
                 {
-                    "probe": probe,
-                    "status": run.status.value if run else None,
-                    "last_run_at": run.started_at.isoformat() if run else None,
-                    "failing_step": step.name if step else None,
-                    "http_status": step.http_status if step else None,
-                    "incident": state.incident_id if state and state.phase.value == "open" else None,
-                    "uptime_24h": up24.get(probe),
-                }
+                    label: (rows[name].uptime if name in rows else None)
+                    for label, rows in reads.uptime.items()
+                },
+                now=now,
+                incident_id=open_ids.get(name),
             )
-        return out
+            for name in sorted(set(reads.recent) | set(reads.states))
+        )
+        return Snapshot(environment=self._env, now=now, probes=cards, incidents=tuple(incidents))
 
     async def status(self, request: Request) -> Response:
-        """``GET /api/v1/status``: per probe the last run, the open incident and the 24 h uptime."""
+        """``GET /api/v1/status``: per probe the last run, its steps and recent runs, the open incident
+        and the uptime over 24 h / 7 d / 30 d; the open incidents with their root cause."""
         try:
-            probes = await self._status()
+            snapshot = await self._snapshot()
         except Exception as exc:
             return self._unavailable(exc)
-        return JSONResponse({"environment": self._env, "probes": probes})
+        return JSONResponse(status_json(snapshot))
 
     async def page(self, request: Request) -> Response:
-        """``GET /``: a small HTML status page (no JavaScript, refreshes itself)."""
+        """``GET /``: the status page (server-rendered HTML, reloads itself); 503 with a page that says
+        why when the store cannot be read."""
         try:
-            probes = await self._status()
+            snapshot = await self._snapshot()
         except Exception as exc:
-            return self._unavailable(exc)
-        colour = {"PASS": "#2e7d32", "DEGRADED": "#f9a825", "FAIL": "#c62828", "ERROR": "#6a1b9a"}
-        rows = "".join(
-            (
-                "<tr><td>{p}</td><td style='color:{c}'><b>{s}</b></td>"
-                "<td>{f}</td><td>{u}</td><td>{i}</td><td>{t}</td></tr>"
-            ).format(
-                p=html.escape(p["probe"]),
-                c=colour.get(p["status"] or "", "#555"),
-                s=html.escape(p["status"] or "-"),
-                f=html.escape(f"{p['failing_step']} ({p['http_status']})" if p["failing_step"] else ""),
-                u=f"{p['uptime_24h'] * 100:.2f}%" if p["uptime_24h"] is not None else "-",
-                i=html.escape(p["incident"] or ""),
-                t=html.escape(p["last_run_at"] or ""),
+            reason = (
+                "the store is not open yet (synthmon keeps retrying)"
+                if isinstance(exc, StoreNotReady)
+                else f"the store did not answer ({type(exc).__name__})"
             )
-            for p in probes
-        )
-        body = (
-            "<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='30'>"
-            f"<title>synthmon {html.escape(self._env)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 12px;text-align:left}</style>"
-            f"</head><body><h1>synthmon — {html.escape(self._env)}</h1><table>"
-            "<tr><th>probe</th><th>status</th><th>failing step</th><th>uptime 24h</th><th>open incident</th>"
-            f"<th>last run</th></tr>{rows}</table></body></html>"
-        )
-        return HTMLResponse(body)
+            return HTMLResponse(render_unavailable(self._env, self._clock.now(), reason), status_code=503)
+        return HTMLResponse(render(snapshot))
 
     @staticmethod
     def _unavailable(exc: BaseException) -> Response:
@@ -221,10 +405,18 @@ def routes(
     run: RunInThread | None = None,
     gate: StoreGate | None = None,
     store_status: Callable[[], dict[str, Any]] | None = None,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
 ) -> list[BaseRoute]:
-    """The routes to mount in the core server."""
+    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``)."""
     api = StatusApi(
-        history, incidents, clock, environment=environment, run=run, gate=gate, store_status=store_status
+        history,
+        incidents,
+        clock,
+        environment=environment,
+        run=run,
+        gate=gate,
+        store_status=store_status,
+        dependencies=dependencies,
     )
     return [
         Route("/api/v1/store", api.store, methods=["GET"]),

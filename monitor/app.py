@@ -237,6 +237,7 @@ def build_store_features(
         run=executor.run,
         gate=gate,
         store_status=features.status,
+        dependencies=dependencies,
     )
     return features
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from monitor.results import ProbeResult
+from probes.base import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,31 @@ class UptimeRow:
         return (checked - self.failures) / checked
 
 
+@dataclass(frozen=True, slots=True)
+class StepMark:
+    """One step of a stored run, as much as a status bar shows of it."""
+
+    name: str
+    status: Status
+    duration_s: float
+    http_status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunMark:
+    """One stored run as a status bar shows it: read from the run's columns and its step rows, without
+    decoding the stored run (the status page reads 30 per probe; :meth:`HistoryStore.runs_by_id`
+    loads the few it shows in full)."""
+
+    probe: str
+    run_id: str
+    started_at: datetime
+    duration_s: float
+    status: Status
+    failing_step: str | None
+    steps: tuple[StepMark, ...]
+
+
 class HistoryStore(Protocol):
     """Runs history: what the history sink, the CLI, the API and the retention job need."""
 
@@ -49,6 +75,14 @@ class HistoryStore(Protocol):
 
     def latest_runs(self) -> dict[str, ProbeResult]: ...
 
+    def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]: ...
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, ProbeResult]: ...
+
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]: ...
+
+    def probe_uptime(
+        self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
+    ) -> dict[str, dict[str, UptimeRow]]: ...
 
     def prune(self, now: datetime) -> Mapping[str, int]: ...

@@ -8,19 +8,25 @@ on both backends, so replicas can fold concurrently). Everything here is blockin
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, case, delete, func, insert, literal, select, union_all
 
-from monitor.history.base import UptimeRow
+from monitor.history.base import RunMark, StepMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.store.database import Database
-from monitor.store.epoch import to_epoch
+from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
+
+#: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
+PROBES_PER_QUERY = 100
+
+#: Stored status text → Status (a dict lookup: the status page reads about a thousand step rows).
+_STATUS = {s.value: s for s in Status}
 
 
 def hour_bucket(seconds: float) -> int:
@@ -46,6 +52,20 @@ class _Agg:
             self.duration_sum + duration,
             max(self.duration_max, duration),
         )
+
+
+def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
+    """Counts of two disjoint parts of one window."""
+    return UptimeRow(
+        a.probe,
+        a.step,
+        a.runs + b.runs,
+        a.failures + b.failures,
+        a.errors + b.errors,
+        a.degraded + b.degraded,
+        a.duration_sum + b.duration_sum,
+        max(a.duration_max, b.duration_max),
+    )
 
 
 class SqlHistoryStore:
@@ -154,16 +174,156 @@ class SqlHistoryStore:
         with self.db.read() as conn:
             return [ProbeResult.from_dict(json.loads(p)) for p in conn.execute(q).scalars()]
 
+    def _probe_names(self) -> Any:
+        """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
+        (``MIN(probe) WHERE probe > previous``): a loose index scan, so its cost grows with the number
+        of probes, not of runs (``SELECT DISTINCT`` reads the whole index)."""
+        names = select(func.min(runs.c.probe).label("probe")).cte("probe_names", recursive=True)
+        later = runs.alias("later")
+        following = select(func.min(later.c.probe)).where(later.c.probe > names.c.probe).scalar_subquery()
+        return names.union_all(select(following).where(names.c.probe.is_not(None)))
+
     def latest_runs(self) -> dict[str, ProbeResult]:
-        """The newest stored run of every probe."""
+        """The newest stored run of every probe: one index seek per probe, in one query."""
+        names = self._probe_names()
         newest = (
-            select(runs.c.probe, func.max(runs.c.started_at).label("at")).group_by(runs.c.probe).subquery()
+            select(runs.c.payload)
+            .where(runs.c.probe == names.c.probe)
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        q = select(runs.c.probe, runs.c.payload).join(
-            newest, and_(runs.c.probe == newest.c.probe, runs.c.started_at == newest.c.at)
-        )
+        q = select(names.c.probe, newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
             return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
+
+    def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]:
+        """The ``per_probe`` newest runs of every probe, newest first, with their steps.
+
+        The probe names come first (one seek per name); the runs then come in one query (per
+        :data:`PROBES_PER_QUERY` probes), a ``UNION ALL`` of one newest-first index range per probe,
+        and their steps in one query by run key. Nothing grows with the history kept, and no stored
+        run is decoded.
+        """
+        names = self._probe_names()
+        cols = (runs.c.id, runs.c.probe, runs.c.run_id, runs.c.started_at, runs.c.duration_s, runs.c.status)
+        with self.db.read() as conn:
+            probes = list(conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars())
+            if not probes or per_probe <= 0:
+                return {}
+            rows: list[Any] = []
+            marks: dict[int, list[StepMark]] = {}
+            # One query per PROBES_PER_QUERY probes: SQLite caps a compound SELECT at 500 parts.
+            for i in range(0, len(probes), PROBES_PER_QUERY):
+                parts = [
+                    select(*cols, runs.c.failing_step)
+                    .where(runs.c.probe == p)
+                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                    .limit(per_probe)
+                    .subquery()
+                    .select()
+                    for p in probes[i : i + PROBES_PER_QUERY]
+                ]
+                chunk = conn.execute(union_all(*parts)).all()
+                rows += chunk
+                step_q = (
+                    select(
+                        steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status
+                    )
+                    .where(steps.c.run_pk.in_([row[0] for row in chunk]))
+                    .order_by(steps.c.run_pk, steps.c.seq)
+                )
+                marks.update({row[0]: [] for row in chunk})
+                for pk, name, status, took, code in conn.execute(step_q).all():
+                    marks[pk].append(StepMark(name, _STATUS[status], float(took), code))
+        out: dict[str, list[RunMark]] = {p: [] for p in probes}
+        for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
+            out[probe].append(
+                RunMark(
+                    probe,
+                    run_id,
+                    from_epoch(started),
+                    float(took),
+                    _STATUS[status],
+                    failing,
+                    tuple(marks[pk]),
+                )
+            )
+        return out
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, ProbeResult]:
+        """The stored runs with these ids (unknown ids are left out)."""
+        if not run_ids:
+            return {}
+        q = select(runs.c.run_id, runs.c.payload).where(runs.c.run_id.in_(list(run_ids)))
+        with self.db.read() as conn:
+            return {rid: ProbeResult.from_dict(json.loads(payload)) for rid, payload in conn.execute(q)}
+
+    def probe_uptime(
+        self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
+    ) -> dict[str, dict[str, UptimeRow]]:
+        """Run counts per probe (no steps) for each window (non-empty label → start) up to ``until``,
+        in one query; by window label, then probe.
+
+        Whole hours come from the hourly rollups (one index range per probe, whatever the window);
+        the partial hours at both ends from raw runs, so a window is exact while its start is within
+        raw retention. An older start counts its first hour whole (hour-aligned, like :meth:`uptime`).
+        """
+        if not probes or not windows:
+            return {}
+        names = list(probes)
+        end = to_epoch(until)
+        last_whole = hour_bucket(end)
+        # The partial hour before ``until`` is the same for every window: counted once (label "").
+        parts: list[Any] = []
+        shared: list[str] = []
+        for label, since in windows.items():
+            start = to_epoch(since)
+            first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
+            raw = select(literal(label), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            raw = raw.where(runs.c.probe.in_(names)).group_by(runs.c.probe)
+            if first_whole >= last_whole:  # within one or two partial hours: raw only
+                parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < end))
+                continue
+            if start < to_epoch(now) - self.retention_s:
+                first_whole = hour_bucket(start)
+            parts.append(
+                select(
+                    literal(label),
+                    rollups.c.probe,
+                    func.sum(rollups.c.runs),
+                    func.sum(rollups.c.failures),
+                    func.sum(rollups.c.errors),
+                    func.sum(rollups.c.degraded),
+                    func.sum(rollups.c.duration_sum),
+                    func.max(rollups.c.duration_max),
+                )
+                .where(
+                    rollups.c.probe.in_(names),
+                    rollups.c.step == "",
+                    rollups.c.hour >= first_whole,
+                    rollups.c.hour < last_whole,
+                )
+                .group_by(rollups.c.probe)
+            )
+            parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole))
+            shared.append(label)
+        if shared:
+            tail = select(literal(""), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            tail = tail.where(
+                runs.c.probe.in_(names), runs.c.started_at >= last_whole, runs.c.started_at < end
+            )
+            parts.append(tail.group_by(runs.c.probe))
+        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
+        with self.db.read() as conn:
+            rows = [r for r in conn.execute(union_all(*parts)) if r[2] is not None and int(r[2]) > 0]
+        for row in rows:
+            label, probe = row[0], row[1]
+            part = UptimeRow(probe, None, *self._nums(row[2:]))
+            for name in [label] if label else shared:
+                seen = totals[name]
+                seen[probe] = _merge(seen[probe], part) if probe in seen else part
+        return totals
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
         """Counts per probe (``step`` None) and per step between ``since`` and ``until``.

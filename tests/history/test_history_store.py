@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentView
+from monitor.history import sqlstore
 from monitor.store import migrate
 from monitor.store.engine import create_store_engine
 from probes.base import Status
@@ -108,6 +109,122 @@ def test_rollups_fold_hours_and_serve_old_windows_after_pruning(tmp_path: Path, 
         assert two_hours[None].runs == 4
         assert store.prune(T0 + timedelta(days=4))["rollups"] == 6  # 2 hours x (run, setup, upload)
         assert store.uptime(since=T0, until=T0 + timedelta(hours=2), now=T0 + timedelta(days=4)) == []
+
+
+def test_recent_runs_are_the_newest_per_probe(store: FullStore) -> None:
+    """recent_runs gives each probe its own newest runs, newest first, with their steps in order,
+    however many other probes ran; a run stored late (older start) takes its place by start time;
+    runs_by_id decodes the ones asked for; latest_runs agrees."""
+    auth = [result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(6)]
+    busy = [result("mlflow_api", Status.FAIL, T0 + timedelta(seconds=10 * i)) for i in range(50)]
+    late = result("auth", Status.FAIL, T0 + timedelta(minutes=2, seconds=30), http_status=503)
+    store.append_runs([*auth, *busy])
+    store.append_runs([late])
+    recent = store.recent_runs(per_probe=4)
+    assert sorted(recent) == ["auth", "mlflow_api"]
+    assert [m.run_id for m in recent["auth"]] == [r.run_id for r in (auth[5], auth[4], auth[3], late)]
+    assert [m.run_id for m in recent["mlflow_api"]] == [r.run_id for r in busy[::-1][:4]]
+    mark = recent["auth"][3]
+    assert (mark.probe, mark.started_at, mark.status, mark.failing_step) == (
+        "auth",
+        late.started_at,
+        Status.FAIL,
+        "upload",
+    )
+    assert mark.duration_s == pytest.approx(late.duration_s)
+    assert [(s.name, s.status, s.http_status) for s in mark.steps] == [
+        ("setup", Status.PASS, 200),
+        ("upload", Status.FAIL, 503),
+    ]
+    assert store.runs_by_id([late.run_id, auth[5].run_id, "unknown"]) == {
+        late.run_id: late,
+        auth[5].run_id: auth[5],
+    }
+    assert store.runs_by_id([]) == {}
+    assert store.latest_runs() == {"auth": auth[5], "mlflow_api": busy[-1]}
+    assert store.recent_runs(per_probe=0) == {}
+
+
+def test_recent_runs_of_many_probes_come_in_chunks(store: FullStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more probes than one query takes, every probe still gets its own newest runs and steps."""
+    monkeypatch.setattr(sqlstore, "PROBES_PER_QUERY", 2)
+    names = [f"p{i}" for i in range(5)]
+    store.append_runs([result(p, Status.PASS, T0 + timedelta(minutes=m)) for p in names for m in range(4)])
+    recent = store.recent_runs(per_probe=3)
+    assert sorted(recent) == names
+    assert all(len(marks) == 3 and len(marks[0].steps) == 2 for marks in recent.values())
+    assert {marks[0].started_at for marks in recent.values()} == {T0 + timedelta(minutes=3)}
+
+
+def test_recent_runs_of_an_empty_store(store: FullStore) -> None:
+    """No run stored: no probe, no latest run."""
+    assert store.recent_runs(per_probe=30) == {}
+    assert store.latest_runs() == {}
+
+
+@pytest.mark.parametrize(
+    ("start_min", "end_min"),
+    [(0, 30), (7, 173), (60, 120), (59, 61), (0, 240)],
+    ids=["within-an-hour", "partial-hours-at-both-ends", "whole-hours", "across-one-boundary", "all"],
+)
+def test_probe_uptime_is_exact_within_raw_retention(store: FullStore, start_min: int, end_min: int) -> None:
+    """Per-probe uptime (whole hours from rollups, edges from raw runs) counts exactly what the raw
+    runs in the window count, wherever the window starts and ends."""
+    statuses = [
+        Status.PASS,
+        Status.FAIL,
+        Status.ERROR,
+        Status.DEGRADED,
+        Status.PASS,
+        Status.FAIL,
+        Status.PASS,
+    ]
+    runs = [
+        result(probe, statuses[(i + k) % len(statuses)], T0 + timedelta(minutes=i), duration=0.2 + i / 1000)
+        for i in range(240)
+        for k, probe in enumerate(("auth", "registration"))
+    ]
+    store.append_runs(runs)
+    since, until = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
+    now = T0 + timedelta(hours=5)
+    windows = {"w": since, "all": T0}
+    both = store.probe_uptime(probes=["auth", "registration"], windows=windows, until=until, now=now)
+    got = both["w"]
+    assert both["all"]["auth"].runs == end_min
+    exact = {r.probe: r for r in store.uptime(since=since, until=until, now=now) if r.step is None}
+    assert sorted(got) == ["auth", "registration"]
+    for probe, row in got.items():
+        want = exact[probe]
+        assert (row.runs, row.failures, row.errors, row.degraded) == (
+            want.runs,
+            want.failures,
+            want.errors,
+            want.degraded,
+        )
+        assert row.duration_sum == pytest.approx(want.duration_sum)
+        assert row.duration_max == pytest.approx(want.duration_max)
+    assert got["auth"].runs == end_min - start_min
+
+
+def test_probe_uptime_older_than_raw_retention_comes_from_rollups(tmp_path: Path, backend: str) -> None:
+    """After raw runs are pruned, a window reaching back before raw retention still counts them from
+    the hourly rollups (its first hour whole); only the probes asked for are counted."""
+    with open_store(backend, tmp_path, retention_days=1, rollup_retention_days=30) as store:
+        store.append_runs(
+            [
+                result("auth", Status.FAIL if i % 4 == 0 else Status.PASS, T0 + timedelta(minutes=i))
+                for i in range(120)
+            ]
+            + [result("registration", Status.PASS, T0 + timedelta(minutes=i)) for i in range(120)]
+        )
+        now = T0 + timedelta(days=3)
+        store.prune(now)
+        assert store.runs(probe=None, since=T0, limit=10) == []
+        windows = {"old": T0 + timedelta(minutes=30)}
+        got = store.probe_uptime(probes=["auth"], windows=windows, until=now, now=now)["old"]
+        assert sorted(got) == ["auth"]
+        assert (got["auth"].runs, got["auth"].failures) == (120, 30)
+        assert store.probe_uptime(probes=[], windows=windows, until=now, now=now) == {}
 
 
 def test_transition_stores_state_and_outbox_atomically(store: FullStore) -> None:
