@@ -53,11 +53,10 @@ def test_format_result_names_failing_step_and_cause() -> None:
         status=Status.FAIL,
         steps=(step,),
     )
-    line = format_result(result)
-    assert "artifact_roundtrip" in line
-    assert "FAIL" in line
-    assert "upload: PUT /x answered 404" in line
-    assert line.endswith("[artifact_route_not_deployed]")
+    first, message = format_result(result).split("\n")
+    assert first.split()[1:4] == ["artifact_roundtrip", "FAIL", "0.25s"]
+    assert first.endswith("upload  [artifact_route_not_deployed]")
+    assert message.strip() == "PUT /x answered 404, expected 200"
 
 
 def _production_shell() -> dict[str, str]:
