@@ -217,10 +217,11 @@ def table_lines(
     """Rows (the first is the header) as aligned columns fitting ``width`` where they can.
 
     The last column is the free text (a message, a reason): it gets what the others leave and
-    wraps between words, continuation lines aligned under it. When less than
-    :data:`MIN_WRAP_WIDTH` is left, it goes under its row instead, indented, on the full width.
-    Other columns are never wrapped (names, statuses, ids must stay whole). ``max_lines`` caps the
-    lines of one cell (shortened with "…"). Returns the lines and whether any cell was shortened.
+    wraps between words, continuation lines aligned under it. When that room is less than
+    :data:`MIN_WRAP_WIDTH` or narrower than one of the text's words (a URL, a path), a text that
+    does not fit goes under its row instead, indented, on the full width. Other columns are never
+    wrapped (names, statuses, ids must stay whole). ``max_lines`` caps the lines of one cell
+    (shortened with "…"). Returns the lines and whether any cell was shortened.
     """
     if not rows:
         return [], False
@@ -228,17 +229,16 @@ def table_lines(
     widths = [max(len(row[i]) for row in rows) for i in range(fixed)]
     indent = sum(widths) + 2 * fixed
     room = width - indent
-    below = room < MIN_WRAP_WIDTH
-    text_width = width - 4 if below else room
     out: list[str] = []
     shortened = False
     for n, row in enumerate(rows):
         head = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:fixed]))
-        text = row[fixed] if fixed < len(row) else ""
-        if n == 0 or not text:
-            out.append((head + "  " + text).rstrip() if not below or n == 0 else head.rstrip())
+        text = " ".join(row[fixed].split()) if fixed < len(row) else ""
+        if n == 0 or len(text) <= room:
+            out.append((head + "  " + text).rstrip())
             continue
-        cell, cut = wrap_cell(text, max(text_width, 1), max_lines)
+        below = room < MIN_WRAP_WIDTH or max(len(word) for word in text.split()) > room
+        cell, cut = wrap_cell(text, width - 4 if below else room, max_lines)
         shortened = shortened or cut
         if below:
             out.append(head.rstrip())

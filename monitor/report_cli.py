@@ -7,7 +7,7 @@ Two sources for the current run:
   and never migrates the store;
 - ``--run``: run the probes now through the daemon's ``run_once`` (as ``synthmon once`` does; the
   config and its secrets are needed), compared with the latest stored run of each. The fresh
-  results are not written to the store (``once`` does not write either). When the store cannot be
+  results are not written to the store (``synthmon once --record`` does that). When the store cannot be
   opened, the report says there is no previous run and stderr says why.
 
 The report goes to stdout or ``--output PATH``. It is passed through the secret masker before it is
@@ -106,7 +106,11 @@ def cmd_report(
     else:
         out.write(text)
     if not current:
-        print("synthmon: no runs to report", file=err)
+        print(
+            "synthmon: no runs to report (runs are stored by 'synthmon run', 'synthmon once --record' "
+            "and 'synthmon demo', each in its config's store)",
+            file=err,
+        )
         return EXIT_FAILED
     return EXIT_OK if all(r.status.ok for r in current) else EXIT_FAILED
 
