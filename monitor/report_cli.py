@@ -34,6 +34,8 @@ from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    RunProgress,
+    StatusLine,
     StoreSection,
     add_config_option,
     config_path,
@@ -46,6 +48,7 @@ from monitor.history.sqlstore import SqlHistoryStore
 from monitor.logs import LEVELS
 from monitor.report import render_report
 from monitor.results import ProbeResult
+from monitor.runner import select_probes
 from probes.base import Clock, SystemClock
 from probes.support.masking import SecretMasker
 
@@ -167,9 +170,14 @@ def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered
     masker = SecretMasker(config.secret_values())
     logger = make_logger(masker, stream=err, level=args.log_level)
     handler = route_stdlib_logging(logger, level="warning")
+    progress = RunProgress("synthmon report --run", select_probes(config, list(args.probe or [])))
     try:
-        daemon = Daemon(config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker)
-        current = asyncio.run(daemon.run_once(list(args.probe or [])))
+        daemon = Daemon(
+            config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker, sinks=[progress]
+        )
+        with StatusLine(err, progress.line) as line:
+            progress.on_change = line.refresh
+            current = asyncio.run(daemon.run_once(list(args.probe or [])))
     finally:
         logging.getLogger().removeHandler(handler)
     previous: list[ProbeResult] = []
