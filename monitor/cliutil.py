@@ -279,6 +279,8 @@ class StatusLine:
         self._text = text
         self._every_s = every_s
         self._stop = threading.Event()
+        # refresh() (the caller's thread) and the redrawing thread write the same line.
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._started = 0.0
         try:
@@ -314,11 +316,12 @@ class StatusLine:
         self._write("\r\x1b[K" + shorten_words(line, terminal_width() - 1))
 
     def _write(self, text: str) -> None:
-        try:
-            self._stream.write(text)
-            self._stream.flush()
-        except (OSError, ValueError):  # a closed terminal is no reason to fail the command
-            self._stop.set()
+        with self._lock:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed terminal is no reason to fail the command
+                self._stop.set()
 
 
 class RunProgress:

@@ -51,6 +51,7 @@ from monitor.cliutil import (
     load_store_section,
     terminal_width,
     wrap_cell,
+    wrap_words,
 )
 from monitor.config import Config, ConfigError, load_config
 from monitor.demo_profile import SLOW_KINDS, demo_profile, open_within_s
@@ -170,13 +171,14 @@ def _write(out: TextIO, lock: threading.Lock, text: str) -> None:
             return
 
 
-def format_incident(event: str, fields: Mapping[str, Any], now: datetime) -> str | None:
+def format_incident(event: str, fields: Mapping[str, Any], now: datetime, width: int = 0) -> str | None:
     """The lines the terminal shows for one incident event of the log channel, or None for any
     other log event.
 
     ``fields`` are what :class:`monitor.alerting.log.LogNotifier` logs: the event's probe, step,
     change and cause, and the incident's summary (root cause in words, where it shows, the
-    affected and still failing probes, the first action).
+    affected and still failing probes, the first action). With a ``width`` the hint and action wrap
+    between words to it.
     """
     kind = event.removeprefix("incident_")
     if kind == event or kind not in EVENT_KINDS:
@@ -189,10 +191,13 @@ def format_incident(event: str, fields: Mapping[str, Any], now: datetime) -> str
     if kind == "opened":
         http = f" (HTTP {fields['http_status']})" if fields.get("http_status") is not None else ""
         lines.append(f"{when}  INCIDENT OPENED: {title}, at {where}{http}")
-        if fields.get("hint"):
-            lines.append(f"          why: {fields['hint']}")
-        if fields.get("action"):
-            lines.append(f"          do: {fields['action']}")
+        for label, key in (("why:", "hint"), ("do: ", "action")):
+            if fields.get(key):
+                text = " ".join(str(fields[key]).split())
+                parts = wrap_words(text, width - 15) if width > 0 else [text]
+                lines.extend(
+                    f"{MESSAGE_INDENT}{label if i == 0 else '    '} {part}" for i, part in enumerate(parts)
+                )
     elif kind in ("joined", "updated"):
         verb = "joins" if kind == "joined" else "now fails at"
         lines.append(f"{when}  incident {title}: {where} {verb} it; affected: {affected}")
@@ -236,7 +241,8 @@ class IncidentPrinter:
         method = getattr(self._logger, level)
 
         def log(event: str, *args: Any, **fields: Any) -> Any:
-            text = format_incident(event, fields, self._now()) if isinstance(event, str) else None
+            width = terminal_width() if _isatty(self._out) else 0
+            text = format_incident(event, fields, self._now(), width) if isinstance(event, str) else None
             if text is not None:
                 _write(self._out, self._lock, self._masker.mask(text))
             return method(event, *args, **fields)

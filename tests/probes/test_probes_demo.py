@@ -245,7 +245,7 @@ def test_incident_events_read_as_lines(event: str, expected: str) -> None:
     assert text is not None
     assert expected in text
     if event == "incident_opened":
-        assert "do: Check the proxy's artifact route." in text
+        assert "do:  Check the proxy's artifact route." in text
 
 
 @pytest.mark.parametrize("event", ["incident_event", "probe.finished", "incident_transition_failed"])
