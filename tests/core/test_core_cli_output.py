@@ -264,3 +264,18 @@ def test_once_record_refuses_an_unusable_store_before_running(target: Target, tm
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert target.requests == []
+
+
+def test_sandbox_up_progress_on_a_terminal_only() -> None:
+    """`sandbox up` shows how long the start has taken on a terminal's stderr, and nothing elsewhere."""
+    from sandbox.cli import _progress
+
+    tty = _Terminal()
+    with _progress(tty, 180):
+        pass
+    assert "starting: 0 s of at most 180 s" in tty.getvalue()
+    assert tty.getvalue().endswith("\r\x1b[K")
+    pipe = io.StringIO()
+    with _progress(pipe, 180):
+        pass
+    assert pipe.getvalue() == ""
