@@ -141,14 +141,15 @@ def format_result(result: ProbeResult, width: int = 0) -> str:
 
 
 class PrintSink:
-    """A ResultSink that prints one line per finished probe run (the demo's live view)."""
+    """A ResultSink that prints each finished probe run: one line, and a failing step's message under
+    it (the demo's live view)."""
 
     def __init__(self, out: TextIO, lock: threading.Lock | None = None) -> None:
         self._out = out
         self._lock = lock or threading.Lock()
 
     async def handle(self, result: ProbeResult) -> None:
-        """Print ``result`` as one line; a closed terminal is not the monitor's failure."""
+        """Print ``result``; a closed terminal is not the monitor's failure."""
         # On a terminal a message fits the window; in a file it is kept whole.
         width = terminal_width() if _isatty(self._out) else 0
         _write(self._out, self._lock, format_result(result, width) + "\n")
@@ -209,7 +210,8 @@ def format_incident(event: str, fields: Mapping[str, Any], now: datetime, width:
         still = ", ".join(fields.get("still_failing") or []) or "none"
         lines.append(f"{when}  incident {title}: {fields.get('probe')} recovered; still failing: {still}")
     elif kind == "resolved":
-        since = fields.get("since")
+        # The incident's start when the log channel gives it, else the resolving member's.
+        since = fields.get("incident_since") or fields.get("since")
         lasted = ""
         if isinstance(since, str):
             lasted = f" after {duration_words((now - datetime.fromisoformat(since)).total_seconds())}"
