@@ -29,12 +29,30 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import ArgumentError
 
 from monitor.app import build_daemon, build_monitor
-from monitor.cliutil import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config_option, config_path, load_or_report
+from monitor.cliutil import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    RunProgress,
+    StatusLine,
+    StoreSection,
+    add_config_option,
+    config_path,
+    load_or_report,
+    open_database,
+    table_lines,
+    terminal_width,
+    wrap_words,
+)
 from monitor.daemon import synthmon_version
+from monitor.history.sqlstore import SqlHistoryStore
 from monitor.junit import render_junit
 from monitor.logs import LEVELS, make_logger, route_stdlib_logging
 from monitor.results import SCHEMA_VERSION, ProbeResult
+from monitor.runner import select_probes
 from monitor.server import ListenError
+from monitor.store.config import StoreConfig
+from monitor.store.database import Database
 from monitor.store.migrate import SchemaError
 from probes.base import Status, SystemClock
 from probes.support.masking import SecretMasker
@@ -104,7 +122,8 @@ ONCE_EPILOG = """\
 exit codes:
   0  every probe PASS or DEGRADED
   1  the platform failed: at least one FAIL (whatever else happened)
-  2  invalid config, unknown probe, no probe selected, or an unwritable --output
+  2  invalid config, unknown probe, no probe selected, an unwritable --output, or a
+     history store that --record cannot open or write
   3  only the monitor failed: an ERROR (a check could not run) and no FAIL
 """
 
@@ -124,21 +143,45 @@ def _cmd_once(args: argparse.Namespace) -> int:
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         print(f"synthmon: cannot write {output}: no such directory, or a directory", file=sys.stderr)
         return EXIT_CONFIG
+    # Opened (and migrated, as the daemon would) before the run: a store that cannot be written
+    # must not cost a whole run first.
+    db = (
+        open_database(StoreSection(config.store, tuple(names)), sys.stderr, migrate=True)
+        if args.record
+        else None
+    )
+    if args.record and db is None:
+        return EXIT_CONFIG
     masker = SecretMasker(config.secret_values())
     logger = make_logger(masker, json=_json_logs(args), level=args.log_level)
     # Library warnings (httpx, mlflow in a child's stderr tail, ...) go through the masker here too.
     handler = route_stdlib_logging(logger, level="warning")
+    progress = RunProgress("synthmon once", select_probes(config, names))
     try:
         daemon = build_daemon(
-            config, registry=CollectorRegistry(), clock=SystemClock(), logger=logger, masker=masker
+            config,
+            registry=CollectorRegistry(),
+            clock=SystemClock(),
+            logger=logger,
+            masker=masker,
+            sinks=[progress],
         )
-        results = asyncio.run(daemon.run_once(names))
+        with StatusLine(sys.stderr, progress.line) as line:
+            progress.on_change = line.refresh
+            results = asyncio.run(daemon.run_once(names))
+        if db is not None and results:
+            recorded = _record(db, config.store, results)
+            if recorded is None:
+                return EXIT_CONFIG
+            print(f"synthmon: {recorded} runs recorded in {config.store.safe_url()}", file=sys.stderr)
     finally:
         logging.getLogger().removeHandler(handler)
+        if db is not None:
+            db.close()
     if not results:
         print("synthmon: no probes selected (all disabled?)", file=sys.stderr)
         return EXIT_CONFIG
-    report = _once_report(args.format, config.environment, results)
+    report = _once_report(args.format, config.environment, results, full=args.full)
     if output is None:
         sys.stdout.write(report)
     else:
@@ -148,18 +191,32 @@ def _cmd_once(args: argparse.Namespace) -> int:
             print(f"synthmon: cannot write {output}: {exc.strerror}", file=sys.stderr)
             return EXIT_CONFIG
         # The job log still shows what happened; the file is for the CI system to parse.
-        sys.stdout.write(once_table(results))
+        sys.stdout.write(once_table(results, full=args.full))
         print(f"synthmon: {args.format} report written to {output}", file=sys.stderr)
     return once_exit_code(results)
 
 
-def _once_report(fmt: str, environment: str, results: Sequence[ProbeResult]) -> str:
+def _once_report(fmt: str, environment: str, results: Sequence[ProbeResult], *, full: bool = False) -> str:
     """The text of ``once``'s output in format ``fmt`` (table, json or junit)."""
     if fmt == "json":
         return json.dumps(once_json(environment, results), indent=2) + "\n"
     if fmt == "junit":
         return render_junit(environment, results)
-    return once_table(results)
+    return once_table(results, full=full)
+
+
+def _record(db: Database, store: StoreConfig, results: Sequence[ProbeResult]) -> int | None:
+    """Append ``results`` to the history store (as the daemon's history does); None after one line
+    on stderr when the write fails."""
+    try:
+        return SqlHistoryStore(
+            db, retention_days=store.retention_days, rollup_retention_days=store.rollup_retention_days
+        ).append_runs(results)
+    except Exception as exc:  # a database gone since it was opened: one line naming the store, no traceback
+        print(
+            f"synthmon: cannot record the runs in {store.safe_url()}: {type(exc).__name__}", file=sys.stderr
+        )
+        return None
 
 
 def once_exit_code(results: Sequence[ProbeResult]) -> int:
@@ -214,33 +271,42 @@ def once_json(environment: str, results: Sequence[ProbeResult]) -> dict[str, Any
     }
 
 
-def once_table(results: Sequence[ProbeResult]) -> str:
-    """A plain-text table: one line per probe, one indented line per step, diagnoses underneath."""
-    rows: list[tuple[str, str, str, str, str]] = [("PROBE / STEP", "STATUS", "DURATION", "HTTP", "DETAIL")]
+#: Lines of a step's message in the ``once`` table; ``--full`` shows the whole message.
+ONCE_MESSAGE_LINES = 2
+
+
+def once_table(results: Sequence[ProbeResult], *, width: int | None = None, full: bool = False) -> str:
+    """A plain-text table: one line per probe, one indented line per step, diagnoses underneath.
+
+    It fits ``width`` (default: the terminal's): a step's message wraps between words under the
+    DETAIL column, at most :data:`ONCE_MESSAGE_LINES` lines ending in "…" unless ``full``. No word
+    is ever cut; the whole message is one flag (``--full``) or ``--format json`` away.
+    """
+    width = width if width is not None else terminal_width()
+    rows: list[list[str]] = [["PROBE / STEP", "STATUS", "DURATION", "HTTP", "DETAIL"]]
     notes: list[str] = []
     for r in results:
         failing = r.failing_step
-        rows.append((r.probe, r.status.value, f"{r.duration_s:.2f}s", "", failing.name if failing else ""))
+        rows.append([r.probe, r.status.value, f"{r.duration_s:.2f}s", "", failing.name if failing else ""])
         for s in r.steps:
             detail = "" if s.status is Status.PASS else s.message
-            rows.append(
-                (
-                    "  " + s.name,
-                    s.status.value,
-                    f"{s.duration_s:.2f}s",
-                    str(s.http_status) if s.http_status is not None else "-",
-                    detail[:100],
-                )
-            )
+            http = str(s.http_status) if s.http_status is not None else "-"
+            rows.append(["  " + s.name, s.status.value, f"{s.duration_s:.2f}s", http, detail])
             if s.diagnosis is not None:
-                notes.append(f"{r.probe}/{s.name}: {s.diagnosis.cause}\n    hint: {s.diagnosis.hint}")
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows
-    ]
-    out = "\n".join(line.rstrip() for line in lines) + "\n"
+                notes.append(f"{r.probe}/{s.name}: {s.diagnosis.cause}")
+                for label, text in (("hint", s.diagnosis.hint), ("action", s.diagnosis.action)):
+                    if text:
+                        lines = wrap_words(text, width - 12)
+                        notes.extend(
+                            f"    {label + ':':<8}{line}" if i == 0 else " " * 12 + line
+                            for i, line in enumerate(lines)
+                        )
+    lines, shortened = table_lines(rows, width=width, max_lines=None if full else ONCE_MESSAGE_LINES)
+    out = "".join(line + "\n" for line in lines)
     if notes:
         out += "\nDiagnosis:\n" + "\n".join(notes) + "\n"
+    if shortened:
+        out += "\n(messages shortened; --full shows them whole)\n"
     return out
 
 
@@ -381,6 +447,17 @@ def register(subparsers: Any) -> None:
         "--output",
         metavar="PATH",
         help="write the output here instead of stdout (stdout then shows the table, for the job log)",
+    )
+    once.add_argument(
+        "--full",
+        action="store_true",
+        help="table: show every step's message whole (by default long ones are shortened at a word)",
+    )
+    once.add_argument(
+        "--record",
+        action="store_true",
+        help="also store the runs in the config's history store, as the daemon does "
+        "('synthmon report' then compares with them)",
     )
     _add_log_options(once, "warning")
     once.set_defaults(func=_cmd_once)

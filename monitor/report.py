@@ -301,7 +301,10 @@ def _actions(current: Sequence[ProbeResult]) -> str:
         out.append(
             f"{n}. Investigate {_code_span(where)} ({step.status.value}{hint}); no known signature matched."
         )
-    if n == 0:
+    if not current:
+        # Nothing was checked: saying "every probe passed" here would be a false all-clear.
+        out.append("None known: no probe has a run to act on.")
+    elif n == 0:
         out.append("None: every probe passed.")
     else:
         out.append("")

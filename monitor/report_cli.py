@@ -7,7 +7,7 @@ Two sources for the current run:
   and never migrates the store;
 - ``--run``: run the probes now through the daemon's ``run_once`` (as ``synthmon once`` does; the
   config and its secrets are needed), compared with the latest stored run of each. The fresh
-  results are not written to the store (``once`` does not write either). When the store cannot be
+  results are not written to the store (``synthmon once --record`` does that). When the store cannot be
   opened, the report says there is no previous run and stderr says why.
 
 The report goes to stdout or ``--output PATH``. It is passed through the secret masker before it is
@@ -35,6 +35,8 @@ from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    RunProgress,
+    StatusLine,
     StoreSection,
     add_config_option,
     config_path,
@@ -47,6 +49,7 @@ from monitor.history.sqlstore import SqlHistoryStore
 from monitor.logs import LEVELS
 from monitor.report import render_report
 from monitor.results import ProbeResult
+from monitor.runner import select_probes
 from probes.base import Clock, SystemClock
 from probes.support.masking import SecretMasker
 
@@ -107,7 +110,11 @@ def cmd_report(
     else:
         out.write(text)
     if not current:
-        print("synthmon: no runs to report", file=err)
+        print(
+            "synthmon: no runs to report (runs are stored by 'synthmon run', 'synthmon once --record' "
+            "and 'synthmon demo', each in its config's store)",
+            file=err,
+        )
         return EXIT_FAILED
     return EXIT_OK if all(r.status.ok for r in current) else EXIT_FAILED
 
@@ -164,9 +171,14 @@ def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered
     masker = SecretMasker(config.secret_values())
     logger = make_logger(masker, stream=err, level=args.log_level)
     handler = route_stdlib_logging(logger, level="warning")
+    progress = RunProgress("synthmon report --run", select_probes(config, list(args.probe or [])))
     try:
-        daemon = Daemon(config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker)
-        current = asyncio.run(daemon.run_once(list(args.probe or [])))
+        daemon = Daemon(
+            config, registry=CollectorRegistry(), clock=clock, logger=logger, masker=masker, sinks=[progress]
+        )
+        with StatusLine(err, progress.line) as line:
+            progress.on_change = line.refresh
+            current = asyncio.run(daemon.run_once(list(args.probe or [])))
     finally:
         logging.getLogger().removeHandler(handler)
     previous: list[ProbeResult] = []

@@ -8,10 +8,13 @@ has its own root). Every handler takes the parsed args and returns the exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -102,6 +105,46 @@ def _print_ready(box: Sandbox, env_files: list[Path], out: TextIO) -> None:
     print("Ctrl-C stops everything.", file=out, flush=True)
 
 
+@contextlib.contextmanager
+def _progress(stream: TextIO, timeout_s: float) -> Iterator[None]:
+    """While the block runs, a line on a terminal's ``stream`` saying how long the start has taken.
+
+    A first start migrates MLflow's database and takes about a minute; without this line the
+    terminal looks hung. Nothing is written when ``stream`` is not a terminal (pipes, tests, CI).
+    The redrawing thread waits on an event set when the block ends, so it never outlives it.
+    """
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def draw() -> None:
+        while True:
+            elapsed = time.monotonic() - started
+            stream.write(
+                f"\r\x1b[Kstarting: {elapsed:.0f} s of at most {timeout_s:.0f} s "
+                "(a first start migrates MLflow's database)"
+            )
+            stream.flush()
+            if done.wait(1.0):
+                return
+
+    thread = threading.Thread(target=draw, name="sandbox-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2.0)
+        stream.write("\r\x1b[K")
+        stream.flush()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox, print how to reach it, and run until SIGINT/SIGTERM (then stop every child)."""
     try:
@@ -126,7 +169,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         print(f"starting sandbox in {box.workdir} ...", flush=True)
         try:
-            box.start(timeout_s=args.timeout)
+            with _progress(sys.stderr, args.timeout):
+                box.start(timeout_s=args.timeout)
         except SandboxStartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
