@@ -77,9 +77,11 @@ EXPOSE 9710
 # The daemon drains on SIGTERM (in-flight probes get 25 s) and exits 0; ECS waits stopTimeout (30 s).
 STOPSIGNAL SIGTERM
 # No curl in the slim image: the standard library asks /healthz (503 when the scheduler's heartbeat
-# is stale). Any exception (refused, timeout, HTTP 503) exits 1 = unhealthy.
+# is stale) over HTTP, or over HTTPS without verification when the listener serves TLS only
+# (web.tls_server_config: the check is about liveness on loopback, not the certificate). An HTTP
+# error status or any other failure exits 1 = unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os,sys,urllib.request as u; p=os.environ.get('SYNTHMON_LISTEN','0.0.0.0:9710').rsplit(':',1)[1]; sys.exit(0 if u.urlopen('http://127.0.0.1:'+p+'/healthz',timeout=4).status==200 else 1)"]
+    CMD ["python", "-c", "import os,ssl,sys,urllib.error as e,urllib.request as u\np=os.environ.get('SYNTHMON_LISTEN','0.0.0.0:9710').rsplit(':',1)[1]\ndef ok(s,c=None): return u.urlopen(s+'://127.0.0.1:'+p+'/healthz',timeout=4,context=c).status==200\ntry: r=ok('http')\nexcept e.HTTPError: r=False\nexcept Exception: r=ok('https',ssl._create_unverified_context())\nsys.exit(0 if r else 1)"]
 
 # The runner isolates heavy probes in subprocesses and reaps them itself; run with `docker run
 # --init` or ECS `initProcessEnabled` so that any orphaned grandchild is reaped too.

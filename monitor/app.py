@@ -51,6 +51,8 @@ build_daemon = Daemon
 #: How long shutdown waits for the history and incident queues to reach the store. ECS SIGKILLs
 #: 30 s after SIGTERM and the probe drain may take most of that (--grace 25 s).
 SHUTDOWN_FLUSH_S = 3.0
+#: How long results gather before the history queue writes them in one transaction.
+HISTORY_LINGER_S = 1.0
 
 
 @dataclass
@@ -190,6 +192,9 @@ def build_store_features(
         run=executor.run,
         gate=gate,
         monotonic=clock.monotonic,
+        # One transaction per second at most, however many probes finish in it (history is read
+        # by people and the API, for whom a second is nothing).
+        linger_s=HISTORY_LINGER_S,
     )
     incidents = IncidentSink(
         alerting_store,

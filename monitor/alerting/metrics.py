@@ -33,6 +33,11 @@ class AlertingMetrics:
             ["probe", "kind"],
             registry=registry,
         )
+        self.transitions_skipped = Counter(
+            "synthmon_incident_transitions_skipped_total",
+            "Results that needed no incident transaction (a good run of a probe known to be fine).",
+            registry=registry,
+        )
         self.incident_buffer_depth = Gauge(
             "synthmon_incident_buffer_depth",
             "Results waiting for incident evaluation because the store could not take them yet.",

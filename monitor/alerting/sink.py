@@ -11,9 +11,9 @@ from typing import Any
 import structlog
 
 from monitor.alerting.base import Event
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.config import AlertingConfig, IncidentRule
 from monitor.alerting.correlation import conclude, correlate
-from monitor.alerting.incidents import IncidentState, failing_step, transition
+from monitor.alerting.incidents import IncidentState, Phase, Verdict, failing_step, transition, verdict
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.silences import silenced_by
 from monitor.alerting.store import IncidentStore, IncidentView
@@ -24,6 +24,9 @@ from monitor.store.migrate import StoreGate
 from monitor.store.outage import is_outage
 from monitor.store.queue import WriteQueue
 from probes.base import Clock
+
+#: How old this process's last view of a probe's state may be to skip a transaction on a good run.
+KNOWN_STATE_MAX_AGE_S = 60.0
 
 
 class IncidentSink:
@@ -59,6 +62,8 @@ class IncidentSink:
         self._store = store
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
+        #: probe -> (its state after this process's last transition of it, monotonic time then)
+        self._known: dict[str, tuple[IncidentState, float]] = {}
         self._clock = clock
         self._metrics = metrics
         self._store_metrics = store_metrics
@@ -83,6 +88,9 @@ class IncidentSink:
         """Results waiting for evaluation."""
         return self._queue.depth
 
+    def _forget_known(self) -> None:
+        self._known.clear()
+
     def reconfigure(self, config: AlertingConfig, dependencies: Mapping[str, Sequence[str]]) -> None:
         """Apply a reloaded config (SIGHUP): rules, maintenance windows and ``depends_on``.
 
@@ -91,6 +99,7 @@ class IncidentSink:
         """
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
+        self._forget_known()  # new rules may judge the same run differently
 
     async def handle(self, result: ProbeResult) -> None:
         """Queue ``result`` for evaluation (stamped with the time now). Returns at once; never raises."""
@@ -129,10 +138,34 @@ class IncidentSink:
             self._announce(result.probe, events)
         return len(batch)
 
+    def _nothing_to_decide(self, result: ProbeResult, rule: IncidentRule) -> bool:
+        """True when the state machine could not change this probe's state in any way that matters:
+        a good run of a probe known (recently, from this process's own last transition) to be fine.
+
+        The transaction is then skipped: on a healthy platform that is nearly every run. The state
+        read back is at most :data:`KNOWN_STATE_MAX_AGE_S` old, so an incident opened by another
+        replica is still seen and resolved by this one's good runs within that time.
+        """
+        if verdict(result.status, rule) is Verdict.NEUTRAL:
+            return True  # "could not check" changes no counter (bookkeeping only)
+        known = self._known.get(result.probe)
+        if known is None or verdict(result.status, rule) is not Verdict.GOOD:
+            return False
+        state, at = known
+        return (
+            self._clock.monotonic() - at < KNOWN_STATE_MAX_AGE_S
+            and state.phase is Phase.OK
+            and state.failures == 0
+            and state.last_good_status == result.status.value
+        )
+
     async def _transition(self, result: ProbeResult, now: datetime) -> list[Event]:
         probe = result.probe
         config = self._config
         rule = config.rule_for(probe)
+        if self._nothing_to_decide(result, rule):
+            self._metrics.transitions_skipped.inc()
+            return []
         deps = self._deps
         step = failing_step(result)
         cause = step.diagnosis.cause if step is not None and step.diagnosis else None
@@ -148,9 +181,13 @@ class IncidentSink:
                 config=config.correlation,
             )
             new, events = transition(view.state, result, rule, now, upstream=join, silenced=held is not None)
+            decided.append(new)
             return new, conclude(events, new, view.state, view.others, view.records, deps)
 
+        decided: list[IncidentState] = []
         events: list[Event] = await self._run(self._store.transition, probe, now, decide, self._channels)
+        if decided:
+            self._known[probe] = (decided[-1], self._clock.monotonic())
         return events
 
     def _announce(self, probe: str, events: list[Event]) -> None:

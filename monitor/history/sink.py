@@ -27,8 +27,9 @@ class HistorySink:
 
     ``handle`` only queues (never blocks the probe job, never raises); results are written in
     batches, one transaction per batch, on the store's threads (``run``; default
-    ``asyncio.to_thread``). A batch the store rejects for its content (not an outage) is retried
-    one by one so a single bad row is dropped (counted, logged) and the rest stored.
+    ``asyncio.to_thread``), after results have gathered for ``linger_s``. A batch the store
+    rejects for its content (not an outage) is retried one by one so a single bad row is dropped
+    (counted, logged) and the rest stored.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class HistorySink:
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        linger_s: float = 0.0,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -56,6 +58,7 @@ class HistorySink:
             gate=gate,
             on_depth=metrics.buffer_depth.set,
             on_dropped=metrics.buffer_dropped.inc,
+            linger_s=linger_s,
             logger=self._log,
         )
 

@@ -68,6 +68,15 @@ def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
     )
 
 
+def _merge_uptime(rows: Sequence[UptimeRow]) -> list[UptimeRow]:
+    """Rows of adjacent time ranges added up per probe and step."""
+    merged: dict[tuple[str, str | None], UptimeRow] = {}
+    for row in rows:
+        key = (row.probe, row.step)
+        merged[key] = _merge(merged[key], row) if key in merged else row
+    return sorted(merged.values(), key=lambda u: (u.probe, u.step or ""))
+
+
 class SqlHistoryStore:
     """The :class:`monitor.history.base.HistoryStore` on a :class:`Database` (see module docstring)."""
 
@@ -328,13 +337,25 @@ class SqlHistoryStore:
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
         """Counts per probe (``step`` None) and per step between ``since`` and ``until``.
 
-        Windows inside raw retention are counted from raw rows (exact); older windows from the hourly
-        rollups (hour-aligned).
+        Windows inside raw retention are exact: the whole hours in them are read from the hourly
+        rollups (folded in the same transaction as the runs, so they agree with the raw rows), only
+        the partial hours at either edge from raw rows, so a 30-day window reads about 720 rollup
+        rows per probe and step instead of every run. Windows reaching past raw retention come from
+        the rollups alone (hour-aligned).
         """
         start, end = to_epoch(since), to_epoch(until)
-        if start >= to_epoch(now) - self.retention_s:
-            return self._uptime_raw(start, end)
-        return self._uptime_rollups(start, end)
+        if start < to_epoch(now) - self.retention_s:
+            return self._uptime_rollups(start, end)
+        first_hour = -(-start // 3600) * 3600
+        last_hour = hour_bucket(end)
+        if last_hour - first_hour < 2 * 3600:
+            return self._uptime_raw(start, end)  # a short window: raw rows are few
+        parts = [
+            *self._uptime_raw(start, first_hour),
+            *self._uptime_rollups(first_hour, last_hour),
+            *self._uptime_raw(last_hour, end),
+        ]
+        return _merge_uptime(parts)
 
     @staticmethod
     def _counts(status_col: Any, duration_col: Any) -> list[Any]:

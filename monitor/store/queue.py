@@ -31,6 +31,10 @@ class WriteQueue(Generic[T]):
     rest goes back to the front and draining backs off (``backoff_base`` doubling up to
     ``backoff_max`` seconds, on ``monotonic``). ``gate`` (optional) must be open before any write.
     ``put`` never blocks and never raises; it needs a running event loop to start the drain task.
+
+    ``linger_s`` > 0 lets items gather for that long before a drain starts (unless a whole batch is
+    waiting), so a busy daemon writes one transaction per batch instead of one per result: the
+    store's cost is per transaction far more than per row.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class WriteQueue(Generic[T]):
         on_dropped: Callable[[int], None] | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
+        linger_s: float = 0.0,
         logger: Any = None,
     ) -> None:
         self.name = name
@@ -64,6 +69,8 @@ class WriteQueue(Generic[T]):
         self._failures = 0
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._linger_s = linger_s
+        self._linger: asyncio.TimerHandle | None = None
 
     @property
     def depth(self) -> int:
@@ -75,6 +82,14 @@ class WriteQueue(Generic[T]):
         self._items.append(item)
         self._trim()
         self._report_depth()
+        if self._linger_s > 0 and len(self._items) < self._batch:
+            if self._linger is None and (self._task is None or self._task.done()):
+                self._linger = asyncio.get_running_loop().call_later(self._linger_s, self._lingered)
+            return
+        self.kick()
+
+    def _lingered(self) -> None:
+        self._linger = None
         self.kick()
 
     def _trim(self) -> None:
@@ -135,6 +150,9 @@ class WriteQueue(Generic[T]):
         True when the queue is empty afterwards. On timeout the drain task keeps running (a
         store call cannot be interrupted from here) and False is returned.
         """
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         task = self.kick(force=True)
         if task is not None:
             done, _ = await asyncio.wait({task}, timeout=timeout_s)

@@ -351,3 +351,33 @@ def test_root_cause_falls_back_to_the_most_upstream_member() -> None:
     ]
     summary = summarize("i", members, [], DEPS, fallback_since=T0)
     assert summary.root_probe == "auth"
+
+
+async def test_good_runs_of_a_fine_probe_skip_the_transaction(store: FullStore) -> None:
+    """A healthy probe costs one transaction per minute, not one per run; a failure always transacts."""
+    clock = FakeClock(T0)
+    registry = CollectorRegistry()
+    config = AlertingConfig(rules=IncidentRule(failure_threshold=1, success_threshold=1))
+    calls: list[str] = []
+    real = store.alerting.transition
+
+    def counting(probe: str, *args: Any) -> Any:
+        calls.append(probe)
+        return real(probe, *args)
+
+    store.alerting.transition = counting  # type: ignore[method-assign]
+    sink = IncidentSink(
+        store.alerting, config, DEPS, clock, AlertingMetrics(registry), StoreMetrics(registry)
+    )
+    for _ in range(10):  # ten good runs within a minute: the first one transacts, the rest are known fine
+        await sink.handle(result("auth", Status.PASS, clock.now()))
+        assert await sink.flush(10)
+        clock.advance(5)
+    assert calls == ["auth"]
+    clock.advance(60)  # the known state is too old now: read it again
+    await sink.handle(result("auth", Status.PASS, clock.now()))
+    await sink.handle(_run("F:validate:key", "auth", clock.now()))
+    assert await sink.flush(10)
+    assert calls == ["auth", "auth", "auth"]
+    assert registry.get_sample_value("synthmon_incident_transitions_skipped_total") == 9
+    assert [json.loads(str(r["payload"]))["kind"] for r in store.outbox_rows()] == ["opened"]

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -209,6 +210,40 @@ def test_healthcheck_is_healthy_on_200_and_unhealthy_on_503_or_nothing_listening
     status[0] = 503
     assert _healthcheck(argv, port) == 1
     assert _healthcheck(argv, _closed_port()) == 1
+
+
+def test_healthcheck_also_speaks_to_a_tls_only_listener(tmp_path: Path) -> None:
+    """With web.tls_server_config the listener serves HTTPS only: the check falls back to it."""
+    from tests.reliability.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    status_of = {"code": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status_of["code"])
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        argv = _one("HEALTHCHECK").exec_form()
+        assert argv is not None
+        assert _healthcheck(argv, server.server_address[1]) == 0
+        status_of["code"] = 503
+        assert _healthcheck(argv, server.server_address[1]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _closed_port() -> int:

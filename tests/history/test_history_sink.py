@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -170,3 +171,44 @@ async def test_retention_job_prunes_and_survives_outage(
     assert report is not None
     assert report["runs"] == 1
     assert _sample(registry, "synthmon_store_pruned_rows_total", {"table": "runs"}) == 1
+
+
+async def test_lingering_queue_writes_many_results_in_one_transaction(tmp_path: Path) -> None:
+    """With a linger, results arriving close together are stored by one append_runs call."""
+    store = FullStore.open(f"sqlite:///{tmp_path}/l.db")
+    calls: list[int] = []
+    real = store.history.append_runs
+
+    def counting(results: list[Any]) -> int:
+        calls.append(len(results))
+        return real(results)
+
+    store.history.append_runs = counting  # type: ignore[method-assign]
+    registry = CollectorRegistry()
+    sink = HistorySink(store.history, HistoryMetrics(registry), StoreMetrics(registry), linger_s=30.0)
+    try:
+        for _ in range(25):
+            await sink.handle(result("auth", Status.PASS, T0))
+        assert calls == []  # still gathering (the linger is far off)
+        assert sink.depth == 25
+        assert await sink.flush(10)  # shutdown and the periodic job do not wait for the linger
+        assert calls == [25]
+    finally:
+        store.close()
+
+
+async def test_lingering_queue_writes_by_itself_when_the_linger_ends(tmp_path: Path) -> None:
+    """Without a flush, the gathered results are written once the linger has passed."""
+    store = FullStore.open(f"sqlite:///{tmp_path}/m.db")
+    registry = CollectorRegistry()
+    sink = HistorySink(store.history, HistoryMetrics(registry), StoreMetrics(registry), linger_s=0.05)
+    try:
+        for _ in range(3):
+            await sink.handle(result("auth", Status.PASS, T0))
+        deadline = time.monotonic() + 10
+        while sink.depth:
+            assert time.monotonic() < deadline, "the lingering queue never drained"
+            await asyncio.sleep(0.02)
+        assert len(store.runs(probe="auth", since=T0, limit=10)) == 3
+    finally:
+        store.close()

@@ -3,6 +3,7 @@ retention, incident transitions with the outbox, outbox claiming, silences)."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from pathlib import Path
 
@@ -323,3 +324,38 @@ def test_store_url_password_is_masked() -> None:
     shown = StoreConfig(url="postgresql+psycopg://u:s3cr3t-pw@db.internal/synthmon").safe_url()
     assert "s3cr3t-pw" not in shown
     assert "db.internal/synthmon" in shown
+
+
+@pytest.mark.parametrize(
+    ("start_min", "end_min"),
+    [(7, 3 * 60 + 41), (0, 6 * 60), (59, 61), (13, 5 * 60 + 1), (125, 300)],
+    ids=["ragged", "aligned", "short", "one-past", "inner"],
+)
+def test_uptime_from_rollups_and_edges_equals_raw_counts(
+    store: FullStore, start_min: int, end_min: int
+) -> None:
+    """A window read as whole-hour rollups plus raw edges counts exactly what the raw rows hold."""
+    rng = random.Random(start_min * 1000 + end_min)
+    statuses = [Status.PASS, Status.PASS, Status.PASS, Status.FAIL, Status.ERROR, Status.DEGRADED]
+    batch = [
+        result(probe, rng.choice(statuses), T0 + timedelta(minutes=m, seconds=rng.randint(0, 59)))
+        for m in range(0, 6 * 60, 3)
+        for probe in ("auth", "registration")
+    ]
+    for i in range(0, len(batch), 37):  # several batches fold into the same hours
+        store.append_runs(batch[i : i + 37])
+    since, until = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
+    now = T0 + timedelta(hours=7)
+    got = {(u.probe, u.step): u for u in store.uptime(since=since, until=until, now=now)}
+    expected = {(u.probe, u.step): u for u in store.history._uptime_raw(since.timestamp(), until.timestamp())}
+    assert set(got) == set(expected)
+    for key, row in expected.items():
+        mixed = got[key]
+        assert (mixed.runs, mixed.failures, mixed.errors, mixed.degraded) == (
+            row.runs,
+            row.failures,
+            row.errors,
+            row.degraded,
+        ), key
+        assert mixed.duration_sum == pytest.approx(row.duration_sum)
+        assert mixed.duration_max == pytest.approx(row.duration_max)
