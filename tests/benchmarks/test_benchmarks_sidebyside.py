@@ -47,8 +47,10 @@ needs_tools = pytest.mark.skipif(
         ([[100.0, 101.0], [100.5, 101.52]], [0.0, 0.0, 0.0, 0.02]),
         # A run after a missed slot is still placed on its own slot.
         ([[100.003, 103.004]], [0.0, 0.001]),
+        # A run 0.7 interval late is late, not early: it does not move the grid.
+        ([[100.0, 101.0, 102.7, 103.0, 104.0]], [0.0, 0.0, 0.7, 0.0, 0.0]),
     ],
-    ids=["on-grid", "one-late", "staggered-probes", "after-a-gap"],
+    ids=["on-grid", "one-late", "staggered-probes", "after-a-gap", "very-late"],
 )
 def test_lateness_is_measured_against_the_shared_schedule_grid(
     starts: list[list[float]], expected: list[float]
