@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,6 +98,14 @@ class _Reads:
     records: list[IncidentRecord]
 
 
+def _with_latest_cause(state: IncidentState, failure: Failure | None) -> IncidentState:
+    """A member's state with the diagnosis of its latest failing run when the state has none (states
+    stored before they kept the cause)."""
+    if state.cause or failure is None or not failure.cause:
+        return state
+    return replace(state, cause=failure.cause, step=state.step or failure.step)
+
+
 def open_incidents(
     records: Sequence[IncidentRecord],
     states: Mapping[str, IncidentState],
@@ -139,7 +147,9 @@ def open_incidents(
         owner = owners[incident_id]
         ordered = sorted(probes, key=lambda p: (p != owner, p))
         open_states = [
-            s for p in ordered if (s := states.get(p)) is not None and s.incident_id == incident_id
+            _with_latest_cause(s, latest_failure(p))
+            for p in ordered
+            if (s := states.get(p)) is not None and s.incident_id == incident_id
         ]
         summary = summarize(
             incident_id,

@@ -116,27 +116,34 @@ def correlate(
 
 
 def _member(state: IncidentState, *, active: bool) -> Member:
+    # States stored before they kept the diagnosis still carry it in their signature.
+    from_signature = _signature_member(state.probe, state.signature or "")
     return Member(
         probe=state.probe,
-        step=state.step,
-        http_status=state.http_status,
+        step=state.step or from_signature.step,
+        http_status=state.http_status if state.http_status is not None else from_signature.http_status,
         status=state.worst_status or state.last_status,
-        cause=state.cause,
+        cause=state.cause or from_signature.cause,
         active=active,
     )
 
 
-def _from_record(record: IncidentRecord) -> Member:
-    step, _, rest = record.summary.partition("|")
+def _signature_member(probe: str, signature: str) -> Member:
+    """What a stored signature (``step|error_class|http_status|cause``) says about a member."""
+    step, _, rest = signature.partition("|")
     _, _, rest = rest.partition("|")
     http, _, cause = rest.partition("|")
     return Member(
-        probe=record.probe,
+        probe=probe,
         step=step or None,
         http_status=int(http) if http.isdigit() else None,
         cause=cause or None,
         active=False,
     )
+
+
+def _from_record(record: IncidentRecord) -> Member:
+    return _signature_member(record.probe, record.summary)
 
 
 def summarize(

@@ -31,6 +31,7 @@ class LogNotifier:
                 "affected": [m.where for m in summary.members],
                 "still_failing": [m.where for m in summary.active],
                 "action": summary.action,
+                "incident_since": summary.since.isoformat(),
             }
         getattr(self._log, level)(
             "incident_" + event.kind.value,

@@ -148,5 +148,5 @@ def fill_seed(store: FullStore, now: datetime) -> datetime:
             worst_status="FAIL",
             last_status="FAIL",
         )
-        store.transition(probe, (), opened, lambda view, state=state: (state, []), ())
+        store.transition(probe, opened, lambda view, state=state: (state, []), ())
     return opened
