@@ -35,7 +35,8 @@ class Signature(BaseModel):
     ``http_status`` matches exactly; ``http_status_min``/``http_status_max`` give a range (e.g. any
     5xx); regexes are searched (not anchored) case-insensitively; ``error_class``, ``probe`` and
     ``step`` match exactly. ``message_regex`` matches the step's human message, which is where
-    subprocess steps (the MLflow client) carry the exception text.
+    subprocess steps (the MLflow client) carry the exception text. ``title`` (optional) is the
+    cause in words that alerts show instead of :func:`cause_title` of the code.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +44,8 @@ class Signature(BaseModel):
     cause: str
     hint: str
     action: str = ""
+    #: The cause in words for people (Slack, status page); empty: the built-in title of ``cause``.
+    title: str = ""
     http_status: int | None = None
     path_regex: str | None = None
     body_regex: str | None = None
@@ -96,7 +99,7 @@ class Signature(BaseModel):
 
     def diagnosis(self) -> Diagnosis:
         """The diagnosis this row attaches."""
-        return Diagnosis(cause=self.cause, hint=self.hint, action=self.action)
+        return Diagnosis(cause=self.cause, hint=self.hint, action=self.action, title=self.title)
 
 
 @lru_cache(maxsize=256)

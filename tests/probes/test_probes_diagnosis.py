@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
-from probes.base import Status, StepResult
+from probes.base import Diagnosis, Status, StepResult
 
 
 def _step(**kw: object) -> StepResult:
@@ -122,3 +122,36 @@ def test_invalid_signature_regex_is_a_config_error() -> None:
 def test_no_diagnosis_for_unknown_symptom() -> None:
     """A failure no row describes gets no diagnosis rather than a wrong one."""
     assert diagnose(_step(error_class="something_new")) is None
+
+
+def test_config_row_title_reaches_the_diagnosis() -> None:
+    """A config row may name its cause in words; the diagnosis carries that title, built-ins none."""
+    mine = Signature(
+        cause="vpn_down", hint="h", title="VPN to the data centre down", error_class="connect_error"
+    )
+    step = _step(error_class="connect_error")
+    assert diagnose(step, [mine]) == Diagnosis(
+        cause="vpn_down", hint="h", title="VPN to the data centre down"
+    )
+    builtin = diagnose(step)
+    assert builtin is not None
+    assert builtin.title == ""
+
+
+def test_stored_diagnosis_without_title_still_loads() -> None:
+    """Steps stored before titles existed load with an empty title; new ones round-trip theirs."""
+    old = {"name": "upload", "status": "FAIL", "diagnosis": {"cause": "c", "hint": "h", "action": "a"}}
+    assert StepResult.from_dict(old).diagnosis == Diagnosis(cause="c", hint="h", action="a", title="")
+    new = _step(diagnosis=Diagnosis(cause="c", hint="h", title="Words"))
+    assert StepResult.from_dict(new.to_dict()) == new
+
+
+def test_a_title_is_not_a_condition_in_config() -> None:
+    """A config row with a title but no condition is still refused: it would match every failure."""
+    from monitor.config import ConfigError, parse_config
+
+    text = "environment: t\ndiagnosis:\n  - {cause: c, hint: h, title: Everything}\n"
+    with pytest.raises(ConfigError, match="needs at least one condition"):
+        parse_config(text, source="config.yaml", env={})
+    ok = parse_config(text.replace("}", ", step: upload}"), source="config.yaml", env={})
+    assert ok.diagnosis[0].title == "Everything"
