@@ -84,7 +84,7 @@ FAULT_TABLE: dict[str, Row] = {
     },
     "registry-health-503": {
         "auth": _PASS,
-        "alb_health": _fail("registry_health", "application_unavailable"),
+        "alb_health": _fail("registry_health", "registry_unhealthy"),
         "mlflow_api": _PASS,
         "artifact_roundtrip": _PASS,
         "registration": _PASS,
@@ -139,7 +139,7 @@ FAULT_TABLE: dict[str, Row] = {
         "artifact_roundtrip": _OKISH,
         # With a short timeout (CONFIG_EDITS): the step running when the budget is spent fails
         # as a timeout, with the steps before it, instead of the runner's hard kill (ERROR).
-        "registration": _fail("log_model", "timeout"),
+        "registration": _fail("log_model", "mlflow_slow"),
     },
     "mlflow-down": {
         "auth": _PASS,
