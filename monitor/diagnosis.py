@@ -311,7 +311,7 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         cause="auth_upstream_unavailable",
         http_status=503,
         # The registry's wording; the auth service's own 503 (its /ready) is not this.
-        body_regex=r"Authentication service|auth(entication)? upstream",
+        body_regex=r"auth(entication)? (service|upstream)",
         hint="the registry answers 503 because its auth upstream is down or slow",
         action="Check the auth service's health and latency; the registry rejects every key meanwhile.",
     ),
