@@ -25,6 +25,9 @@ Ordering within the built-ins matters, most specific first:
 A cause code (``artifact_route_not_deployed``) is stable for machines: metrics, history, signatures.
 People read its title (:func:`cause_title`, "Artifact storage not deployed"), the words the seed
 report put on its status line; a code without a written title reads as its words.
+
+The module is long because :data:`BUILTIN_SIGNATURES` is data: one table of about 75 rows that
+must be read in its match order, so it stays in one place with the titles of its causes.
 """
 
 from __future__ import annotations

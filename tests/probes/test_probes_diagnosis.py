@@ -411,66 +411,28 @@ def failure_paths() -> list[tuple[str, str, str, StepResult]]:
         for case, s in _client_paths("load", f"{ART}/1/model/MLmodel")
     ]
     add("registration", "load", load)
-    add(
-        "registration",
-        "load",
-        [("artifact_unreadable", _step(name="load", error_class="artifact_unreadable"))],
-    )
-    add(
-        "registration",
-        "set_experiment",
-        [("experiment_deleted", _step(name="set_experiment", error_class="experiment_deleted"))],
-    )
-    add("registration", "wait_ready", [("not_ready", _step(name="wait_ready", error_class="not_ready"))])
-    add(
-        "registration",
-        "predict",
-        [("prediction_mismatch", _step(name="predict", error_class="prediction_mismatch"))],
-    )
-    predict_error = _step(name="predict", error_class="ValueError", message="X has 4 features, expecting 5")
-    add("registration", "predict", [("unreadable_model", predict_error)])
+    # The probes' own verdicts without an HTTP exchange of their own, and an exception of the
+    # loaded model while it predicts (it reads the platform's data: FAIL).
+    for kind, step, error_class in (
+        ("registration", "load", "artifact_unreadable"),
+        ("registration", "set_experiment", "experiment_deleted"),
+        ("registration", "wait_ready", "not_ready"),
+        ("registration", "predict", "prediction_mismatch"),
+        ("registration", "predict", "ValueError"),
+    ):
+        add(kind, step, [(error_class, _step(name=step, error_class=error_class))])
     # The monitor's own failures (ERROR): the child's, the isolation wrapper's, the runner's.
-    monitor = [
-        (
-            "registration",
-            "train",
-            "local",
-            _step(name="train", status=Status.ERROR, error_class="ImportError"),
-        ),
-        ("registration", "load", "disk_full", _step(name="load", status=Status.ERROR, error_class="OSError")),
-        (
-            "mlflow_api",
-            "client_search",
-            "crash",
-            _step(name="client_search", status=Status.ERROR, error_class="subprocess_crash"),
-        ),
-        (
-            "alb_health",
-            "mlflow_client",
-            "crash",
-            _step(name="mlflow_client", status=Status.ERROR, error_class="subprocess_crash"),
-        ),
-        (
-            "registration",
-            "run",
-            "deadline",
-            _step(name="run", status=Status.ERROR, error_class="deadline_exceeded"),
-        ),
-        (
-            "registration",
-            "run",
-            "crash",
-            _step(name="run", status=Status.ERROR, error_class="IsolationCrash"),
-        ),
-        (
-            "auth",
-            "run",
-            "exception",
-            _step(name="run", status=Status.ERROR, error_class="MissingSecretError"),
-        ),
-        ("auth", "run", "no_steps", _step(name="run", status=Status.ERROR, error_class="no_steps")),
-    ]
-    paths.extend(monitor)
+    for kind, step, error_class in (
+        ("registration", "train", "ImportError"),
+        ("registration", "load", "OSError"),
+        ("mlflow_api", "client_search", "subprocess_crash"),
+        ("alb_health", "mlflow_client", "subprocess_crash"),
+        ("registration", "run", "deadline_exceeded"),
+        ("registration", "run", "IsolationCrash"),
+        ("auth", "run", "MissingSecretError"),
+        ("auth", "run", "no_steps"),
+    ):
+        add(kind, step, [(error_class, _step(name=step, status=Status.ERROR, error_class=error_class))])
     # The isolation wrapper's own timeout of a client check (probes.support.mlflow_client).
     for kind, step in (("mlflow_api", "client_search"), ("alb_health", "mlflow_client")):
         text = "MLflow client search_experiments still running after 20.0s (timeout)"
