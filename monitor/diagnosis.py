@@ -238,6 +238,14 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Check the artifact store's consistency and that every MLflow task uses the same destination.",
     ),
     Signature(
+        cause="model_registry_unavailable",
+        error_class="model_registry_not_served",
+        hint="experiments/search works through the same proxy and key, but registered-models/search "
+        "answers 404: MLflow serves no model registry, or the proxy routes only part of its API",
+        action="Run MLflow with a database --backend-store-uri (the registry needs one) and check that "
+        "the proxy routes every /api/2.0/mlflow/* path.",
+    ),
+    Signature(
         cause="model_prediction_mismatch",
         error_class="prediction_mismatch",
         hint="the model loaded back from the registry predicts differently from the one logged",
@@ -695,6 +703,7 @@ CAUSE_TITLES: Mapping[str, str] = {
     "artifact_corrupted": "Stored artifacts corrupted",
     "artifact_missing_after_upload": "Artifact store loses written objects",
     "artifact_listing_incomplete": "Artifact listing misses written objects",
+    "model_registry_unavailable": "MLflow model registry not served",
     "model_prediction_mismatch": "Registered model predicts differently from the logged one",
     "model_version_not_ready": "Model version never became ready",
     "synthetic_experiment_deleted": "Synthetic experiment deleted",

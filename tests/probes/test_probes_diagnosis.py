@@ -339,11 +339,14 @@ def failure_paths() -> list[tuple[str, str, str, StepResult]]:
         "experiments_search",
         _http_paths("experiments_search", "GET", f"{MLF}/experiments/search", body_check=True),
     )
-    add(
-        "mlflow_api",
-        "registered_models_search",
-        _http_paths("registered_models_search", "GET", f"{MLF}/registered-models/search", body_check=True),
-    )
+    # registered_models_search runs after experiments_search passed: its 404 is the registry's.
+    models = [
+        (case, s.with_(error_class="model_registry_not_served") if s.http_status == 404 else s)
+        for case, s in _http_paths(
+            "registered_models_search", "GET", f"{MLF}/registered-models/search", body_check=True
+        )
+    ]
+    add("mlflow_api", "registered_models_search", models)
     for api in ("experiments/get-by-name", "experiments/create", "experiments/restore"):
         add("mlflow_api", "experiment", _http_paths("experiment", "GET", f"{MLF}/{api}", body_check=True))
     add(
@@ -574,6 +577,15 @@ KNOWN = {
             "log_model", error_class="timeout", message="log_model not started: budget spent (timeout)"
         ),
         "mlflow_slow",
+    ),
+    "registry_404_after_experiments_answered": (
+        _probe_step(
+            "registered_models_search",
+            http_status=404,
+            error_class="model_registry_not_served",
+            path=f"{MLF}/registered-models/search",
+        ),
+        "model_registry_unavailable",
     ),
     "delete_not_allowed": (
         _probe_step("delete", http_status=405, error_class="http_status", path=f"{ART}/synthmon/r"),
