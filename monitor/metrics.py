@@ -3,8 +3,7 @@
 Every series is prefixed ``synthmon_`` and uses base units. Labels are bounded: probe and step
 names come from config and code, ``status`` from :class:`probes.base.Status`, ``phase`` from
 :meth:`probes.base.HttpTiming.phases`, ``measurement`` from probe code, ``result`` from
-:data:`CHECK_RESULTS`. URLs, error texts and ids
-never become labels; they live in logs and history.
+:data:`CHECK_RESULTS`. URLs, error texts and ids never become labels; they live in logs and history.
 
 ``record(result)`` is the first consumer of every finished run (before the other sinks).
 
