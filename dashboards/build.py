@@ -467,7 +467,23 @@ def probe_detail() -> dict[str, Any]:
                 "Step status",
                 Target(f"min by (step) (synthmon_step_success{{{ssel}}})", "{{step}}"),
                 description="OK = PASS or DEGRADED. A step after a failed one is SKIPPED: FAILING here.",
-                width=24,
+                width=18,
+                height=7,
+            ),
+            stat(
+                "Checks of the last run",
+                Target(f"max by (result) (synthmon_probe_checks{{{PSEL}}})", "{{result}}"),
+                text_mode="value_and_name",
+                description='The run\'s own "N/M passed": steps that passed, failed, or were skipped '
+                "because an earlier one failed (alb_health: its checks, e.g. 9 passed, 1 failed).",
+                overrides=[
+                    {
+                        "matcher": {"id": "byName", "options": name},
+                        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+                    }
+                    for name, color in (("passed", "green"), ("failed", "red"), ("skipped", "text"))
+                ],
+                width=6,
                 height=7,
             ),
             series(

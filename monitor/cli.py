@@ -245,6 +245,7 @@ def once_json(environment: str, results: Sequence[ProbeResult]) -> dict[str, Any
                 "status": r.status.value,
                 "duration_s": round(r.duration_s, 4),
                 "run_id": r.run_id,
+                "checks": r.checks.to_dict(),
                 "steps": [
                     {
                         "step": s.name,

@@ -73,7 +73,7 @@ DEFAULT_LISTEN = "0.0.0.0:9710"
 #: The shortest probe interval: below it a probe becomes load on the platform, not a check of it.
 MIN_INTERVAL_S = 1.0
 #: Signature fields that say what a row diagnoses; every other set field is a condition.
-_SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action"})
+_SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action", "title"})
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9_]+$"
 _INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")

@@ -2,8 +2,8 @@
 
 Every series is prefixed ``synthmon_`` and uses base units. Labels are bounded: probe and step
 names come from config and code, ``status`` from :class:`probes.base.Status`, ``phase`` from
-:meth:`probes.base.HttpTiming.phases`, ``measurement`` from probe code. URLs, error texts and ids
-never become labels; they live in logs and history.
+:meth:`probes.base.HttpTiming.phases`, ``measurement`` from probe code, ``result`` from
+:data:`CHECK_RESULTS`. URLs, error texts and ids never become labels; they live in logs and history.
 
 ``record(result)`` is the first consumer of every finished run (before the other sinks).
 
@@ -29,6 +29,9 @@ from probes.base import Status
 
 #: The step name the runner gives a run that produced no steps of its own (exception, deadline).
 RUN_STEP = "run"
+
+#: The ``result`` label values of ``synthmon_probe_checks``.
+CHECK_RESULTS = ("passed", "failed", "skipped")
 
 #: Run/step durations: from a fast health check to a full model registration.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -58,6 +61,14 @@ class Metrics:
             "synthmon_probe_status",
             "Status of the last run, one-hot over status",
             ["probe", "status"],
+            registry=r,
+        )
+        # The run's "N/M passed" (ProbeResult.checks): alb_health's checks at a glance, without a
+        # summary step that would count every failing check twice.
+        self.probe_checks = Gauge(
+            "synthmon_probe_checks",
+            "Steps of the last run by result: passed (PASS/DEGRADED), failed (FAIL/ERROR), skipped",
+            ["probe", "result"],
             registry=r,
         )
         self.probe_duration = Histogram(
@@ -177,6 +188,10 @@ class Metrics:
             self.probe_status.labels(probe=probe, status=status.value).set(
                 1 if status is result.status else 0
             )
+        checks = result.checks
+        counts = {"passed": checks.passed, "failed": checks.failed, "skipped": checks.skipped}
+        for outcome in CHECK_RESULTS:
+            self.probe_checks.labels(probe=probe, result=outcome).set(counts[outcome])
         self.probe_duration.labels(probe=probe).observe(result.duration_s)
         self.runs.labels(probe=probe, status=result.status.value).inc()
         self.last_run.labels(probe=probe).set(result.started_at.timestamp())
@@ -292,6 +307,8 @@ class Metrics:
         for status in Status:
             _remove(self.probe_status, probe, status.value)
             _remove(self.runs, probe, status.value)
+        for outcome in CHECK_RESULTS:
+            _remove(self.probe_checks, probe, outcome)
         _remove(self.missed, probe)
         for metric in (
             self.step_success,

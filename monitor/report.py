@@ -210,17 +210,15 @@ def _sections(current: Sequence[ProbeResult]) -> str:
 
 
 def _tally(result: ProbeResult) -> str:
-    """``4/5 steps passed, 4 skipped``; a probe that counts its own checks (alb_health's ``summary``
-    step carries ``checks_passed``/``checks_total``) is counted by those: "9/10 checks passed"."""
-    for step in result.steps:
-        total = step.measurements.get("checks_total")
-        passed = step.measurements.get("checks_passed")
-        if total is not None and passed is not None:
-            return f"{int(passed)}/{int(total)} checks passed"
-    skipped = sum(1 for s in result.steps if s.status is Status.SKIPPED)
-    passed_steps = sum(1 for s in result.steps if s.status.ok)
-    text = f"{passed_steps}/{len(result.steps)} steps passed"
-    return text + (f", {skipped} skipped" if skipped else "")
+    """The run's own summary, ``9/10 checks passed, failing: registry_health`` (``, 4 skipped``
+    when later steps could not run)."""
+    checks = result.checks
+    text = f"{checks.passed}/{checks.total} checks passed"
+    if checks.skipped:
+        text += f", {checks.skipped} skipped"
+    if checks.failing:
+        text += ", failing: " + ", ".join(_code_span(name) for name in checks.failing)
+    return text
 
 
 def _step_facts(step: StepResult) -> str:

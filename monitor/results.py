@@ -1,4 +1,9 @@
-"""ProbeResult: one run of one probe, its steps and timing, JSON-serialisable with a schema version."""
+"""ProbeResult: one run of one probe, its steps and timing, JSON-serialisable with a schema version.
+
+A run's own summary is :class:`Checks`, "N/M passed" over the steps that ran: derived from the
+steps (never a step of its own, which would count every failure twice in steps, metrics, uptime
+and alerts), so stored runs of any age get it too.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,56 @@ from probes.base import Status, StepResult, worst
 
 #: Bumped when the JSON shape changes incompatibly (history rows and `synthmon once --format json`).
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """How many of a run's steps passed: ``passed`` (PASS or DEGRADED), ``failed`` (FAIL or ERROR)
+    and ``skipped``; ``failing`` names the failed steps in run order.
+
+    ``total`` counts the steps that ran: a SKIPPED step checked nothing, so "9/10 passed" means
+    ten checks ran and one failed (alb_health's checks never skip one another).
+    """
+
+    passed: int
+    failed: int
+    skipped: int
+    failing: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        """Steps that ran (passed + failed)."""
+        return self.passed + self.failed
+
+    @classmethod
+    def of(cls, steps: tuple[StepResult, ...] | list[StepResult]) -> Checks:
+        """The counts of ``steps``."""
+        failing = tuple(s.name for s in steps if s.status in (Status.FAIL, Status.ERROR))
+        skipped = sum(1 for s in steps if s.status is Status.SKIPPED)
+        return cls(
+            passed=len(steps) - len(failing) - skipped, failed=len(failing), skipped=skipped, failing=failing
+        )
+
+    @property
+    def summary(self) -> str:
+        """``9/10 passed; failing: registry_health`` (``, 4 skipped`` when steps were skipped)."""
+        text = f"{self.passed}/{self.total} passed"
+        if self.skipped:
+            text += f", {self.skipped} skipped"
+        if self.failing:
+            text += "; failing: " + ", ".join(self.failing)
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape (``total`` and the one-line ``summary`` included for readers)."""
+        return {
+            "passed": self.passed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "total": self.total,
+            "failing": list(self.failing),
+            "summary": self.summary,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +89,11 @@ class ProbeResult:
                 return step
         return None
 
+    @property
+    def checks(self) -> Checks:
+        """The run's "N/M passed" summary over its steps."""
+        return Checks.of(self.steps)
+
     @staticmethod
     def status_of(steps: tuple[StepResult, ...] | list[StepResult]) -> Status:
         """The status of a run made of ``steps`` (FAIL beats ERROR beats DEGRADED beats PASS)."""
@@ -51,6 +111,8 @@ class ProbeResult:
             "duration_s": round(self.duration_s, 6),
             "status": self.status.value,
             "steps": [s.to_dict() for s in self.steps],
+            # Derived (from_dict ignores it); written for readers of stored and printed runs.
+            "checks": self.checks.to_dict(),
         }
 
     @classmethod

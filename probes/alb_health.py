@@ -15,7 +15,11 @@ days left (measurement ``cert_days_left``, for people) and as the absolute unix 
 gauge, like blackbox_exporter's ``probe_ssl_earliest_cert_expiry``, so alert rules compare it with
 ``time()`` and never read a value that went stale since the last run): DEGRADED under
 ``cert_warning_days``, FAIL when it does not verify.
-A final ``summary`` step carries ``checks_passed`` / ``checks_total`` and the "N/M passed" line.
+
+"N/M passed" is the run's own summary (``ProbeResult.checks`` in the daemon), not a step: a
+summary step failing with every check would count each failure twice in steps, metrics, uptime
+and alerts. Every check runs whatever the others did, so M is the number of checks (and
+certificate steps).
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult, worst
+from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult
 from probes.http import HttpMethod
 from probes.support.httpstep import check_body
 from probes.support.mlflow_client import client_search_step
 from probes.support.platform import bearer, join_url, platform_step, request_timeout
 
-#: Step names the probe adds itself; a check must not take one (its result would be ambiguous).
-RESERVED_STEP = "summary"
+#: The prefix of the certificate steps the probe adds itself; a check must not take it (its result
+#: would be ambiguous).
 CERT_STEP_PREFIX = "cert_"
 #: The measurement carrying the certificate's ``notAfter`` as unix seconds (the expiry gauge's source).
 CERT_EXPIRY_MEASUREMENT = "cert_expiry_timestamp_seconds"
@@ -123,10 +127,9 @@ class AlbHealthOptions(ProbeOptions):
     def _unique_names(cls, checks: tuple[AlbCheck, ...]) -> tuple[AlbCheck, ...]:
         seen: set[str] = set()
         for check in checks:
-            if check.name == RESERVED_STEP or check.name.startswith(CERT_STEP_PREFIX):
+            if check.name.startswith(CERT_STEP_PREFIX):
                 raise ValueError(
-                    f"check name {check.name!r} is reserved ({RESERVED_STEP!r} and "
-                    f"{CERT_STEP_PREFIX}* are the probe's own steps)"
+                    f"check name {check.name!r} is reserved ({CERT_STEP_PREFIX}* are the probe's own steps)"
                 )
             if check.name in seen:
                 raise ValueError(f"duplicate check name {check.name!r}: each check is its own step")
@@ -150,22 +153,6 @@ class AlbHealthOptions(ProbeOptions):
     def secret_names(self) -> set[str]:
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
-
-
-def summarize(checks: list[StepResult]) -> StepResult:
-    """The ``summary`` step: "N/M passed", the failing check names, and the worst check status."""
-    total = len(checks)
-    passed = sum(1 for s in checks if s.status.ok)
-    failed = [s.name for s in checks if not s.status.ok]
-    message = f"{passed}/{total} checks passed"
-    if failed:
-        message += "; failing: " + ", ".join(failed)
-    return StepResult(
-        name=RESERVED_STEP,
-        status=worst([s.status for s in checks]) if checks else Status.ERROR,
-        message=message,
-        measurements={"checks_passed": float(passed), "checks_total": float(total)},
-    )
 
 
 async def certificate_not_after(host: str, port: int, context: ssl.SSLContext, timeout_s: float) -> datetime:
@@ -275,15 +262,14 @@ class AlbHealthProbe:
         )
 
     async def run(self, ctx: ProbeContext) -> list[StepResult]:
-        """Run every check in order, then the certificate steps and the summary."""
+        """Run every check in order, then the certificate steps."""
         o = self.options
         needs_key = any(c.auth or c.kind == "mlflow_client" for c in o.checks)
         key = ctx.secrets.get(o.api_key_secret) if needs_key else ""
-        checks = [await self._check(ctx, check, key) for check in o.checks]
-        steps = list(checks)
+        steps = [await self._check(ctx, check, key) for check in o.checks]
         if self._tls is not None:
             for target in ("auth", "registry"):
                 base = self._base(target)
                 if base.startswith("https://"):
                     steps.append(await self._certificate(ctx, target, base, self._tls))
-        return [*steps, summarize(checks)]
+        return steps

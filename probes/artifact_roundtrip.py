@@ -10,7 +10,9 @@ answered 404 for every upload. Steps, all under a synthetic prefix ``<prefix>/<r
 - ``delete``   DELETE the run's prefix. It runs whenever the upload succeeded, even when ``list``,
   ``download`` or ``verify`` failed, so failed runs do not leave objects behind.
 
-When ``upload`` fails nothing was written, so every later step is SKIPPED.
+When ``upload`` fails nothing was written, so every later step is SKIPPED. Once it succeeded, the
+route is known to work: a listing without the object is ``artifact_not_listed`` and a download
+404 is ``artifact_missing`` (the store lost the object), never a missing route.
 """
 
 from __future__ import annotations
@@ -142,12 +144,20 @@ class ArtifactRoundtripProbe:
         listing = await self._http(ctx, "list", "GET", self._url(), key, params={"path": folder})
         list_step = listing.step
         if list_step.status.ok:
-            size = listed_size(listing.json(), o.file_name)
-            if size is None:
+            doc = listing.json()
+            size = listed_size(doc, o.file_name)
+            if not isinstance(doc, dict) or not isinstance(doc.get("files", []), list):
                 list_step = list_step.with_(
                     status=Status.FAIL,
                     error_class="body_mismatch",
-                    message=f"list of {folder} does not show {o.file_name}",
+                    message=f"list of {folder}: the answer is not a file listing",
+                )
+            elif size is None:
+                # The upload just succeeded, so the route works: the listing misses the object.
+                list_step = list_step.with_(
+                    status=Status.FAIL,
+                    error_class="artifact_not_listed",
+                    message=f"list of {folder} does not show {o.file_name}, uploaded moments ago",
                 )
             elif size != len(payload):
                 list_step = list_step.with_(
@@ -161,7 +171,14 @@ class ArtifactRoundtripProbe:
         download = await self._http(
             ctx, "download", "GET", self._url(object_path), key, max_body=len(payload) + 1024
         )
-        steps.append(_throughput(download.step, len(download.body), "download_bytes_per_second"))
+        download_step = download.step
+        if not download_step.status.ok and download_step.http_status == 404:
+            # The same route accepted the upload moments ago: the route is deployed, the object is gone.
+            download_step = download_step.with_(
+                error_class="artifact_missing",
+                message=f"{download_step.message}: the object uploaded moments ago is not found",
+            )
+        steps.append(_throughput(download_step, len(download.body), "download_bytes_per_second"))
         if download.step.status.ok:
             steps.append(await asyncio.to_thread(verify_payload, "verify", payload, download.body))
         else:

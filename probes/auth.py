@@ -47,16 +47,19 @@ class AuthOptions(ProbeOptions):
 def judge_validation(step: StepResult, doc: Any, options: AuthOptions) -> StepResult:
     """Turn a 200 from ``/keys/validate`` into PASS or a FAIL with a precise error class.
 
-    Pure: takes the HTTP step and the parsed body (None when the body was not JSON).
+    Pure: takes the HTTP step and the parsed body (None when the body was not JSON). Error classes:
+    ``body_mismatch`` (not a JSON object), ``key_not_valid`` (``is_valid`` is not true),
+    ``service_id_mismatch``, ``scope_missing``.
     """
     if not isinstance(doc, dict):
         return step.with_(
             status=Status.FAIL, error_class="body_mismatch", message="validate: body is not a JSON object"
         )
     if doc.get("is_valid") is not True:
+        # A 200 that says no: the auth service works and rejects the key (not a broken answer).
         return step.with_(
             status=Status.FAIL,
-            error_class="body_mismatch",
+            error_class="key_not_valid",
             message=f"validate: is_valid is {doc.get('is_valid')!r}, expected true",
         )
     got_service = doc.get("service_id")

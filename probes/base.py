@@ -64,11 +64,27 @@ def worst(statuses: list[Status]) -> Status:
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """A likely cause of a failing step, in words on-call can act on."""
+    """A likely cause of a failing step, in words on-call can act on.
+
+    ``cause`` is a stable code (metrics, history, correlation); ``title`` is the cause in words
+    when the signature that matched wrote its own (a config row's), else empty and readers use
+    the built-in title of the code.
+    """
 
     cause: str
     hint: str
     action: str = ""
+    title: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Diagnosis:
+        """A diagnosis from its stored dict; rows written before ``title`` existed load with ""."""
+        return cls(
+            cause=str(d["cause"]),
+            hint=str(d.get("hint") or ""),
+            action=str(d.get("action") or ""),
+            title=str(d.get("title") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +153,7 @@ class StepResult:
             body_excerpt=d.get("body_excerpt"),
             content_type=d.get("content_type"),
             timing=HttpTiming(**timing) if timing else None,
-            diagnosis=Diagnosis(**diag) if diag else None,
+            diagnosis=Diagnosis.from_dict(diag) if diag else None,
             measurements={str(k): float(v) for k, v in (d.get("measurements") or {}).items()},
         )
 

@@ -12,7 +12,9 @@ Steps, in order (all under ``<registry_url><mlflow_path>``, default ``/api/mlflo
   subprocess (the seed's check #10): what users' code actually does.
 
 JSON shapes are validated: MLflow omits empty lists, so a missing list is fine, a wrong type is not.
-After the first FAIL the remaining steps are SKIPPED: they go through the same proxy and key.
+After the first FAIL the remaining steps are SKIPPED: they go through the same proxy and key. A
+404 from ``registered_models_search`` after ``experiments_search`` passed is
+``model_registry_not_served``: the route and key work, MLflow serves no model registry.
 """
 
 from __future__ import annotations
@@ -224,7 +226,15 @@ class MlflowApiProbe:
                     params={"max_results": o.max_results},
                     shape=("registered_models", ("name",)),
                 )
-                steps.append(ex.step)
+                step = ex.step
+                if step.status is Status.FAIL and step.http_status == 404:
+                    # experiments/search just answered through the same proxy and key: it is the
+                    # model registry that is not served, not the proxy's MLflow route.
+                    step = step.with_(
+                        error_class="model_registry_not_served",
+                        message=f"{step.message}: experiments/search answers, the model registry does not",
+                    )
+                steps.append(step)
             elif name == "experiment":
                 steps.append(await self._experiment(ctx, key))
             else:

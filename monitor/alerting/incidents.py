@@ -202,7 +202,7 @@ def _event(kind: EventKind, state: IncidentState, result: ProbeResult, now: date
         hint=diagnosis.hint if diagnosis else None,
         action=(diagnosis.action or None) if diagnosis else None,
         seq=state.seq + 1,
-        title=cause_title(cause) if cause else None,
+        title=(diagnosis.title if diagnosis else "") or (cause_title(cause) if cause else None),
     )
 
 

@@ -163,15 +163,7 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
             local=name in LOCAL_STEPS,
             timeout_s=timeout_s,
         )
-        transport = ("timeout", "connect_error", "connection_reset")
-        if (
-            name == "load"
-            and result["status"] == "FAIL"
-            and result.get("http_status") is None
-            and result.get("error_class") not in transport
-        ):
-            # Downloaded, but the files do not parse (YAML, pickle, UTF-8): corrupted artifacts.
-            result["error_class"] = "artifact_unreadable"
+        _refine_failure(name, result, state)
         if result["status"] == "PASS" and isinstance(value, dict):
             result.update(value)  # a step may add its own message / status / measurements
         steps.append(result)
@@ -207,12 +199,15 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     def log_model() -> dict[str, Any]:
         import sklearn
 
+        state["log_model_phase"] = "run"
         run = client.create_run(state["experiment_id"], tags=ours, run_name=f"synthmon-{synthmon_run}")
         state["mlflow_run_id"] = run.info.run_id
         client.log_param(run.info.run_id, "seed", seed)
         client.log_metric(run.info.run_id, "accuracy", state["accuracy"])
         # Explicit requirements: inferring them starts another Python that loads the model (slow).
         kwargs: dict[str, Any] = {"pip_requirements": [f"scikit-learn=={sklearn.__version__}"]}
+        # From here on the MLflow API has answered (run, param, metric): what fails is the upload.
+        state["log_model_phase"] = "upload"
         with mlflow.start_run(run_id=run.info.run_id):
             try:
                 info = mlflow.sklearn.log_model(state["model"], name="model", tags=ours, **kwargs)
@@ -314,6 +309,32 @@ def run_registration(payload: dict[str, Any]) -> list[dict[str, Any]]:
     for s in steps:
         s["message"] = SecretMasker(secrets).mask(str(s.get("message", "")))
     return steps
+
+
+#: Error classes of a platform that did not answer (or not in time): no answer to judge further.
+_TRANSPORT_CLASSES = frozenset({"timeout", "connect_error", "connection_reset"})
+
+
+def _refine_failure(name: str, result: dict[str, Any], state: Mapping[str, Any]) -> None:
+    """Give a FAIL the error class that what the earlier steps proved makes it (``result`` in place).
+
+    - ``log_model`` failing in its upload, after the run was created through MLflow's API:
+      ``artifact_upload_failed`` (the artifact route, not MLflow, is what fails);
+    - ``load`` answered 404 for a model whose files ``log_model`` uploaded through the same route:
+      ``artifact_missing`` (the store lost them; the route works);
+    - ``load`` failing without any HTTP status: the files downloaded but do not parse (YAML,
+      pickle, UTF-8): ``artifact_unreadable``.
+
+    Transport failures keep their class: without an answer there is nothing more to tell.
+    """
+    if result["status"] != "FAIL" or result.get("error_class") in _TRANSPORT_CLASSES:
+        return
+    if name == "log_model" and state.get("log_model_phase") == "upload":
+        result["error_class"] = "artifact_upload_failed"
+    elif name == "load" and result.get("http_status") == 404:
+        result["error_class"] = "artifact_missing"
+    elif name == "load" and result.get("http_status") is None:
+        result["error_class"] = "artifact_unreadable"
 
 
 def _delete_own(client: Any, model_name: str, state: dict[str, Any]) -> int:

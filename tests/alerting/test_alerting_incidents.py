@@ -202,3 +202,19 @@ def test_joined_dependent_moves_silently_to_a_new_held_upstream_incident() -> No
     state, events = transition(state, res, rule, res.started_at, upstream=new_held)
     assert events == []
     assert (state.incident_id, state.notified) == ("mlflow_api-r9", False)
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [("VPN to the data centre down", "VPN to the data centre down"), ("", "Vpn tunnel down")],
+    ids=["config_title", "derived_from_code"],
+)
+def test_event_title_is_the_diagnosis_title_else_the_cause_in_words(title: str, expected: str) -> None:
+    """A config diagnosis row's own title heads the alert; without one the cause code reads as words."""
+    diag = Diagnosis(cause="vpn_tunnel_down", hint="h", title=title)
+    step = StepResult("health", Status.FAIL, error_class="connect_error", diagnosis=diag)
+    rule = IncidentRule(failure_threshold=1)
+    state = IncidentState("auth")
+    result = ProbeResult("auth", "auth", "run-1", T0, 1.0, Status.FAIL, (step,), "prod")
+    state, [event] = transition(state, result, rule, T0)
+    assert (event.kind, event.cause, event.title) == (EventKind.OPENED, "vpn_tunnel_down", expected)

@@ -312,3 +312,33 @@ def test_certificate_expiry_is_its_own_absolute_gauge() -> None:
     metrics.record(_result(Status.PASS, (cert,), probe="alb_health"))
     metrics.forget("alb_health")
     assert "synthmon_tls_cert_expiry_timestamp_seconds{" not in generate_latest(registry).decode()
+
+
+def test_checks_gauge_counts_the_runs_steps_once() -> None:
+    """alb_health 9/10: passed 9, failed 1, skipped 0; no summary step series; removed on forget."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    checks = [StepResult(name=f"c{i}", status=Status.PASS) for i in range(9)]
+    checks.append(StepResult(name="registry_health", status=Status.FAIL, http_status=503))
+    metrics.record(_result(Status.FAIL, tuple(checks), probe="alb_health"))
+    s = _samples(registry)
+    counts = {r: _get(s, "synthmon_probe_checks", probe="alb_health", result=r) for r in ("passed", "failed")}
+    assert counts == {"passed": 9, "failed": 1}
+    assert _get(s, "synthmon_probe_checks", probe="alb_health", result="skipped") == 0
+    failing = [k for k, v in s.items() if k[0] == "synthmon_step_success" and v == 0]
+    assert failing == [
+        ("synthmon_step_success", frozenset({("probe", "alb_health"), ("step", "registry_health")}))
+    ]
+    skipped = (StepResult(name="upload", status=Status.FAIL), StepResult(name="list", status=Status.SKIPPED))
+    metrics.record(_result(Status.FAIL, skipped, probe="alb_health"))
+    s = _samples(registry)
+    assert [
+        _get(s, "synthmon_probe_checks", probe="alb_health", result=r)
+        for r in ("passed", "failed", "skipped")
+    ] == [
+        0,
+        1,
+        1,
+    ]
+    metrics.forget("alb_health")
+    assert not [k for k in _samples(registry) if k[0] == "synthmon_probe_checks"]

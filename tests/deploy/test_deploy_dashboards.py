@@ -20,6 +20,7 @@ RULES = DASHBOARD_DIR / "rules" / "synthmon.rules.yml"
 CONTRACT = {
     "synthmon_probe_success",
     "synthmon_probe_status",
+    "synthmon_probe_checks",
     "synthmon_probe_duration_seconds",
     "synthmon_step_duration_seconds",
     "synthmon_step_success",

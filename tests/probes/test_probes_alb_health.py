@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from probes_helpers import DEFAULT_CONFIG
 
 from monitor.config import load_config
+from monitor.results import ProbeResult
 from probes import PROBE_KINDS
-from probes.alb_health import DEFAULT_CHECKS, AlbHealthOptions, summarize
+from probes.alb_health import DEFAULT_CHECKS, AlbHealthOptions
 from probes.base import Status, StepResult
 from probes.support.platform import classify_503
+from tests.core.target import Target
 
 
 def _step(**kw: object) -> StepResult:
@@ -34,14 +38,51 @@ def test_alb_html_503_is_told_from_application_503() -> None:
     assert "application 503" in app.message
 
 
-def test_summary_counts_passed_checks() -> None:
-    """The summary step says N/M passed, names the failing checks and takes the worst status."""
+def test_checks_summary_is_the_runs_own_not_a_step() -> None:
+    """Nine passing checks and a failing one: "9/10 passed" on the run, each failure counted once."""
     checks = [StepResult(name=f"c{i}", status=Status.PASS) for i in range(9)]
     checks.append(StepResult(name="registry_health", status=Status.FAIL))
-    summary = summarize(checks)
-    assert summary.status is Status.FAIL
-    assert summary.message.startswith("9/10 checks passed; failing: registry_health")
-    assert summary.measurements == {"checks_passed": 9.0, "checks_total": 10.0}
+    result = ProbeResult(
+        probe="alb_health",
+        kind="alb_health",
+        run_id="r",
+        started_at=datetime(2025, 7, 22, tzinfo=UTC),
+        duration_s=0.5,
+        status=ProbeResult.status_of(checks),
+        steps=tuple(checks),
+    )
+    assert result.status is Status.FAIL
+    assert (result.checks.passed, result.checks.total, result.checks.failing) == (9, 10, ("registry_health",))
+    assert result.checks.summary == "9/10 passed; failing: registry_health"
+    assert [s.name for s in result.steps if not s.status.ok] == ["registry_health"]
+    assert result.to_dict()["checks"] == {
+        "passed": 9,
+        "failed": 1,
+        "skipped": 0,
+        "total": 10,
+        "failing": ["registry_health"],
+        "summary": "9/10 passed; failing: registry_health",
+    }
+    # Stored runs load as before: the summary is derived, never read back.
+    assert ProbeResult.from_dict(result.to_dict()) == result
+
+
+async def test_probe_returns_only_its_checks(target: Target) -> None:
+    """A run against a real server has one step per check and no summary step: one failing check
+    fails the run once."""
+    from probes_helpers import make_ctx
+
+    from probes.alb_health import AlbHealthProbe
+
+    checks = ({"name": "up"}, {"name": "isolated", "expected": [404]})
+    options = AlbHealthOptions(auth_url=target.url, registry_url=target.url, checks=checks)  # type: ignore[arg-type]
+    ctx = make_ctx()
+    async with ctx.http:
+        steps = await AlbHealthProbe("alb", options).run(ctx)
+    assert [(s.name, s.status, s.http_status) for s in steps] == [
+        ("up", Status.PASS, 200),
+        ("isolated", Status.FAIL, 200),
+    ]
 
 
 def test_default_checks_are_the_contracts_ten_and_config_yaml_lists_them(

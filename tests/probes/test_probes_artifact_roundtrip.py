@@ -28,16 +28,19 @@ def _step(**kw: object) -> StepResult:
 class FakeArtifactStore:
     """An in-memory artifact route for MockTransport; ``corrupt`` flips the downloaded bytes."""
 
-    def __init__(self, corrupt: bool = False) -> None:
+    def __init__(self, corrupt: bool = False, lose: bool = False) -> None:
         self.objects: dict[str, bytes] = {}
         self.corrupt = corrupt
+        #: Accept uploads and keep nothing (a store that loses what it was given).
+        self.lose = lose
         self.deleted: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         prefix = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts"
         rel = request.url.path.removeprefix(prefix).lstrip("/")
         if request.method == "PUT":
-            self.objects[rel] = request.content
+            if not self.lose:
+                self.objects[rel] = request.content
             return httpx.Response(200, json={})
         if request.method == "DELETE":
             self.deleted.append(rel)
@@ -51,6 +54,8 @@ class FakeArtifactStore:
                 if k.startswith(folder + "/")
             ]
             return httpx.Response(200, json={"files": files})
+        if rel not in self.objects:
+            return httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST"})
         body = self.objects[rel]
         return httpx.Response(200, content=bytes(b ^ 0xFF for b in body) if self.corrupt else body)
 
@@ -90,3 +95,22 @@ def test_verify_payload_and_listed_size() -> None:
     assert listed_size({"files": [{"path": "payload.bin", "file_size": "300"}]}, "payload.bin") == 300
     assert listed_size({"files": []}, "payload.bin") is None
     assert listed_size("garbage", "payload.bin") is None
+
+
+async def test_a_lost_object_is_told_from_a_missing_route() -> None:
+    """After a successful upload, a listing without the object and a download 404 blame the store:
+    the route just worked, so the causes are a lost object, not artifact_route_not_deployed."""
+    from monitor.diagnosis import diagnose
+
+    ctx = make_ctx(mock(FakeArtifactStore(lose=True)))
+    async with ctx.http:
+        steps = {s.name: s for s in await ArtifactRoundtripProbe("a", ArtifactRoundtripOptions()).run(ctx)}
+    assert steps["upload"].status is Status.PASS
+    assert (steps["list"].error_class, steps["download"].error_class) == (
+        "artifact_not_listed",
+        "artifact_missing",
+    )
+    assert steps["download"].http_status == 404
+    causes = [diagnose(steps[n]).cause for n in ("list", "download")]  # type: ignore[union-attr]
+    assert causes == ["artifact_listing_incomplete", "artifact_missing_after_upload"]
+    assert steps["delete"].status is Status.PASS

@@ -26,7 +26,7 @@ GOOD = {"is_valid": True, "service_id": "platform", "scopes": ["read", "write"],
 VALIDATION_CASES = {
     "valid": (GOOD, Status.PASS, None),
     "not_object": ([1, 2], Status.FAIL, "body_mismatch"),
-    "is_valid_false": ({**GOOD, "is_valid": False}, Status.FAIL, "body_mismatch"),
+    "is_valid_false": ({**GOOD, "is_valid": False}, Status.FAIL, "key_not_valid"),
     "wrong_service": ({**GOOD, "service_id": "ml-platform"}, Status.FAIL, "service_id_mismatch"),
     "missing_service": (
         {k: v for k, v in GOOD.items() if k != "service_id"},

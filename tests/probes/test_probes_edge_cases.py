@@ -60,27 +60,49 @@ def _raiser(exc: type[httpx.TransportError], text: str) -> Callable[[httpx.Reque
     return handler
 
 
-EDGE_CASES: dict[str, tuple[Callable[[httpx.Request], httpx.Response], set[str]]] = {
-    "garbage_json": (_garbage_json, {"unexpected_body", "unexpected_status"}),
-    "wrong_content_type": (_wrong_content_type, {"unexpected_body", "unexpected_status"}),
-    "huge_body": (_huge_body, {"body_too_large", "unexpected_status"}),
-    "redirect": (_redirect, {"unexpected_redirect"}),
+#: The cause of the first failing step, by probe: what the failing step talks to is what is broken
+#: (auth service, registry, MLflow, the artifact routes), the way it failed is in its error class.
+UNREACHABLE = {
+    "alb_health": "auth_service_unreachable",
+    "artifact_roundtrip": "registry_unreachable",
+    "auth": "auth_service_unreachable",
+    "mlflow_api": "registry_unreachable",
+}
+ANSWERED_WRONGLY = {
+    "alb_health": "auth_service_unhealthy",
+    "artifact_roundtrip": "artifact_upload_rejected",
+    "auth": "auth_service_unhealthy",
+    "mlflow_api": "mlflow_api_failing",
+}
+# A 200 with a body no check accepts: only the isolation check (expects 404) and the body checks fail.
+BAD_BODY = {
+    "alb_health": "registry_alb_serves_auth_api",
+    "artifact_roundtrip": "artifact_list_failing",
+    "auth": "auth_validation_failing",
+    "mlflow_api": "mlflow_api_failing",
+}
+
+EDGE_CASES: dict[str, tuple[Callable[[httpx.Request], httpx.Response], dict[str, str]]] = {
+    "garbage_json": (_garbage_json, BAD_BODY),
+    "wrong_content_type": (_wrong_content_type, BAD_BODY),
+    "huge_body": (_huge_body, ANSWERED_WRONGLY),
+    "redirect": (_redirect, ANSWERED_WRONGLY),
     "tls_error": (
         _raiser(httpx.ConnectError, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
-        {"tls_error"},
+        UNREACHABLE,
     ),
-    "dns_failure": (_raiser(httpx.ConnectError, "[Errno -2] Name or service not known"), {"dns_failure"}),
-    "connection_reset": (
-        _raiser(httpx.ReadError, "[Errno 104] Connection reset by peer"),
-        {"connection_reset"},
-    ),
+    "dns_failure": (_raiser(httpx.ConnectError, "[Errno -2] Name or service not known"), UNREACHABLE),
+    "connection_reset": (_raiser(httpx.ReadError, "[Errno 104] Connection reset by peer"), UNREACHABLE),
 }
+#: The transport error class each transport case must keep (the cause says what, the class how).
+ERROR_CLASSES = {"tls_error": "tls_error", "dns_failure": "dns_error", "connection_reset": "connection_reset"}
 
 
 @pytest.mark.parametrize("case", sorted(EDGE_CASES), ids=sorted(EDGE_CASES))
 @pytest.mark.parametrize("probe_name", sorted(PROBES), ids=sorted(PROBES))
 async def test_edge_case_is_a_diagnosed_fail_not_an_exception(probe_name: str, case: str) -> None:
-    """A broken answer or transport failure is a FAIL step with a known cause, and never shows the key."""
+    """A broken answer or transport failure is a FAIL step whose cause names the component it talks
+    to (its error class says how it failed), and never shows the key."""
     handler, causes = EDGE_CASES[case]
     key = generated_key()
     ctx = make_ctx(mock(handler), key=key)
@@ -90,9 +112,11 @@ async def test_edge_case_is_a_diagnosed_fail_not_an_exception(probe_name: str, c
     assert failing, [s.to_dict() for s in steps]
     first = failing[0]
     assert first.error_class
+    if case in ERROR_CLASSES:
+        assert first.error_class == ERROR_CLASSES[case]
     diagnosis = diagnose(first, probe=probe_name)
     assert diagnosis is not None, first
-    assert diagnosis.cause in causes, (first, diagnosis)
+    assert diagnosis.cause == causes[probe_name], (first, diagnosis)
     assert key not in json.dumps([s.to_dict() for s in steps])
 
 

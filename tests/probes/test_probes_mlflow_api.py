@@ -8,6 +8,7 @@ import httpx
 import pytest
 from probes_helpers import make_ctx, mock
 
+from monitor.diagnosis import diagnose
 from probes.base import Status, StepResult
 from probes.mlflow_api import MlflowApiOptions, MlflowApiProbe, list_shape_problem
 
@@ -72,3 +73,26 @@ async def test_mlflow_api_skips_after_first_failure() -> None:
     async with ctx.http:
         steps = await MlflowApiProbe("m", MlflowApiOptions()).run(ctx)
     assert [s.status for s in steps] == [Status.FAIL, Status.SKIPPED, Status.SKIPPED, Status.SKIPPED]
+
+
+async def test_registry_404_after_experiments_answered_is_the_model_registry() -> None:
+    """experiments/search answers but registered-models/search is 404: the model registry is not
+    served (the proxy route and the key just worked), not a missing route."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/registered-models/search"):
+            return httpx.Response(404, json={"error_code": "ENDPOINT_NOT_FOUND"})
+        return httpx.Response(200, json={"experiments": []})
+
+    ctx = make_ctx(mock(handler))
+    async with ctx.http:
+        steps = await MlflowApiProbe("m", MlflowApiOptions(client_search=False)).run(ctx)
+    failing = steps[1]
+    assert (failing.name, failing.status, failing.http_status) == (
+        "registered_models_search",
+        Status.FAIL,
+        404,
+    )
+    assert failing.error_class == "model_registry_not_served"
+    assert diagnose(failing).cause == "model_registry_unavailable"  # type: ignore[union-attr]
+    assert steps[2].status is Status.SKIPPED

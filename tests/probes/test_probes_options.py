@@ -76,12 +76,11 @@ _CHECK = "{name: c1, path: /health}"
     [
         ("[]", "at least 1"),
         (f"[{_CHECK}, {_CHECK}]", "duplicate check name 'c1'"),
-        ("[{name: summary}]", "reserved"),
         ("[{name: cert_auth}]", "reserved"),
         ("[{name: c1, method: FETCH}]", "method"),
         ("[{name: 'Registry Health'}]", "name"),
     ],
-    ids=["empty", "duplicate", "summary", "cert_prefix", "method", "name_not_a_label"],
+    ids=["empty", "duplicate", "cert_prefix", "method", "name_not_a_label"],
 )
 def test_alb_health_rejects_bad_checks(checks: str, message: str) -> None:
     """Empty, duplicate, reserved or badly named checks and unknown methods are config errors."""
@@ -129,7 +128,7 @@ async def test_alb_health_builds_its_tls_context_once(monkeypatch: pytest.Monkey
         ctx = make_ctx(mock(lambda _r: httpx.Response(200)))
         async with ctx.http:
             steps = await probe.run(ctx)
-        assert [s.name for s in steps] == ["c1", "cert_auth", "summary"]
+        assert [s.name for s in steps] == ["c1", "cert_auth"]
     assert len(calls) == 1
     AlbHealthProbe("alb", AlbHealthOptions())  # plain http targets: no context at all
     assert len(calls) == 1

@@ -229,3 +229,40 @@ def test_fixed_clock_drives_registration_payload_time() -> None:
     payload = RegistrationProbe("r", RegistrationOptions()).payload(ctx)
     assert payload["now_ms"] == NOW_MS
     assert payload["api_key"].startswith("hk_test_")
+
+
+@pytest.mark.parametrize(
+    ("step", "phase", "facts", "error_class"),
+    [
+        (
+            "log_model",
+            "upload",
+            {"http_status": 404, "error_class": "MlflowException"},
+            "artifact_upload_failed",
+        ),
+        ("log_model", "run", {"http_status": 404, "error_class": "MlflowException"}, "MlflowException"),
+        ("log_model", "upload", {"error_class": "timeout"}, "timeout"),
+        ("load", None, {"http_status": 404, "error_class": "MlflowException"}, "artifact_missing"),
+        ("load", None, {"error_class": "UnpicklingError"}, "artifact_unreadable"),
+        ("load", None, {"error_class": "connect_error"}, "connect_error"),
+        ("load", None, {"http_status": 500, "error_class": "MlflowException"}, "MlflowException"),
+    ],
+    ids=[
+        "upload_after_run_created",
+        "run_creation",
+        "upload_timeout_keeps_class",
+        "model_files_404_after_logging",
+        "files_do_not_parse",
+        "refused_keeps_class",
+        "server_error_keeps_class",
+    ],
+)
+def test_failure_is_refined_by_what_earlier_calls_proved(
+    step: str, phase: str | None, facts: dict[str, Any], error_class: str
+) -> None:
+    """A FAIL's class says what the earlier calls proved (the API worked, the files were uploaded)."""
+    from probes.support.registration_child import _refine_failure
+
+    result: dict[str, Any] = {"name": step, "status": "FAIL", **facts}
+    _refine_failure(step, result, {"log_model_phase": phase} if phase else {})
+    assert result["error_class"] == error_class
