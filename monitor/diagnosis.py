@@ -139,7 +139,8 @@ _MLFLOW_ANY = r"mlflow"
 # Transport error classes (probes.support.httpstep and the MLflow child's) by what they say: the
 # monitor could not hold a conversation with the host, or the host did not answer in time.
 _UNREACHABLE = (
-    r"^(connect_error|connect_timeout|dns_error|tls_error|connection_reset|protocol_error|read_error"
+    r"^(connect_error|connect_timeout|dns_error|tls_error|connection_reset|connection_closed|broken_pipe"
+    r"|protocol_error|read_error"
     r"|write_error|transport_error|too_many_redirects|unsupported_protocol|ConnectionError)$"
 )
 _SLOW = r"^(read_timeout|write_timeout|pool_timeout|timeout|ReadTimeout|Timeout)$"
@@ -277,6 +278,12 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         error_class_regex=r"^(subprocess_crash|IsolationCrash)$",
         hint="the subprocess running the check died without an answer (memory, a missing package, a crash)",
         action="Read the monitor's log line for this run (the subprocess's last stderr lines).",
+    ),
+    Signature(
+        cause="monitor_out_of_resources",
+        error_class="local_resource_error",
+        hint="the monitor's own host ran out of file descriptors or memory: the platform was not checked",
+        action="Check the synthmon container's memory limit and open-files limit (ulimit -n); restart it.",
     ),
     Signature(
         cause="monitor_error",
@@ -663,6 +670,13 @@ BUILTIN_SIGNATURES: tuple[Signature, ...] = (
         action="Check the target's logs for crashes and the ALB/backend keep-alive timeouts.",
     ),
     Signature(
+        cause="connection_closed",
+        error_class_regex=r"^(connection_closed|broken_pipe)$",
+        hint="the target closed the connection before or while answering, or while the request was "
+        "sent (a crashing backend, an idle timeout shorter than the request, a proxy cutting bodies)",
+        action="Check the target's and the ALB's logs at that time and the idle timeouts along the path.",
+    ),
+    Signature(
         cause="timeout",
         message_regex=r"timeout|timed out",
         hint="the target did not answer within the step's time budget",
@@ -758,6 +772,8 @@ CAUSE_TITLES: Mapping[str, str] = {
     "dns_failure": "Host name does not resolve",
     "connection_refused": "Connection refused",
     "connection_reset": "Connection reset",
+    "connection_closed": "Connection closed by the target",
+    "monitor_out_of_resources": "Monitor out of file descriptors or memory",
     "timeout": "No answer in time",
     "redirect_loop": "Redirect loop",
     "transport_error": "Connection failed mid-exchange",
@@ -768,7 +784,7 @@ CAUSE_TITLES: Mapping[str, str] = {
 
 #: Causes of the monitor's own failures (ERROR steps): nothing in the platform is known to be broken.
 MONITOR_CAUSES: frozenset[str] = frozenset(
-    {"probe_deadline_exceeded", "monitor_subprocess_crashed", "monitor_error"}
+    {"probe_deadline_exceeded", "monitor_subprocess_crashed", "monitor_error", "monitor_out_of_resources"}
 )
 
 #: Causes that say how a request failed, not what in the platform is broken, and the monitor's own
@@ -787,6 +803,7 @@ GENERIC_CAUSES: frozenset[str] = frozenset(
         "dns_failure",
         "connection_refused",
         "connection_reset",
+        "connection_closed",
         "timeout",
         "redirect_loop",
         "transport_error",

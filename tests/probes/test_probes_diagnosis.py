@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.diagnosis import BUILTIN_SIGNATURES, GENERIC_CAUSES, MONITOR_CAUSES, Signature, diagnose
+from monitor.diagnosis import (
+    BUILTIN_SIGNATURES,
+    CAUSE_TITLES,
+    GENERIC_CAUSES,
+    MONITOR_CAUSES,
+    Signature,
+    diagnose,
+)
 from probes.base import Diagnosis, Status, StepResult
 
 
@@ -619,3 +626,29 @@ def test_what_the_probe_knows_names_what_is_broken(case: str) -> None:
     """Earlier steps' outcomes and the step's component turn a bare symptom into its real cause."""
     step, cause = KNOWN[case]
     assert _cause(step) == cause
+
+
+@pytest.mark.parametrize(
+    "error_class",
+    [
+        "connection_reset",
+        "broken_pipe",
+        "connection_closed",
+        "connect_error",
+        "connect_timeout",
+        "dns_error",
+        "tls_error",
+        "read_timeout",
+        "write_timeout",
+        "pool_timeout",
+        "protocol_error",
+        "local_resource_error",
+    ],
+)
+def test_every_transport_class_of_the_http_step_is_diagnosed(error_class: str) -> None:
+    """Each class probes.support.httpstep gives a transport failure maps to a cause (generic or not)."""
+    status = Status.ERROR if error_class == "local_resource_error" else Status.FAIL
+    step = StepResult(name="request", status=status, error_class=error_class, message=f"GET /: {error_class}")
+    found = diagnose(step)
+    assert found is not None
+    assert found.cause in CAUSE_TITLES
