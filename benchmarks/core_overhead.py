@@ -70,7 +70,7 @@ async def main(n: int) -> None:
         records.append(time.perf_counter() - t1)
         assert result.status.ok, result
 
-    from probes import PROBE_KINDS
+    from probes.registry import PROBE_KINDS
     from tests.core.kinds import IsolatedEchoProbe  # the isolation path, with a trivial probe
 
     PROBE_KINDS["bench_iso"] = IsolatedEchoProbe

@@ -15,20 +15,14 @@ synthmon (``run``), 3 only the monitor failed (``once``: ERROR and no FAIL).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import ArgumentError
-
-from monitor.app import build_daemon, build_monitor
 from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -40,22 +34,15 @@ from monitor.cliutil import (
     config_path,
     load_or_report,
     open_database,
-    table_lines,
-    terminal_width,
-    wrap_words,
 )
-from monitor.daemon import synthmon_version
-from monitor.history.sqlstore import SqlHistoryStore
-from monitor.junit import render_junit
 from monitor.logs import LEVELS, make_logger, route_stdlib_logging
-from monitor.results import SCHEMA_VERSION, ProbeResult
-from monitor.runner import select_probes
-from monitor.server import ListenError
-from monitor.store.config import StoreConfig
-from monitor.store.database import Database
-from monitor.store.migrate import SchemaError
-from probes.base import Status, SystemClock
-from probes.support.masking import SecretMasker
+from monitor.version import synthmon_version
+
+if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
+    from monitor.results import ProbeResult
+    from monitor.store.config import StoreConfig
+    from monitor.store.database import Database
+
 
 #: Modules adding subcommands (``register(subparsers)``), loaded in this order.
 COMMAND_MODULES: list[str] = [
@@ -71,6 +58,17 @@ COMMAND_MODULES: list[str] = [
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.exc import ArgumentError
+
+    from monitor.app import build_monitor
+    from monitor.server import ListenError
+    from monitor.store.migrate import SchemaError
+    from probes.base import SystemClock
+    from probes.support.masking import SecretMasker
+
     config = load_or_report(args)
     if config is None:
         return EXIT_CONFIG
@@ -114,9 +112,6 @@ def _json_logs(args: argparse.Namespace) -> bool | None:
 
 # --- once --------------------------------------------------------------------------------------
 
-#: ``once`` when no FAIL but a check could not run (ERROR): the monitor broke, not the platform.
-EXIT_MONITOR = 3
-
 #: ``synthmon once --help``: the exit codes a pipeline branches on (docs/pipelines.md).
 ONCE_EPILOG = """\
 exit codes:
@@ -129,6 +124,16 @@ exit codes:
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import build_daemon
+    from monitor.once_output import once_exit_code, once_table
+    from monitor.runner import select_probes
+    from probes.base import SystemClock
+    from probes.support.masking import SecretMasker
+
     config = load_or_report(args)
     if config is None:
         return EXIT_CONFIG
@@ -198,6 +203,9 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 def _once_report(fmt: str, environment: str, results: Sequence[ProbeResult], *, full: bool = False) -> str:
     """The text of ``once``'s output in format ``fmt`` (table, json or junit)."""
+    from monitor.junit import render_junit
+    from monitor.once_output import once_json, once_table
+
     if fmt == "json":
         return json.dumps(once_json(environment, results), indent=2) + "\n"
     if fmt == "junit":
@@ -208,6 +216,8 @@ def _once_report(fmt: str, environment: str, results: Sequence[ProbeResult], *, 
 def _record(db: Database, store: StoreConfig, results: Sequence[ProbeResult]) -> int | None:
     """Append ``results`` to the history store (as the daemon's history does); None after one line
     on stderr when the write fails."""
+    from monitor.history.sqlstore import SqlHistoryStore
+
     try:
         return SqlHistoryStore(
             db, retention_days=store.retention_days, rollup_retention_days=store.rollup_retention_days
@@ -219,102 +229,9 @@ def _record(db: Database, store: StoreConfig, results: Sequence[ProbeResult]) ->
         return None
 
 
-def once_exit_code(results: Sequence[ProbeResult]) -> int:
-    """0 all PASS/DEGRADED; 1 any FAIL (the platform); else 3 (ERROR: the monitor could not check).
-
-    A FAIL wins over an ERROR: a pipeline that rolls back on 1 must not be told "monitor broken"
-    while the platform is answering wrongly. A run with nothing checked (every step SKIPPED) is 3.
-    """
-    if all(r.status.ok for r in results):
-        return EXIT_OK
-    if any(r.status is Status.FAIL for r in results):
-        return EXIT_FAILED
-    return EXIT_MONITOR
-
-
-def once_json(environment: str, results: Sequence[ProbeResult]) -> dict[str, Any]:
-    """The stable JSON document of ``synthmon once --format json`` (schema 1)."""
-    return {
-        "schema": SCHEMA_VERSION,
-        "environment": environment,
-        "status": "PASS" if all(r.status.ok for r in results) else "FAIL",
-        "probes": [
-            {
-                "probe": r.probe,
-                "kind": r.kind,
-                "status": r.status.value,
-                "duration_s": round(r.duration_s, 4),
-                "run_id": r.run_id,
-                "checks": r.checks.to_dict(),
-                "steps": [
-                    {
-                        "step": s.name,
-                        "status": s.status.value,
-                        "duration_s": round(s.duration_s, 4),
-                        "http_status": s.http_status,
-                        "error": None if s.status in (Status.PASS, Status.SKIPPED) else s.message,
-                        "error_class": s.error_class,
-                        "diagnosis": (
-                            {
-                                "cause": s.diagnosis.cause,
-                                "hint": s.diagnosis.hint,
-                                "action": s.diagnosis.action,
-                            }
-                            if s.diagnosis
-                            else None
-                        ),
-                    }
-                    for s in r.steps
-                ],
-            }
-            for r in results
-        ],
-    }
-
-
-#: Lines of a step's message in the ``once`` table; ``--full`` shows the whole message.
-ONCE_MESSAGE_LINES = 2
-
-
-def once_table(results: Sequence[ProbeResult], *, width: int | None = None, full: bool = False) -> str:
-    """A plain-text table: one line per probe, one indented line per step, diagnoses underneath.
-
-    It fits ``width`` (default: the terminal's): a step's message wraps between words under the
-    DETAIL column, at most :data:`ONCE_MESSAGE_LINES` lines ending in "…" unless ``full``. No word
-    is ever cut; the whole message is one flag (``--full``) or ``--format json`` away.
-    """
-    width = width if width is not None else terminal_width()
-    rows: list[list[str]] = [["PROBE / STEP", "STATUS", "DURATION", "HTTP", "DETAIL"]]
-    notes: list[str] = []
-    for r in results:
-        failing = r.failing_step
-        rows.append([r.probe, r.status.value, f"{r.duration_s:.2f}s", "", failing.name if failing else ""])
-        for s in r.steps:
-            detail = "" if s.status is Status.PASS else s.message
-            http = str(s.http_status) if s.http_status is not None else "-"
-            rows.append(["  " + s.name, s.status.value, f"{s.duration_s:.2f}s", http, detail])
-            if s.diagnosis is not None:
-                notes.append(f"{r.probe}/{s.name}: {s.diagnosis.cause}")
-                for label, text in (("hint", s.diagnosis.hint), ("action", s.diagnosis.action)):
-                    if text:
-                        lines = wrap_words(text, width - 12)
-                        notes.extend(
-                            f"    {label + ':':<8}{line}" if i == 0 else " " * 12 + line
-                            for i, line in enumerate(lines)
-                        )
-    lines, shortened = table_lines(rows, width=width, max_lines=None if full else ONCE_MESSAGE_LINES)
-    out = "".join(line + "\n" for line in lines)
-    if notes:
-        out += "\nDiagnosis:\n" + "\n".join(notes) + "\n"
-    if shortened:
-        out += "\n(messages shortened; --full shows them whole)\n"
-    return out
-
-
-# --- check-config ------------------------------------------------------------------------------
-
-
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    import yaml
+
     config = load_or_report(args)
     if config is None:
         return EXIT_CONFIG

@@ -22,18 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pydantic import ValidationError
-from sqlalchemy.exc import ArgumentError
-
-from monitor.config import Config, ProbeConfig, interpolate, load_config
-from monitor.configfile import ConfigError, load_document, read_config_text
-from monitor.results import ProbeResult
-from monitor.store.config import StoreConfig
-from monitor.store.database import Database
-from monitor.store.engine import sqlite_path
-from monitor.store.migrate import SchemaError
+if TYPE_CHECKING:  # only for annotations: importing them costs what ``synthmon --help`` must not
+    from monitor.config import Config, ProbeConfig
+    from monitor.results import ProbeResult
+    from monitor.store.config import StoreConfig
+    from monitor.store.database import Database
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "./config.yaml"
@@ -57,6 +52,9 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def load_or_report(args: argparse.Namespace, err: TextIO | None = None) -> Config | None:
     """The config, or None after printing its one error to stderr (the caller exits 2)."""
+    from monitor.config import load_config
+    from monitor.configfile import ConfigError
+
     try:
         return load_config(config_path(args))
     except ConfigError as exc:
@@ -73,6 +71,8 @@ class StoreSection:
 
     def label(self) -> str:
         """Which store this is, safe to print: the absolute file for SQLite, else the masked URL."""
+        from monitor.store.engine import sqlite_path
+
         path = sqlite_path(self.store.url)
         return f"sqlite:///{path}" if path is not None else self.store.safe_url()
 
@@ -83,6 +83,12 @@ def load_store_section(path: str, env: Mapping[str, str] | None = None) -> Store
 
     Raises ``monitor.config.ConfigError`` naming the file and field.
     """
+    from pydantic import ValidationError
+
+    from monitor.config import interpolate
+    from monitor.configfile import ConfigError, load_document, read_config_text
+    from monitor.store.config import StoreConfig
+
     text = read_config_text(path)
     data, _ = load_document(text, source=path)
     data = data or {}
@@ -104,6 +110,8 @@ def load_store_section(path: str, env: Mapping[str, str] | None = None) -> Store
 
 def store_section(args: argparse.Namespace, err: TextIO) -> StoreSection | None:
     """The store section of ``--config``, or None after printing its one error (the caller exits 2)."""
+    from monitor.configfile import ConfigError
+
     try:
         return load_store_section(config_path(args))
     except ConfigError as exc:
@@ -113,6 +121,11 @@ def store_section(args: argparse.Namespace, err: TextIO) -> StoreSection | None:
 
 def open_database(section: StoreSection, err: TextIO, *, migrate: bool = False) -> Database | None:
     """The store's database (migrated first when ``migrate``), or None after one line on ``err``."""
+    from sqlalchemy.exc import ArgumentError
+
+    from monitor.store.database import Database
+    from monitor.store.migrate import SchemaError
+
     opener = Database.open if migrate else Database.open_existing
     try:
         return opener(section.store.url)
@@ -127,7 +140,7 @@ def open_database(section: StoreSection, err: TextIO, *, migrate: bool = False) 
 
 
 #: ``fn(args, db, section, out, err) -> exit code``: a command body run with an open database.
-StoreCommand = Callable[[argparse.Namespace, Database, StoreSection, TextIO, TextIO], int]
+StoreCommand = Callable[[argparse.Namespace, "Database", StoreSection, TextIO, TextIO], int]
 
 
 def with_store(fn: StoreCommand, *, migrate: bool = False) -> Callable[..., int]:

@@ -65,8 +65,8 @@ from monitor.configfile import (
 from monitor.diagnosis import Signature
 from monitor.store.config import StoreConfig
 from monitor.webconfig import WebConfig
-from probes import PROBE_KINDS
 from probes.base import Duration, PositiveDuration, ProbeOptions
+from probes.registry import PROBE_KINDS
 from probes.support.masking import SecretMasker
 
 DEFAULT_LISTEN = "0.0.0.0:9710"

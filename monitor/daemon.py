@@ -18,7 +18,6 @@ import inspect
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,20 +31,13 @@ from monitor.results import ProbeResult, ResultSink
 from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
 from monitor.scheduler import ProbeScheduler
 from monitor.server import HttpServer, build_app
+from monitor.version import synthmon_version
 from monitor.watchdog import EXIT_STUCK, Watchdog
 from probes.base import Clock
 from probes.support.masking import SecretMasker
 
 #: ECS stops a task with SIGTERM and SIGKILLs it 30 s later; finish before that.
 DEFAULT_GRACE_S = 25.0
-
-
-def synthmon_version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    try:
-        return version("synthmon")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class PeriodicJob(NamedTuple):

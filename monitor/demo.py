@@ -23,7 +23,6 @@ The log channel is always on: it is what prints the incidents in the terminal.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import shlex
@@ -33,14 +32,9 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.alerting.base import EventKind
-from monitor.alerting.config import SlackConfig
-from monitor.alerting.slack_message import duration_words
-from monitor.app import build_monitor
 from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -53,15 +47,12 @@ from monitor.cliutil import (
     wrap_cell,
     wrap_words,
 )
-from monitor.config import Config, load_config
-from monitor.configfile import ConfigError
-from monitor.demo_profile import SLOW_KINDS, demo_profile, open_within_s
-from monitor.logs import make_logger, route_stdlib_logging
-from monitor.results import ProbeResult
-from monitor.server import ListenError
-from monitor.store.migrate import SchemaError
-from probes.base import Status, SystemClock
-from probes.support.masking import SecretMasker
+
+if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
+    from monitor.config import Config
+    from monitor.results import ProbeResult
+    from probes.support.masking import SecretMasker
+
 
 DEFAULT_WORKDIR = "var/demo"
 #: The environment name every demo run reports (results, logs, the store's rows).
@@ -103,6 +94,8 @@ def demo_config(config: Config, workdir: Path, *, keep_slack: bool) -> Config:
     The environment variables alone are not enough: a config file (``--config``,
     ``$SYNTHMON_CONFIG``) may name a production store or Slack channel literally.
     """
+    from monitor.alerting.config import SlackConfig
+
     changes: dict[str, Any] = {
         "environment": DEMO_ENVIRONMENT,
         "store": config.store.model_copy(update={"url": demo_store_url(workdir)}),
@@ -125,6 +118,8 @@ def format_result(result: ProbeResult, width: int = 0) -> str:
     """A finished run: time, probe, status, duration and the failing (or slow) step with its cause on
     one line, the step's message on the next (at most two lines of ``width``, cut between words;
     whole when ``width`` is 0)."""
+    from probes.base import Status
+
     when = result.started_at.astimezone().strftime("%H:%M:%S")
     line = f"{when}  {result.probe:<19} {result.status.value:<8} {result.duration_s:6.2f}s"
     step = result.failing_step
@@ -182,6 +177,8 @@ def format_incident(event: str, fields: Mapping[str, Any], now: datetime, width:
     affected and still failing probes, the first action). With a ``width`` the hint and action wrap
     between words to it.
     """
+    from monitor.alerting.slack_message import duration_words
+
     kind = event.removeprefix("incident_")
     if kind == event or kind not in EVENT_KINDS:
         return None
@@ -349,6 +346,8 @@ def synthmon_command() -> str:
 def history_command(config_file: str, workdir: Path) -> str | None:
     """``synthmon report`` reading the demo's store, as a shell runs it from here, or None when the
     config file names its store literally (``SYNTHMON_STORE_URL`` would not reach it)."""
+    from monitor.configfile import ConfigError
+
     url = f"sqlite:///{shown_path(workdir / 'synthmon.db')}"
     try:
         section = load_store_section(config_file, env={**os.environ, "SYNTHMON_STORE_URL": url})
@@ -369,6 +368,8 @@ def banner(
 
     Every command in it runs as printed from the current directory.
     """
+    from monitor.demo_profile import SLOW_KINDS, open_within_s
+
     host, port = listen if listen is not None else config.listen_address()
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
     active = list(box.active_faults())
@@ -412,11 +413,26 @@ def banner(
 
 def _load(args: argparse.Namespace, workdir: Path, *, keep_slack: bool) -> Config:
     """The config file, made the demo's (store, environment, Slack) with the demo profile."""
+    from monitor.config import load_config
+    from monitor.demo_profile import demo_profile
+
     config = demo_config(load_config(config_path(args), env=os.environ), workdir, keep_slack=keep_slack)
     return demo_profile(config)
 
 
 def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextIO) -> int:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import build_monitor
+    from monitor.configfile import ConfigError
+    from monitor.logs import make_logger, route_stdlib_logging
+    from monitor.server import ListenError
+    from monitor.store.migrate import SchemaError
+    from probes.base import SystemClock
+    from probes.support.masking import SecretMasker
+
     keep_slack = bool(getattr(args, "slack", False))
     prepare_environment(os.environ, box.env(), workdir, keep_slack=keep_slack)
     try:
@@ -468,6 +484,10 @@ def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextI
 async def _serve(daemon: Any, reload: Any, logger: Any) -> int:
     """``daemon.serve()`` with the daemon's signals, except that SIGHUP reloads through ``reload``
     (the config file with the demo's store, Slack and profile), not the bare file."""
+    import asyncio
+
+    from monitor.configfile import ConfigError
+
     loop = asyncio.get_running_loop()
 
     async def reloaded() -> None:

@@ -16,8 +16,6 @@ import logging
 import sys
 from typing import Any, TextIO
 
-import structlog
-
 from probes.support.masking import SecretMasker
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -35,6 +33,8 @@ def make_logger(
     ``json=None`` picks JSON unless the stream is a TTY. The masker runs last before rendering,
     after exception formatting, so tracebacks are masked too.
     """
+    import structlog  # here, not at the top: ``synthmon --help`` needs only LEVELS
+
     out = stream if stream is not None else sys.stderr
     as_json = json if json is not None else not _isatty(out)
     renderer: Any = (

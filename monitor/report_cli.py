@@ -21,15 +21,12 @@ is a document, not a pipeline gate: ``synthmon once`` tells the monitor's ERROR 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from monitor.cliutil import (
     EXIT_CONFIG,
@@ -44,14 +41,12 @@ from monitor.cliutil import (
     load_store_section,
     open_database,
 )
-from monitor.configfile import ConfigError
-from monitor.history.sqlstore import SqlHistoryStore
 from monitor.logs import LEVELS
-from monitor.report import render_report
-from monitor.results import ProbeResult
-from monitor.runner import select_probes
-from probes.base import Clock, SystemClock
-from probes.support.masking import SecretMasker
+
+if TYPE_CHECKING:  # annotations only: the handlers import what they run (fast --help)
+    from monitor.results import ProbeResult
+    from probes.base import Clock
+    from probes.support.masking import SecretMasker
 
 #: Every stored run is newer than this: "since the beginning" for :meth:`SqlHistoryStore.runs`.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +86,9 @@ def cmd_report(
     clock: Clock | None = None,
 ) -> int:
     """``synthmon report``: render, mask and write the report; the exit code as documented above."""
+    from monitor.report import render_report
+    from probes.base import SystemClock
+
     # Resolved per call, not at import: tests and wrappers may swap sys.stdout.
     out = out or sys.stdout
     err = err or sys.stderr
@@ -120,11 +118,15 @@ def cmd_report(
 
 
 #: What a source hands the renderer: current, previous, environment name and the masker to apply.
-Gathered = tuple[list[ProbeResult], list[ProbeResult], str, SecretMasker]
+Gathered: TypeAlias = "tuple[list[ProbeResult], list[ProbeResult], str, SecretMasker]"
 
 
 def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
     """The latest two stored runs of each selected probe (newest is current)."""
+    from monitor.configfile import ConfigError
+    from monitor.history.sqlstore import SqlHistoryStore
+    from probes.support.masking import SecretMasker
+
     try:
         section = load_store_section(config_path(args))
     except ConfigError as exc:
@@ -159,8 +161,15 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
 
 def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered | None:
     """Run the selected probes now; the previous runs are the latest stored ones, if the store opens."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
     from monitor.daemon import Daemon  # only --run needs the probe machinery
+    from monitor.history.sqlstore import SqlHistoryStore
     from monitor.logs import make_logger, route_stdlib_logging
+    from monitor.runner import select_probes
+    from probes.support.masking import SecretMasker
 
     config = load_or_report(args, err)
     if config is None:

@@ -26,8 +26,8 @@ import httpx
 from monitor.config import Config, ProbeConfig
 from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
 from monitor.results import ProbeResult
-from probes import PROBE_KINDS
 from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
+from probes.registry import PROBE_KINDS
 from probes.support.isolation import IsolationError, IsolationTimeout, run_isolated
 from probes.support.masking import SecretMasker
 

@@ -1,25 +1,6 @@
-"""Probe kinds: one module per kind, and the explicit registry the config validates against.
+"""Probe kinds, one module per kind, the contract they fulfil (:mod:`probes.base`), their shared
+machinery (:mod:`probes.support`) and the explicit registry of kinds (:mod:`probes.registry`).
 
-``PROBE_KINDS`` maps the ``kind:`` of a probe in config to its class. A test asserts that every
-kind here has a test file. Modules must import cheaply: heavy clients (mlflow) are imported inside
-the code that runs in the subprocess, never at module level.
+The registry lives in its own module, not here: importing any part of this package (the secret
+masker, the duration grammar) must not load every probe kind and its dependencies.
 """
-
-from __future__ import annotations
-
-from probes.alb_health import AlbHealthProbe
-from probes.artifact_roundtrip import ArtifactRoundtripProbe
-from probes.auth import AuthProbe
-from probes.base import ProbeKind
-from probes.http import HttpProbe
-from probes.mlflow_api import MlflowApiProbe
-from probes.registration import RegistrationProbe
-
-PROBE_KINDS: dict[str, ProbeKind] = {
-    "http": HttpProbe,
-    "auth": AuthProbe,
-    "alb_health": AlbHealthProbe,
-    "mlflow_api": MlflowApiProbe,
-    "artifact_roundtrip": ArtifactRoundtripProbe,
-    "registration": RegistrationProbe,
-}

@@ -17,12 +17,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sandbox.control import FaultControlError, SandboxNotRunningError, SandboxState
-from sandbox.core import Sandbox, SandboxStartError
 from sandbox.faults import FAULTS, UnknownFaultError, validate_fault_names
 from sandbox.settings import Delays, mask_key
+
+if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
+    from sandbox.control import SandboxState
+    from sandbox.core import Sandbox
+
 
 #: Where ``sandbox up`` keeps its database, artifacts, logs and state file unless told otherwise.
 DEFAULT_WORKDIR = "sandbox-work"
@@ -147,6 +150,8 @@ def _progress(stream: TextIO, timeout_s: float) -> Iterator[None]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox, print how to reach it, and run until SIGINT/SIGTERM (then stop every child)."""
+    from sandbox.core import Sandbox, SandboxStartError
+
     try:
         faults = validate_fault_names(args.fault)
     except UnknownFaultError as exc:
@@ -197,6 +202,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> SandboxState | None:
+    from sandbox.control import SandboxNotRunningError, SandboxState
+
     try:
         return SandboxState.read(args.workdir)
     except SandboxNotRunningError as exc:
@@ -206,6 +213,8 @@ def _control(args: argparse.Namespace) -> SandboxState | None:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Activate faults (added to the active ones, or replacing them with ``--only``)."""
+    from sandbox.control import FaultControlError, SandboxNotRunningError
+
     try:
         names = validate_fault_names(args.names)
     except UnknownFaultError as exc:
@@ -229,6 +238,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     """Deactivate every fault."""
+    from sandbox.control import FaultControlError, SandboxNotRunningError
+
     state = _control(args)
     if state is None:
         return 1
@@ -243,6 +254,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the components, their URLs and pids, and the active faults; 1 when not running."""
+    from sandbox.control import FaultControlError, SandboxNotRunningError
+
     state = _control(args)
     if state is None:
         return 1

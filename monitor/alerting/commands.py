@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from monitor.alerting.silences import ALL_PROBES
-from monitor.alerting.sqlstore import SqlAlertingStore
 from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -25,8 +23,9 @@ from monitor.cliutil import (
     print_table,
     with_store,
 )
-from monitor.store.database import Database
-from probes.base import DurationError, SystemClock, format_duration, parse_duration
+
+if TYPE_CHECKING:  # annotations only: the handler imports what it runs (fast --help)
+    from monitor.store.database import Database
 
 #: ``silence clear`` that matched nothing.
 EXIT_EMPTY = EXIT_FAILED
@@ -50,6 +49,10 @@ def register(subparsers: Any) -> None:
 
 def _silence(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
     """``synthmon silence [add|list|clear]``: stored silences hold notifications, never probing."""
+    from monitor.alerting.silences import ALL_PROBES
+    from monitor.alerting.sqlstore import SqlAlertingStore
+    from probes.base import DurationError, SystemClock, format_duration, parse_duration
+
     now = SystemClock().now()
     store = SqlAlertingStore(db)
     if args.action == "list":

@@ -16,13 +16,12 @@ import csv
 import io
 import json
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.cliutil import EXIT_CONFIG, EXIT_OK, StoreSection, add_config_option, print_table, with_store
-from monitor.history.sqlstore import SqlHistoryStore
-from monitor.store.database import Database
-from monitor.store.migrate import head_revision
-from probes.base import DurationError, SystemClock, parse_duration
+
+if TYPE_CHECKING:  # annotations only: the handlers import what they run (fast --help)
+    from monitor.store.database import Database
 
 UPTIME_WINDOWS = ("1h", "24h", "7d", "30d")
 
@@ -58,6 +57,9 @@ def _header(args: argparse.Namespace, section: StoreSection, out: TextIO, err: T
 
 def _history(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
     """``synthmon history``: runs newest first, as a table, JSON lines or CSV."""
+    from monitor.history.sqlstore import SqlHistoryStore
+    from probes.base import DurationError, SystemClock, parse_duration
+
     try:
         since = SystemClock().now() - timedelta(seconds=parse_duration(args.since))
     except DurationError as exc:
@@ -101,6 +103,9 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
 
 def _uptime(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
     """``synthmon uptime``: share of non-failing checked runs per probe and step, per window."""
+    from monitor.history.sqlstore import SqlHistoryStore
+    from probes.base import SystemClock, parse_duration
+
     _header(args, section, out, err)
     now = SystemClock().now()
     table: dict[tuple[str, str], dict[str, str]] = {}
@@ -135,6 +140,8 @@ def _uptime(args: argparse.Namespace, db: Database, section: StoreSection, out: 
 
 def _migrate(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
     """``synthmon migrate``: the store exists and is at this synthmon's schema (opening did it)."""
+    from monitor.store.migrate import head_revision
+
     print(f"store {section.label()}: schema at revision {head_revision()}", file=out)
     return EXIT_OK
 

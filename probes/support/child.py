@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import structlog
 
-from probes import PROBE_KINDS
 from probes.base import ProbeContext, ProbeKind, Secrets, SystemClock
+from probes.registry import PROBE_KINDS
 
 
 def _resolve_kind(payload: dict[str, Any]) -> ProbeKind:

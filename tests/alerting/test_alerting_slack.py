@@ -22,8 +22,8 @@ from monitor.alerting.slack_message import ELLIPSIS, PLAIN_CHARS, build_message,
 from monitor.diagnosis import BUILTIN_SIGNATURES, CAUSE_TITLES, cause_title, diagnose
 from monitor.results import ProbeResult
 from monitor.runner import Runner
-from probes import PROBE_KINDS
 from probes.base import Status, StepResult, SystemClock
+from probes.registry import PROBE_KINDS
 from probes.support.masking import MASK
 from tests.core import kinds
 from tests.core.conftest import FAKE_KEY, Captured, config_from

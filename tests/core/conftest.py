@@ -12,7 +12,7 @@ import pytest
 
 from monitor.config import Config, parse_config
 from monitor.logs import make_logger
-from probes import PROBE_KINDS
+from probes.registry import PROBE_KINDS
 from probes.support.masking import SecretMasker
 from tests.core import kinds
 from tests.core.target import Target

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import build_parser, main
-from probes import PROBE_KINDS
+from probes.registry import PROBE_KINDS
 from tests.core import kinds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,3 +70,33 @@ def test_once_masks_library_logs(
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     forwarded = [line for line in lines if line.get("logger") == "some.library"]
     assert [line["event"] for line in forwarded] == ["retrying with **********"]
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """Building the whole parser (what ``synthmon --help`` does) imports none of the libraries the
+    commands themselves need: each command imports those when it runs."""
+    heavy = [
+        "sqlalchemy",
+        "alembic",
+        "pydantic",
+        "httpx",
+        "slack_sdk",
+        "starlette",
+        "uvicorn",
+        "mlflow",
+        "prometheus_client",
+        "yaml",
+        "apscheduler",
+        "bcrypt",
+        "asyncio",
+    ]
+    code = (
+        "import sys\n"
+        "from monitor.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import once_table
 from monitor.cliutil import StatusLine, print_table, shorten_words, wrap_words
+from monitor.once_output import once_table
 from monitor.report import render_report
 from monitor.results import ProbeResult
 from probes.base import Diagnosis, Status, StepResult

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from monitor.cli import EXIT_FAILED, EXIT_MONITOR, EXIT_OK, once_exit_code
+from monitor.cli import EXIT_FAILED, EXIT_OK
 from monitor.junit import render_junit
+from monitor.once_output import EXIT_MONITOR, once_exit_code
 from monitor.results import ProbeResult
 from probes.base import Diagnosis, Status, StepResult
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from probes import PROBE_KINDS
+from probes.registry import PROBE_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,8 @@ import pytest
 import xmlschema
 import yaml
 
-from monitor.cli import EXIT_MONITOR, build_parser, main
+from monitor.cli import build_parser, main
+from monitor.once_output import EXIT_MONITOR
 from tests.core.conftest import REPO
 from tests.core.target import Target
 
@@ -197,10 +198,11 @@ def test_once_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> N
 # wrapper because a child process cannot be monkeypatched.
 _WRAPPER = """\
 import sys
-from probes import PROBE_KINDS
+from probes.registry import PROBE_KINDS
 from tests.core import kinds
 PROBE_KINDS["t_boom"] = kinds.BoomProbe
-from monitor.cli import EXIT_MONITOR, build_parser, main
+from monitor.once_output import EXIT_MONITOR
+from monitor.cli import build_parser, main
 sys.exit(main(sys.argv[1:]))
 """
 

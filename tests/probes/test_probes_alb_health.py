@@ -9,9 +9,9 @@ from probes_helpers import DEFAULT_CONFIG
 
 from monitor.config import load_config
 from monitor.results import ProbeResult
-from probes import PROBE_KINDS
 from probes.alb_health import DEFAULT_CHECKS, AlbHealthOptions
 from probes.base import Status, StepResult
+from probes.registry import PROBE_KINDS
 from probes.support.platform import classify_503
 from tests.core.target import Target
 

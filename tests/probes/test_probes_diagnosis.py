@@ -161,7 +161,8 @@ def test_stored_diagnosis_without_title_still_loads() -> None:
 
 def test_a_title_is_not_a_condition_in_config() -> None:
     """A config row with a title but no condition is still refused: it would match every failure."""
-    from monitor.config import ConfigError, parse_config
+    from monitor.config import parse_config
+    from monitor.configfile import ConfigError
 
     text = "environment: t\ndiagnosis:\n  - {cause: c, hint: h, title: Everything}\n"
     with pytest.raises(ConfigError, match="needs at least one condition"):
