@@ -33,8 +33,6 @@ from tests.alerting.alerting_e2e_daemon import wait_for
 from tests.history.history_helpers import PG_SKIP_REASON, PG_URL, pg_schema_url
 from tests.reliability.fault_rig import Mark, Rig, TcpProxy
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(400)]
-
 Verdicts = Mapping[str, tuple[str, str | None]]
 
 #: The paging fault of the Slack, store and process rows: one probe fails, with a known cause.
@@ -328,6 +326,8 @@ def test_the_matrix_covers_every_fault_class() -> None:
         assert any(f.startswith(prefix) for f in faults), prefix
 
 
+@pytest.mark.sandbox
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("row", PARAMS)
 def test_fault(rig: Rig, row: Row) -> None:
     """Through the fault: probing goes on, no traceback, no ERROR, each alert delivered exactly once
