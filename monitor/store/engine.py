@@ -114,9 +114,21 @@ def create_store_engine(
     engine = create_engine(parsed, connect_args={"timeout": connect_timeout_s})
     # The identity of the file the newest connection opened: a change is reported once.
     latest: dict[str, tuple[int, int] | None] = {"identity": None}
+    # Opening a file (which creates it) and recording its identity is one step under this lock, and
+    # so is a checkout's comparison: another thread never sees a file that a reconnect has just
+    # created as a foreign replacement (and never removes the new file's write-ahead log).
+    identity_lock = threading.Lock()
+
+    @event.listens_for(engine, "do_connect")
+    def _do_connect(dialect: Any, record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> Any:
+        with identity_lock:
+            dbapi_conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+            if path is not None:
+                record.info["identity"] = latest["identity"] = _identity(path)
+        return dbapi_conn
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -124,27 +136,28 @@ def create_store_engine(
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(connect_timeout_s * 1000)}")
         cursor.close()
-        if path is not None:
-            record.info["identity"] = latest["identity"] = _identity(path)
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(_dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
         if path is None:
             return
-        opened = record.info.get("identity")
-        now = _identity(path)
-        if opened is None or now == opened:
-            return
-        if now != latest["identity"]:
-            latest["identity"] = now
-            if on_file_changed is not None:
-                on_file_changed("deleted" if now is None else "replaced")
-        # The write-ahead log and shared-memory index at the path belong to the old file: SQLite
-        # would replay that log into the new one (old rows in a restored file, or corruption).
-        for suffix in ("-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        if create_dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        with identity_lock:
+            opened = record.info.get("identity")
+            now = _identity(path)
+            if opened is None or now == opened:
+                return
+            if now != latest["identity"]:
+                latest["identity"] = now
+                if on_file_changed is not None:
+                    on_file_changed("deleted" if now is None else "replaced")
+                # The write-ahead log and shared-memory index at the path belong to the old file:
+                # SQLite would replay that log into the new one (old rows in a restored file, or
+                # corruption). Only on the first sight of the change: a later stale connection finds
+                # the log of the new file there, in use by the connection that re-opened the path.
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if create_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
         # The pool discards this connection and checks out (opens) another one on the path.
         raise DisconnectionError(f"store file {'deleted' if now is None else 'replaced'}")
 
