@@ -8,6 +8,7 @@ modes, and :class:`StoreExecutor`, the only threads that run store calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import queue
 import threading
@@ -73,6 +74,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _make_parent(path: Path) -> None:
+    """Create the store file's directory when possible. A directory that cannot be made (read-only
+    volume, a file in the way) is not an error here: opening the store then fails, and the store's
+    gate reports that with the path and keeps retrying while probing goes on."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def create_store_engine(
     url: str,
     *,
@@ -110,7 +119,7 @@ def create_store_engine(
     on_disk = bool(parsed.database) and parsed.database != ":memory:"
     path = Path(str(parsed.database)).resolve() if on_disk else None
     if create_dirs and path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path)
     engine = create_engine(parsed, connect_args={"timeout": connect_timeout_s})
     # The identity of the file the newest connection opened: a change is reported once.
     latest: dict[str, tuple[int, int] | None] = {"identity": None}
@@ -157,7 +166,7 @@ def create_store_engine(
                 for suffix in ("-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
             if create_dirs:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _make_parent(path)
         # The pool discards this connection and checks out (opens) another one on the path.
         raise DisconnectionError(f"store file {'deleted' if now is None else 'replaced'}")
 

@@ -176,8 +176,16 @@ class StoreGate:
         self.last_error = type(exc).__name__
         delay = min(self._max, self._base * 2 ** min(self.failures - 1, 30))
         self._next_at = self._monotonic() + delay
-        # The class only: a driver's message may carry host names or, worse, connection strings.
-        self._log.warning("store.unavailable", store=self._label, error=self.last_error, retry_in_s=delay)
+        # The class only for network databases: a driver's message may carry host names or, worse,
+        # connection strings. SQLite's own message ("unable to open database file", "disk I/O
+        # error", "database or disk is full") names no secret and says what to fix.
+        detail = {}
+        if self._engine.dialect.name == "sqlite":
+            orig = getattr(exc, "orig", None) or exc
+            detail = {"detail": " ".join(str(orig).split())[:200]}
+        self._log.warning(
+            "store.unavailable", store=self._label, error=self.last_error, retry_in_s=delay, **detail
+        )
 
     def invalidate(self, reason: str) -> None:
         """The store under the gate changed (its SQLite file deleted or replaced): close the gate so
