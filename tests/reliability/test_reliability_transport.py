@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from probes.httpstep import http_step
+from probes.support.httpstep import http_step
 
 from monitor.diagnosis import diagnose
 from probes.base import ProbeContext, Secrets, Status, StepResult, SystemClock
