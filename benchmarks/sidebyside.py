@@ -977,6 +977,10 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
             "synthmon": [w.cpu_ms_per_check for w in sm_windows],
             "blackbox": [w.cpu_ms_per_check for w in bb_windows],
         }
+        res["checks_n_cpu"] = {
+            "synthmon": [w.checks for w in sm_windows],
+            "blackbox": [w.checks for w in bb_windows],
+        }
         res["rss_load_n_cpu"] = {
             "synthmon": statistics.median(w.rss_mb for w in sm_windows),
             "blackbox": statistics.median(w.rss_mb for w in bb_windows),

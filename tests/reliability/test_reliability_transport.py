@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from probes.support.httpstep import http_step
 
 from monitor.diagnosis import diagnose
 from probes.base import ProbeContext, Secrets, Status, StepResult, SystemClock
+from probes.support.httpstep import http_step
 from tests.reliability.tls import self_signed
 
 #: One socket-level misbehaviour of a server: called with the accepted connection.
