@@ -15,10 +15,9 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.sink import IncidentSink
 from monitor.store.metrics import StoreMetrics
 from probes.base import Status
-from tests.history.history_helpers import FullStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from history.history_helpers import T0, FakeClock, result
+from history.history_helpers import T0, FakeClock, FullStore, result
 
 
 async def main(url: str) -> None:
