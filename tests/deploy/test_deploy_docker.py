@@ -338,8 +338,8 @@ def test_build_stage_installs_synthmon_with_runtime_dependencies_only(tmp_path: 
         "    print('FULL-MLFLOW-PRESENT')\n"
         "except m.PackageNotFoundError:\n"
         "    print('no-full-mlflow')\n"
-        "import monitor.app, probes\n"
-        "print(sorted(probes.PROBE_KINDS))\n"
+        "import monitor.app, probes.registry\n"
+        "print(sorted(probes.registry.PROBE_KINDS))\n"
     )
     out = subprocess.run(
         [bin_ / "python", "-c", probe], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path

@@ -237,8 +237,14 @@ def test_no_secret_on_any_surface(
     pg_daemon = start_daemon(pg_config, pg_env, tmp_path, "pg-daemon")
     try:
         wait_for(lambda: "store.unavailable" in pg_daemon.logs(), "the store outage logged")
-        # Without its store the status page, too, answers the JSON error.
-        _scrape(surfaces, pg_daemon, "pg daemon", api_hold="store not ready", page_hold="store not ready")
+        # Without its store the API answers its JSON error and the status page says it cannot read it.
+        _scrape(
+            surfaces,
+            pg_daemon,
+            "pg daemon",
+            api_hold="store not ready",
+            page_hold="Status unavailable: the history store cannot be read",
+        )
     finally:
         assert pg_daemon.stop() == 0
     surfaces.add("pg daemon log", pg_daemon.logs(), "store.unavailable")
