@@ -270,9 +270,18 @@ class TcpProxy:
         while True:
             try:
                 client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            if self._listener is not listener:
+                # Stopped while this thread sat in accept(): closing a listening socket does not
+                # always wake a blocked accept() on Linux, which then takes one more connection.
+                client.close()
+                return
+            try:
                 upstream = socket.create_connection(self._target, timeout=5)
             except OSError:
-                return  # the listener was closed (or the database itself is gone)
+                client.close()
+                continue  # the database itself is gone: refuse this one
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
@@ -294,9 +303,11 @@ class TcpProxy:
 
     def stop(self) -> None:
         """Refuse new connections and drop every open one."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            listener.close()
         with self._lock:
             for s in self._sockets:
                 with contextlib.suppress(OSError):  # already closed by its pump
