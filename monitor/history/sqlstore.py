@@ -288,14 +288,13 @@ class SqlHistoryStore:
         shared: list[str] = []
         for label, since in windows.items():
             start = to_epoch(since)
-            first_whole = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
             raw = select(literal(label), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
             raw = raw.where(runs.c.probe.in_(names)).group_by(runs.c.probe)
-            if first_whole >= last_whole:  # within one or two partial hours: raw only
+            hours = self._whole_hours(start, end, to_epoch(now))
+            if hours is None:  # within one or two partial hours: raw only
                 parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < end))
                 continue
-            if start < to_epoch(now) - self.retention_s:
-                first_whole = hour_bucket(start)
+            first_whole = hours[0]
             parts.append(
                 select(
                     literal(label),
@@ -346,16 +345,28 @@ class SqlHistoryStore:
         start, end = to_epoch(since), to_epoch(until)
         if start < to_epoch(now) - self.retention_s:
             return self._uptime_rollups(start, end)
-        first_hour = -(-start // 3600) * 3600
-        last_hour = hour_bucket(end)
-        if last_hour - first_hour < 2 * 3600:
-            return self._uptime_raw(start, end)  # a short window: raw rows are few
+        hours = self._whole_hours(start, end, to_epoch(now))
+        if hours is None:
+            return self._uptime_raw(start, end)  # no whole hour in it: raw rows are few
+        first, last = hours
         parts = [
-            *self._uptime_raw(start, first_hour),
-            *self._uptime_rollups(first_hour, last_hour),
-            *self._uptime_raw(last_hour, end),
+            *self._uptime_raw(start, first),
+            *self._uptime_rollups(first, last),
+            *self._uptime_raw(last, end),
         ]
         return _merge_uptime(parts)
+
+    def _whole_hours(self, start: float, end: float, now: float) -> tuple[int, int] | None:
+        """The whole hours ``[first, last)`` of a window to read from the rollups, or None when it
+        holds none (raw rows only). Raw rows cover the partial hours at either edge; a start past raw
+        retention counts its first hour whole, as there are no raw rows left to read it from."""
+        last = hour_bucket(end)
+        first = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
+        if first >= last:
+            return None
+        if start < now - self.retention_s:
+            first = hour_bucket(start)
+        return first, last
 
     @staticmethod
     def _counts(status_col: Any, duration_col: Any) -> list[Any]:
