@@ -146,10 +146,11 @@ class IncidentSink:
         read back is at most :data:`KNOWN_STATE_MAX_AGE_S` old, so an incident opened by another
         replica is still seen and resolved by this one's good runs within that time.
         """
-        if verdict(result.status, rule) is Verdict.NEUTRAL:
+        judged = verdict(result.status, rule)
+        if judged is Verdict.NEUTRAL:
             return True  # "could not check" changes no counter (bookkeeping only)
         known = self._known.get(result.probe)
-        if known is None or verdict(result.status, rule) is not Verdict.GOOD:
+        if known is None or judged is not Verdict.GOOD:
             return False
         state, at = known
         return (
