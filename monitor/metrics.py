@@ -24,8 +24,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from monitor.results import ProbeResult
-from probes.alb_health import CERT_EXPIRY_MEASUREMENT
-from probes.base import Status
+from probes.base import CERT_EXPIRY_MEASUREMENT, Status
 
 #: The step name the runner gives a run that produced no steps of its own (exception, deadline).
 RUN_STEP = "run"

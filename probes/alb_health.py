@@ -34,7 +34,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from probes.base import HttpUrlStr, PositiveDuration, ProbeContext, ProbeOptions, Status, StepResult
+from probes.base import (
+    CERT_EXPIRY_MEASUREMENT,
+    HttpUrlStr,
+    PositiveDuration,
+    ProbeContext,
+    ProbeOptions,
+    Status,
+    StepResult,
+)
 from probes.http import HttpMethod
 from probes.support.httpstep import check_body
 from probes.support.mlflow_client import client_search_step
@@ -43,8 +51,6 @@ from probes.support.platform import bearer, join_url, platform_step, request_tim
 #: The prefix of the certificate steps the probe adds itself; a check must not take it (its result
 #: would be ambiguous).
 CERT_STEP_PREFIX = "cert_"
-#: The measurement carrying the certificate's ``notAfter`` as unix seconds (the expiry gauge's source).
-CERT_EXPIRY_MEASUREMENT = "cert_expiry_timestamp_seconds"
 
 
 class AlbCheck(BaseModel):

@@ -102,6 +102,11 @@ class HttpTiming:
         return {k: v for k, v in out.items() if v is not None}
 
 
+#: A step measurement with a meaning of its own to the daemon: a TLS certificate's ``notAfter`` as
+#: unix seconds, exported as an absolute expiry gauge (not as a plain step measurement).
+CERT_EXPIRY_MEASUREMENT = "cert_expiry_timestamp_seconds"
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """One step of a probe run.

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from probes_helpers import make_ctx
 
-from probes.alb_health import CERT_EXPIRY_MEASUREMENT, AlbCheck, AlbHealthOptions, AlbHealthProbe
-from probes.base import Status
+from probes.alb_health import AlbCheck, AlbHealthOptions, AlbHealthProbe
+from probes.base import CERT_EXPIRY_MEASUREMENT, Status
 
 
 def _write_cert(directory: Path, days_valid: float) -> tuple[Path, Path]:
