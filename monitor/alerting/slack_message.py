@@ -313,11 +313,9 @@ def build_root(event: Event, links: LinksConfig | None = None) -> SlackMessage:
     )
     context = [f"cause `{_esc(summary.cause)}`"] if summary.cause else []
     context.append(f"incident `{_esc(summary.incident_id)}`")
-    if links.status_page_url:
-        context.append(f"<{links.status_page_url}|status page>")
-    if links.grafana_url:
-        context.append(f"<{links.grafana_url}|Grafana>")
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(" · ".join(context), SECTION_CHARS))]))
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=clip(_small_print(context, links), SECTION_CHARS))])
+    )
     members_plain = "; ".join(
         m.where + ("" if summary.resolved else (" failing" if m.active else " recovered"))
         for m in summary.members
@@ -343,6 +341,12 @@ def _context(event: Event, links: LinksConfig) -> str:
     if event.cause and event.kind is not EventKind.RESOLVED:
         items.append(f"cause `{_esc(event.cause)}`")
     items += [f"run `{_esc(event.run_id)}`", f"incident `{_esc(event.incident_id)}`"]
+    return _small_print(items, links)
+
+
+def _small_print(items: list[str], links: LinksConfig) -> str:
+    """``items`` and the configured links (status page, Grafana), one line."""
+    items = list(items)
     if links.status_page_url:
         items.append(f"<{links.status_page_url}|status page>")
     if links.grafana_url:
