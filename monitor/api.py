@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from monitor.alerting.correlation import summarize
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord, IncidentStore
+from monitor.baselines.view import LatencyView, latency_json
 from monitor.history.base import HistoryStore, RunMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.statuspage import (
@@ -221,6 +222,7 @@ def status_json(snapshot: Snapshot) -> dict[str, Any]:
                 "stale": p.stale,
                 "failure": _failure_json(failing),
                 "last_failure": _failure_json(p.last_failure),
+                "latency": latency_json(snapshot.latency, p.name),
                 "recent": _cells_json(p.bar),
                 "steps": [
                     {
@@ -270,8 +272,10 @@ class StatusApi:
         store_status: Callable[[], dict[str, Any]] | None = None,
         timeout_s: float = 10.0,
         dependencies: Mapping[str, Sequence[str]] | None = None,
+        latency: Callable[[], LatencyView] | None = None,
     ) -> None:
         self._deps = dict(dependencies or {})
+        self._latency = latency
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -374,7 +378,10 @@ class StatusApi:
             )
             for name in sorted(set(reads.recent) | set(reads.states))
         )
-        return Snapshot(environment=self._env, now=now, probes=cards, incidents=tuple(incidents))
+        latency = self._latency() if self._latency is not None else {}
+        return Snapshot(
+            environment=self._env, now=now, probes=cards, incidents=tuple(incidents), latency=latency
+        )
 
     async def status(self, request: Request) -> Response:
         """``GET /api/v1/status``: per probe the last run, its steps and recent runs, the open incident
@@ -416,8 +423,10 @@ def routes(
     gate: StoreGate | None = None,
     store_status: Callable[[], dict[str, Any]] | None = None,
     dependencies: Mapping[str, Sequence[str]] | None = None,
+    latency: Callable[[], LatencyView] | None = None,
 ) -> list[BaseRoute]:
-    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``)."""
+    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``;
+    ``latency``: the latency baselines' view, shown per probe)."""
     api = StatusApi(
         history,
         incidents,
@@ -427,6 +436,7 @@ def routes(
         gate=gate,
         store_status=store_status,
         dependencies=dependencies,
+        latency=latency,
     )
     return [
         Route("/api/v1/store", api.store, methods=["GET"]),

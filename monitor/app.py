@@ -27,12 +27,15 @@ from monitor.alerting.sink import IncidentSink
 from monitor.alerting.slack import SlackNotifier
 from monitor.alerting.sqlstore import SqlAlertingStore
 from monitor.api import routes as api_routes
+from monitor.baselines.config import BaselinesConfig
+from monitor.baselines.metrics import BaselineMetrics
+from monitor.baselines.service import LatencyBaselines
 from monitor.config import Config
 from monitor.daemon import DEFAULT_GRACE_S, Daemon, JobLike
 from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
 from monitor.history.sqlstore import SqlHistoryStore
-from monitor.results import ResultSink
+from monitor.results import ResultSink, ResultTransformer
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
@@ -73,6 +76,8 @@ class StoreFeatures:
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     incidents: IncidentSink | None = None
     history: HistorySink | None = None
+    baselines: LatencyBaselines | None = None
+    transformers: list[ResultTransformer] = field(default_factory=list)
     gate: StoreGate | None = None
     executor: StoreExecutor | None = None
     store_url: str = ""
@@ -120,6 +125,7 @@ def build_store_features(
     environment: str = "",
     logger: Any = None,
     open_now: bool = True,
+    baselines_config: BaselinesConfig | None = None,
 ) -> StoreFeatures:
     """Build the store, history, incidents, notifications and the API: sinks, jobs and routes.
 
@@ -209,6 +215,15 @@ def build_store_features(
         gate=gate,
         buffer_size=store_config.buffer_size,
     )
+    baselines = LatencyBaselines(
+        history_store,
+        baselines_config or BaselinesConfig(),
+        clock,
+        BaselineMetrics(registry),
+        run=executor.run,
+        ready=lambda: gate.ready,
+        logger=logger,
+    )
     retention = RetentionJob(
         [history_store, alerting_store], clock, store_metrics, logger=logger, run=executor.run, gate=gate
     )
@@ -229,6 +244,8 @@ def build_store_features(
         notifiers=notifiers,
         incidents=incidents,
         history=history,
+        baselines=baselines,
+        transformers=[baselines],
         gate=gate,
         executor=executor,
         store_url=store_config.safe_url(),
@@ -243,6 +260,7 @@ def build_store_features(
         gate=gate,
         store_status=features.status,
         dependencies=dependencies,
+        latency=baselines.view,
     )
     return features
 
@@ -279,8 +297,10 @@ def build_monitor(
         clock,
         environment=config.environment,
         logger=logger,
+        baselines_config=config.baselines,
     )
     incidents = features.incidents
+    baselines = features.baselines
     running = config.alerting  # the channels in use: notifiers are built once, at start-up
     last_seen = config.alerting
 
@@ -293,6 +313,8 @@ def build_monitor(
         # maintenance windows and depends_on: a window added for a deploy would not hold the page.
         if incidents is not None:
             incidents.reconfigure(new.alerting, probe_dependencies(new))
+        if baselines is not None:
+            baselines.reconfigure(new.baselines)
         # Warn once per change of the channel settings, not on every later reload of the same file;
         # a file changed back to what is running needs no warning at all.
         if not same_channels(new.alerting, running) and not same_channels(new.alerting, last_seen):
@@ -306,6 +328,7 @@ def build_monitor(
         logger=logger,
         masker=masker,
         sinks=[*features.sinks, *extra_sinks],
+        transformers=features.transformers,
         extra_routes=features.routes,
         jobs=features.jobs,
         shutdown_hooks=[features.close],

@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from monitor.alerting.config import AlertingConfig
+from monitor.baselines.config import BaselinesConfig
 from monitor.configfile import (
     ConfigError,
     Path_,
@@ -183,6 +184,7 @@ class Config(BaseModel):
     web: WebConfig = Field(default_factory=WebConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     diagnosis: list[Signature] = Field(default_factory=list)
     probes: list[ProbeConfig] = Field(default_factory=list)

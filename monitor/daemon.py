@@ -1,6 +1,7 @@
 """The running daemon: scheduler, runner, metrics, sinks and HTTP server on one event loop.
 
-config -> scheduler -> runner -> result -> ``metrics.record`` -> every :class:`ResultSink`.
+config -> scheduler -> runner -> result -> every :class:`ResultTransformer` -> ``metrics.record``
+-> every :class:`ResultSink`.
 
 :class:`Daemon` knows no feature: history, incidents and notifications (and anything else) plug in
 as result sinks, HTTP routes, periodic jobs and shutdown/reload hooks, wired by :mod:`monitor.app`.
@@ -27,7 +28,7 @@ from starlette.routing import BaseRoute
 from monitor.config import Config, load_config
 from monitor.configfile import ConfigError
 from monitor.metrics import Metrics
-from monitor.results import ProbeResult, ResultSink
+from monitor.results import ProbeResult, ResultSink, ResultTransformer
 from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
 from monitor.scheduler import ProbeScheduler
 from monitor.server import HttpServer, build_app
@@ -70,6 +71,7 @@ class Daemon:
         logger: Any,
         masker: SecretMasker | None = None,
         sinks: Sequence[ResultSink] = (),
+        transformers: Sequence[ResultTransformer] = (),
         extra_routes: Sequence[BaseRoute] = (),
         jobs: Sequence[JobLike] = (),
         shutdown_hooks: Sequence[ShutdownHook] = (),
@@ -93,6 +95,7 @@ class Daemon:
         self.registry = registry
         self.metrics = Metrics(registry, version=synthmon_version())
         self.sinks: list[ResultSink] = list(sinks)
+        self.transformers: list[ResultTransformer] = list(transformers)
         self.metrics.declare(
             (p.name for p in config.probes),
             intervals={p.name: p.interval for p in config.probes},
@@ -139,13 +142,20 @@ class Daemon:
     # --- the pipeline ------------------------------------------------------------------------
 
     async def run_and_publish(self, name: str) -> ProbeResult:
-        """Run one probe and hand the result to metrics and every sink."""
-        result = await self.runner.run(name)
-        await self.publish(result)
-        return result
+        """Run one probe and hand the result to metrics and every sink; the result as published."""
+        return await self.publish(await self.runner.run(name))
 
-    async def publish(self, result: ProbeResult) -> None:
-        """Metrics first, then each sink in order; a failing sink is logged and counted."""
+    async def publish(self, result: ProbeResult) -> ProbeResult:
+        """Transformers first (a failing one passes the result on unchanged), then metrics, then each
+        sink in order; a failing sink is logged and counted. Returns the result as published."""
+        for transformer in self.transformers:
+            try:
+                result = await transformer.transform(result)
+            except Exception:
+                self.metrics.sink_error(type(transformer).__name__)
+                self._log.exception(
+                    "transformer.failed", transformer=type(transformer).__name__, probe=result.probe
+                )
         self.last_results[result.probe] = result
         self.metrics.record(result)
         for sink in self.sinks:
@@ -155,6 +165,7 @@ class Daemon:
             except Exception:
                 self.metrics.sink_error(sink_name)
                 self._log.exception("sink.failed", sink=sink_name, probe=result.probe, run_id=result.run_id)
+        return result
 
     async def run_once(self, names: Sequence[str] = ()) -> list[ProbeResult]:
         """Run the selected probes (every enabled one when empty) concurrently, in config order."""

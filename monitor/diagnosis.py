@@ -779,7 +779,26 @@ CAUSE_TITLES: Mapping[str, str] = {
     "transport_error": "Connection failed mid-exchange",
     "unexpected_body": "Unexpected response body",
     "body_too_large": "Response body too large",
+    "latency_regression": "Latency regression",
 }
+
+#: The cause the latency baselines (:mod:`monitor.baselines`) give a step that took several times
+#: its usual latency several runs in a row. No signature matches it: it is judged from the stored
+#: history, not read from one answer, and the step's message names the baseline in words.
+LATENCY_REGRESSION = "latency_regression"
+
+#: The diagnosis a latency regression carries (the step's message says by how much).
+LATENCY_REGRESSION_DIAGNOSIS = Diagnosis(
+    cause=LATENCY_REGRESSION,
+    hint="several runs in a row took several times the usual latency of this step (its baseline)",
+    action=(
+        "Check what changed on this path (a deploy, load, a slower dependency or storage); a new "
+        "normal becomes the baseline once it fills the baseline window."
+    ),
+)
+
+#: Causes the monitor judges from history instead of matching a signature against a step.
+JUDGED_CAUSES: frozenset[str] = frozenset({LATENCY_REGRESSION})
 
 
 #: Causes of the monitor's own failures (ERROR steps): nothing in the platform is known to be broken.
@@ -809,6 +828,9 @@ GENERIC_CAUSES: frozenset[str] = frozenset(
         "transport_error",
         "unexpected_body",
         "body_too_large",
+        # Slower than usual says how a path behaves, not what in it is broken: two probes slowing
+        # down at once correlate through depends_on, not through this cause.
+        LATENCY_REGRESSION,
         *MONITOR_CAUSES,
     }
 )

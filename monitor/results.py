@@ -138,3 +138,10 @@ class ResultSink(Protocol):
     """
 
     async def handle(self, result: ProbeResult) -> None: ...
+
+
+class ResultTransformer(Protocol):
+    """Something that may change a finished run before metrics and sinks see it (the latency
+    baselines turn a PASS into DEGRADED). ``transform`` must not raise for its own failures."""
+
+    async def transform(self, result: ProbeResult) -> ProbeResult: ...

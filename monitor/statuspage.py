@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.baselines.view import LatencyView, latency_html
 from monitor.diagnosis import cause_title
 from monitor.history.base import RunMark, StepMark
 from monitor.results import ProbeResult
@@ -154,6 +155,7 @@ class Snapshot:
     now: datetime
     probes: tuple[ProbeCard, ...]
     incidents: tuple[OpenIncident, ...] = field(default_factory=tuple)
+    latency: LatencyView = field(default_factory=dict)  # latency baselines, by probe
 
 
 # ---- from runs to the view model ------------------------------------------------------------------
@@ -335,6 +337,8 @@ main{padding:16px 24px;max-width:1100px}
 .failure pre{white-space:pre-wrap;word-break:break-word;margin:4px 0;font-size:12px}
 .muted{color:#757575}
 b.stale{color:#ef6c00}
+.latency{font-size:13px;margin-top:4px}
+.latency.regressed{border-left:4px solid #ef6c00;background:#fff8e1;padding:4px 10px}
 """
 
 
@@ -421,7 +425,7 @@ def _incidents_banner(snapshot: Snapshot) -> str:
     return "".join(parts)
 
 
-def _card(p: ProbeCard, now: datetime, bar_runs: int) -> str:
+def _card(p: ProbeCard, now: datetime, bar_runs: int, latency: LatencyView) -> str:
     uptime = " · ".join(f"{label} {_pct(p.uptime.get(label))}" for label in UPTIME_WINDOWS)
     last = (
         f"last run {_e(_when(p.last_run_at))} ({_e(_ago(p.last_run_at, now))}), "
@@ -453,7 +457,7 @@ def _card(p: ProbeCard, now: datetime, bar_runs: int) -> str:
         f"<h3>{_e(p.name)} {_badge(p.status)} <span class='uptime'>uptime {uptime}</span></h3>"
         f"<div class='muted'>{last}</div>"
         f"{_bar(p.bar, f'{p.name}: last {bar_runs} runs')}"
-        f"<table class='steps'>{rows}</table>{failure}</section>"
+        f"<table class='steps'>{rows}</table>{latency_html(latency, p.name)}{failure}</section>"
     )
 
 
@@ -472,7 +476,7 @@ def _document(environment: str, now: datetime, body: str) -> str:
 
 def render(snapshot: Snapshot, *, bar_runs: int = BAR_RUNS) -> str:
     """The status page for ``snapshot``."""
-    cards = "".join(_card(p, snapshot.now, bar_runs) for p in snapshot.probes)
+    cards = "".join(_card(p, snapshot.now, bar_runs, snapshot.latency) for p in snapshot.probes)
     if not snapshot.probes:
         cards = "<p class='muted'>No run stored yet: the first results appear after the first probe runs.</p>"
     return _document(snapshot.environment, snapshot.now, _banner(snapshot) + cards)

@@ -8,6 +8,7 @@ alerting:
     reminder_interval: 1h         # 0 = no reminders
     alert_on_degraded: false      # DEGRADED counts as failing when true
     alert_on_error: false         # ERROR (the monitor could not run the check) counts as failing when true
+    alert_on_latency_regression: true  # a DEGRADED run with cause latency_regression counts as failing
   probes:                         # per-probe overrides of any rule field
     registration: {failure_threshold: 1}
   maintenance:                    # weekly windows: notifications stop, probing does not
@@ -63,6 +64,8 @@ class IncidentRule(BaseModel):
     reminder_interval: Duration = 3600.0
     alert_on_degraded: bool = False
     alert_on_error: bool = False
+    #: A DEGRADED run whose cause is ``latency_regression`` (monitor.baselines) counts as failing.
+    alert_on_latency_regression: bool = True
 
 
 class RuleOverride(BaseModel):
@@ -75,6 +78,7 @@ class RuleOverride(BaseModel):
     reminder_interval: Duration | None = None
     alert_on_degraded: bool | None = None
     alert_on_error: bool | None = None
+    alert_on_latency_regression: bool | None = None
 
 
 class MaintenanceWindow(BaseModel):

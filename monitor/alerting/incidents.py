@@ -2,9 +2,10 @@
 
 One :class:`IncidentState` per probe. Rules (see README, "Incident rules"):
 
-- a run is *bad* (FAIL; DEGRADED or ERROR only when the rule says so), *good* (PASS, DEGRADED by
-  default) or *neutral* (ERROR by default, a fully SKIPPED run): neutral runs change no counter,
-  because "the monitor could not check" is neither an outage nor a recovery;
+- a run is *bad* (FAIL; a DEGRADED run that is a latency regression, unless the rule turns
+  ``alert_on_latency_regression`` off; DEGRADED or ERROR otherwise only when the rule says so),
+  *good* (PASS, DEGRADED by default) or *neutral* (ERROR by default, a fully SKIPPED run): neutral
+  runs change no counter, because "the monitor could not check" is neither an outage nor a recovery;
 - ``failure_threshold`` consecutive bad runs open an incident, ``success_threshold`` consecutive
   good runs resolve it; a good run while counting failures resets the count (flapping never pages);
 - while open, a change of the failing step / error class / HTTP status / diagnosis emits ``updated``,
@@ -28,7 +29,7 @@ from typing import Any
 
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.config import IncidentRule
-from monitor.diagnosis import cause_title
+from monitor.diagnosis import LATENCY_REGRESSION, cause_title
 from monitor.results import ProbeResult
 from probes.base import Status, StepResult
 
@@ -118,12 +119,24 @@ class IncidentState:
         return cls(**known)
 
 
-def verdict(status: Status, rule: IncidentRule) -> Verdict:
-    """How a run with ``status`` counts under ``rule``."""
+def is_latency_regression(result: ProbeResult) -> bool:
+    """True when a step of ``result`` is DEGRADED as a latency regression (see monitor.baselines)."""
+    return any(
+        s.status is Status.DEGRADED and s.diagnosis is not None and s.diagnosis.cause == LATENCY_REGRESSION
+        for s in result.steps
+    )
+
+
+def verdict(result: ProbeResult, rule: IncidentRule) -> Verdict:
+    """How ``result`` counts under ``rule`` (by its status; a DEGRADED run that is a latency
+    regression counts as bad unless the rule turns ``alert_on_latency_regression`` off)."""
+    status = result.status
     if status is Status.FAIL:
         return Verdict.BAD
     if status is Status.DEGRADED:
-        return Verdict.BAD if rule.alert_on_degraded else Verdict.GOOD
+        if rule.alert_on_degraded or (rule.alert_on_latency_regression and is_latency_regression(result)):
+            return Verdict.BAD
+        return Verdict.GOOD
     if status is Status.ERROR:
         return Verdict.BAD if rule.alert_on_error else Verdict.NEUTRAL
     if status is Status.PASS:
@@ -245,7 +258,7 @@ def transition(
     ``upstream`` is an open incident of a probe this one depends on (None when there is none);
     ``silenced`` says a maintenance window or a stored silence covers this probe at ``now``.
     """
-    v = verdict(result.status, rule)
+    v = verdict(result, rule)
     base = replace(state, last_status=result.status.value, last_run_id=result.run_id)
     if v is Verdict.NEUTRAL:
         return base, []

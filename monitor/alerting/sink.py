@@ -146,7 +146,7 @@ class IncidentSink:
         read back is at most :data:`KNOWN_STATE_MAX_AGE_S` old, so an incident opened by another
         replica is still seen and resolved by this one's good runs within that time.
         """
-        judged = verdict(result.status, rule)
+        judged = verdict(result, rule)
         if judged is Verdict.NEUTRAL:
             return True  # "could not check" changes no counter (bookkeeping only)
         known = self._known.get(result.probe)

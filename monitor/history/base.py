@@ -42,6 +42,22 @@ class UptimeRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyHistogram:
+    """The latency buckets (:data:`monitor.store.latency.LATENCY_BOUNDS_S`) of one probe (``step``
+    "") or step, summed over a window; ``first_hour`` is the oldest hour holding any of them."""
+
+    probe: str
+    step: str
+    first_hour: datetime
+    counts: tuple[int, ...]
+
+    @property
+    def runs(self) -> int:
+        """How many runs the buckets hold."""
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True)
 class StepMark:
     """One step of a stored run, as much as a status bar shows of it."""
 

@@ -8,17 +8,19 @@ on both backends, so replicas can fold concurrently). Everything here is blockin
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, reduce
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, literal, select, union_all
+from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
-from monitor.history.base import RunMark, StepMark, UptimeRow
+from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
+from monitor.store.latency import BUCKET_COLUMNS, LATENCY_BUCKETS, bucket_index
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
 
@@ -34,24 +36,45 @@ def hour_bucket(seconds: float) -> int:
     return int(seconds // 3600) * 3600
 
 
-@dataclass(frozen=True, slots=True)
 class _Agg:
-    runs: int = 0
-    failures: int = 0
-    errors: int = 0
-    degraded: int = 0
-    duration_sum: float = 0.0
-    duration_max: float = 0.0
+    """One rollup row's worth of a batch: counts, durations and latency buckets, added up in place.
 
-    def add(self, status: Status, duration: float) -> _Agg:
-        return _Agg(
-            self.runs + 1,
-            self.failures + (status is Status.FAIL),
-            self.errors + (status is Status.ERROR),
-            self.degraded + (status is Status.DEGRADED),
-            self.duration_sum + duration,
-            max(self.duration_max, duration),
-        )
+    Only runs and steps that worked (PASS or DEGRADED) count into the buckets: a timeout or an
+    early failure says nothing about how fast the platform is when it works.
+    """
+
+    __slots__ = ("buckets", "degraded", "duration_max", "duration_sum", "errors", "failures", "runs")
+
+    def __init__(self) -> None:
+        self.runs = self.failures = self.errors = self.degraded = 0
+        self.duration_sum = self.duration_max = 0.0
+        self.buckets = [0] * LATENCY_BUCKETS
+
+    def add(self, status: Status, duration: float) -> None:
+        self.runs += 1
+        self.failures += status is Status.FAIL
+        self.errors += status is Status.ERROR
+        self.degraded += status is Status.DEGRADED
+        self.duration_sum += duration
+        self.duration_max = max(self.duration_max, duration)
+        if status is Status.PASS or status is Status.DEGRADED:
+            self.buckets[bucket_index(duration)] += 1
+
+    def row(self, probe: str, step: str, hour: int) -> dict[str, Any]:
+        """The parameters of this row for the rollup upsert."""
+        row: dict[str, Any] = {
+            "probe": probe,
+            "step": step,
+            "hour": hour,
+            "runs": self.runs,
+            "failures": self.failures,
+            "errors": self.errors,
+            "degraded": self.degraded,
+            "duration_sum": self.duration_sum,
+            "duration_max": self.duration_max,
+        }
+        row.update(zip(BUCKET_COLUMNS, self.buckets, strict=True))
+        return row
 
 
 def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
@@ -136,43 +159,35 @@ class SqlHistoryStore:
                         ],
                     )
                 hour = hour_bucket(started)
-                key = (result.probe, "", hour)
-                aggs[key] = aggs.get(key, _Agg()).add(result.status, result.duration_s)
-                for s in result.steps:
-                    key = (result.probe, s.name, hour)
-                    aggs[key] = aggs.get(key, _Agg()).add(s.status, s.duration_s)
-            for (probe, step, hour), agg in aggs.items():
-                self._upsert_rollup(conn, probe, step, hour, agg)
+                for step, status, took in (
+                    ("", result.status, result.duration_s),
+                    *((s.name, s.status, s.duration_s) for s in result.steps),
+                ):
+                    agg = aggs.get((result.probe, step, hour))
+                    if agg is None:
+                        agg = aggs[(result.probe, step, hour)] = _Agg()
+                    agg.add(status, took)
+            if aggs:
+                # One statement for the whole batch (executemany), sorted so that concurrent
+                # replicas lock rollup rows in the same order.
+                rows = [agg.row(*key) for key, agg in sorted(aggs.items())]
+                conn.execute(self._rollup_upsert, rows)
         return added
 
-    def _upsert_rollup(self, conn: Connection, probe: str, step: str, hour: int, agg: _Agg) -> None:
-        stmt = self.db.insert(rollups).values(
-            probe=probe,
-            step=step,
-            hour=hour,
-            runs=agg.runs,
-            failures=agg.failures,
-            errors=agg.errors,
-            degraded=agg.degraded,
-            duration_sum=agg.duration_sum,
-            duration_max=agg.duration_max,
-        )
+    @cached_property
+    def _rollup_upsert(self) -> Any:
+        """The rollup fold, built once: ``INSERT ... ON CONFLICT DO UPDATE`` adding every count
+        (atomic on both backends, so replicas can fold concurrently), executed with many rows."""
+        stmt = self.db.insert(rollups)
         ex = stmt.excluded
-        # ON CONFLICT ... DO UPDATE is atomic on both backends, so replicas can fold concurrently.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[rollups.c.probe, rollups.c.step, rollups.c.hour],
-            set_={
-                "runs": rollups.c.runs + ex.runs,
-                "failures": rollups.c.failures + ex.failures,
-                "errors": rollups.c.errors + ex.errors,
-                "degraded": rollups.c.degraded + ex.degraded,
-                "duration_sum": rollups.c.duration_sum + ex.duration_sum,
-                "duration_max": case(
-                    (rollups.c.duration_max > ex.duration_max, rollups.c.duration_max), else_=ex.duration_max
-                ),
-            },
+        added = ("runs", "failures", "errors", "degraded", "duration_sum", *BUCKET_COLUMNS)
+        set_: dict[str, Any] = {name: rollups.c[name] + ex[name] for name in added}
+        set_["duration_max"] = case(
+            (rollups.c.duration_max > ex.duration_max, rollups.c.duration_max), else_=ex.duration_max
         )
-        conn.execute(stmt)
+        return stmt.on_conflict_do_update(
+            index_elements=[rollups.c.probe, rollups.c.step, rollups.c.hour], set_=set_
+        )
 
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]:
         """Runs started at or after ``since`` (newest first), optionally of one probe."""
@@ -417,6 +432,28 @@ class SqlHistoryStore:
     @staticmethod
     def _nums(row: Sequence[Any]) -> tuple[int, int, int, int, float, float]:
         return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), float(row[4]), float(row[5]))
+
+    def latency_histograms(self, *, since: datetime) -> list[LatencyHistogram]:
+        """The latency buckets of every probe and step from the hour holding ``since`` on, summed:
+        one range of the rollups' primary key per probe and step, whatever the window's length.
+        Hours with empty buckets (folded before the buckets existed) are left out, so they do not
+        make the history look longer than it is."""
+        buckets = [rollups.c[name] for name in BUCKET_COLUMNS]
+        q = (
+            select(
+                rollups.c.probe,
+                rollups.c.step,
+                func.min(rollups.c.hour),
+                *(func.sum(b) for b in buckets),
+            )
+            .where(rollups.c.hour >= hour_bucket(to_epoch(since)), reduce(operator.add, buckets) > 0)
+            .group_by(rollups.c.probe, rollups.c.step)
+        )
+        with self.db.read() as conn:
+            return [
+                LatencyHistogram(r[0], r[1], from_epoch(float(r[2])), tuple(int(n or 0) for n in r[3:]))
+                for r in conn.execute(q)
+            ]
 
     def prune(self, now: datetime) -> dict[str, int]:
         """Apply retention: raw runs and steps, then rollups. Rows removed per table."""

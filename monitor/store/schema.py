@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
 )
 
+from monitor.store.latency import BUCKET_COLUMNS
+
 metadata = MetaData()
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (autoincrement); BIGINT elsewhere.
@@ -59,7 +61,8 @@ steps = Table(
     Index("ix_steps_started", "started_at", "probe"),
 )
 
-# Hourly aggregates per probe and step; step "" is the probe run as a whole.
+# Hourly aggregates per probe and step; step "" is the probe run as a whole. The ``bucket_NN``
+# columns are a fixed latency histogram of the runs that worked (see monitor/store/latency.py).
 rollups = Table(
     "rollups",
     metadata,
@@ -72,6 +75,7 @@ rollups = Table(
     Column("degraded", Integer, nullable=False),
     Column("duration_sum", Float, nullable=False),
     Column("duration_max", Float, nullable=False),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in BUCKET_COLUMNS),
 )
 
 # The state machine's memory, one row per probe; the row is also the per-probe lock on PostgreSQL.
