@@ -3,6 +3,8 @@
 - ``GET /faults`` -> ``{"active": [...], "known": {name: description}}``
 - ``PUT /faults`` with ``{"faults": [...]}`` replaces the active set; ``POST /faults/<name>`` adds one;
   ``DELETE /faults`` clears all. Unknown names: 400, nothing changed.
+- ``PUT /delays`` with ``{"artifacts_slow_s": 1.5, ...}`` sets slow faults' delays at runtime
+  (cleared with the faults); unknown names or bad values: 400, nothing changed.
 - ``GET /status`` -> the components, their URLs, pids and the active faults.
 """
 
@@ -54,7 +56,7 @@ def build_admin_app(token: str, faults: FaultState, status: Callable[[], dict[st
     """The admin app; ``status`` returns the component table for ``GET /status``."""
 
     def answer() -> JSONResponse:
-        return JSONResponse({"active": list(faults.active), "known": FAULTS})
+        return JSONResponse({"active": list(faults.active), "known": FAULTS, "delays": faults.delays})
 
     async def get_faults(_: Request) -> Response:
         return answer()
@@ -84,6 +86,19 @@ def build_admin_app(token: str, faults: FaultState, status: Callable[[], dict[st
         faults.clear()
         return answer()
 
+    async def put_delays(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": 'body must be {"name_s": seconds, ...}'}, status_code=400)
+        try:
+            faults.set_delays(body)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return answer()
+
     async def get_status(_: Request) -> Response:
         return JSONResponse({**status(), "faults": list(faults.active)})
 
@@ -93,6 +108,7 @@ def build_admin_app(token: str, faults: FaultState, status: Callable[[], dict[st
             Route("/faults", put_faults, methods=["PUT"]),
             Route("/faults", clear_faults, methods=["DELETE"]),
             Route("/faults/{name}", add_fault, methods=["POST"]),
+            Route("/delays", put_delays, methods=["PUT"]),
             Route("/status", get_status, methods=["GET"]),
         ]
     )

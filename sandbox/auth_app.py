@@ -107,7 +107,7 @@ def build_auth_app(settings: PlatformSettings, faults: FaultState) -> ASGIApp:
 
     async def validate(request: Request) -> Response:
         if "auth-slow" in faults:
-            await asyncio.sleep(settings.delays.auth_slow_s)
+            await asyncio.sleep(faults.delay("auth_slow_s", settings.delays.auth_slow_s))
         if "rate-limited" in faults:
             return rate_limited_response()
         raw = await request.body()

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sandbox.faults import FAULTS, UnknownFaultError, validate_fault_names
+from sandbox.faults import DELAY_NAMES, FAULTS, UnknownFaultError, validate_delays, validate_fault_names
 from sandbox.settings import Delays, mask_key
 
 if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--auth-slow-s", type=float, default=defaults.auth_slow_s, help="auth-slow delay")
     up.add_argument("--mlflow-slow-s", type=float, default=defaults.mlflow_slow_s, help="mlflow-slow delay")
     up.add_argument(
+        "--artifacts-slow-s", type=float, default=defaults.artifacts_slow_s, help="artifacts-slow delay"
+    )
+    up.add_argument(
         "--upstream-timeout-s",
         type=float,
         default=defaults.upstream_timeout_s,
@@ -66,6 +69,13 @@ def register(subparsers: Any) -> None:
     workdir_arg(fault)
     fault.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(FAULTS)}")
     fault.add_argument("--only", action="store_true", help="replace the active faults instead of adding")
+    fault.add_argument(
+        "--delay",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help=f"set a slow fault's delay until the faults are cleared ({', '.join(DELAY_NAMES)})",
+    )
     fault.set_defaults(func=cmd_fault)
 
     clear = commands.add_parser("clear", help="deactivate every fault")
@@ -160,6 +170,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     delays = Delays(
         auth_slow_s=args.auth_slow_s,
         mlflow_slow_s=args.mlflow_slow_s,
+        artifacts_slow_s=args.artifacts_slow_s,
         upstream_timeout_s=args.upstream_timeout_s,
     )
     box = Sandbox(
@@ -211,13 +222,23 @@ def _control(args: argparse.Namespace) -> SandboxState | None:
         return None
 
 
+def _delay_arg(text: str) -> tuple[str, object]:
+    """``artifacts_slow_s=1.5`` as a name and a number (checked by ``validate_delays``)."""
+    name, sep, value = text.partition("=")
+    try:
+        return name.strip(), float(value) if sep else None
+    except ValueError:
+        raise ValueError(f"--delay {text!r}: want NAME=SECONDS") from None
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     """Activate faults (added to the active ones, or replacing them with ``--only``)."""
     from sandbox.control import FaultControlError, SandboxNotRunningError
 
     try:
         names = validate_fault_names(args.names)
-    except UnknownFaultError as exc:
+        delays = validate_delays(dict(_delay_arg(d) for d in args.delay))
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     state = _control(args)
@@ -225,6 +246,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return 1
     control = state.control()
     try:
+        if delays:
+            control.set_delays(**delays)
         if args.only:
             active = control.set_faults(*names)
         else:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.faults import validate_fault_names
+from sandbox.faults import validate_delays, validate_fault_names
 
 #: The state file's name inside the sandbox's work directory.
 STATE_FILE = "sandbox.json"
@@ -76,6 +76,18 @@ class FaultControl:
     def clear_faults(self) -> tuple[str, ...]:
         """Back to healthy; returns the (empty) active set."""
         return tuple(self._call("DELETE", "/faults")["active"])
+
+    def set_delays(self, **delays: float) -> dict[str, float]:
+        """Set slow faults' delays (``artifacts_slow_s=1.5``) until the faults are cleared; returns
+        every delay set at runtime. Bad names or values raise ``ValueError`` before any request."""
+        validate_delays(delays)
+        answer: dict[str, float] = self._call("PUT", "/delays", dict(delays))["delays"]
+        return answer
+
+    def delays(self) -> dict[str, float]:
+        """The delays set at runtime (empty: every slow fault uses its start-up delay)."""
+        answer: dict[str, float] = self._call("GET", "/faults")["delays"]
+        return answer
 
     def active_faults(self) -> tuple[str, ...]:
         """The faults active right now."""

@@ -7,7 +7,7 @@ Every fault mirrors a way the production platform has broken or can break (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 #: Every fault the sandbox knows, with the one-line promise its tests hold it to. The order is the
 #: order of the documentation table.
@@ -32,6 +32,10 @@ FAULTS: dict[str, str] = {
     ),
     "admin-required": "registry answers 403 REGISTRY_ADMIN_REQUIRED for every key, the admin key too",
     "mlflow-slow": "proxy delays every MLflow call by mlflow_slow_s (default 2 s), below its timeout",
+    "artifacts-slow": (
+        "proxy delays every artifact request (upload, list, download, delete) by artifacts_slow_s "
+        "(default 2 s)"
+    ),
     "mlflow-down": (
         "MLflow unreachable: proxy 502, registry /mlflow/* ALB HTML 503, MLflow health endpoints 503"
     ),
@@ -42,12 +46,33 @@ FAULTS: dict[str, str] = {
 }
 
 
+#: The delays of the slow faults, settable at runtime (``sandbox fault --delay NAME=SECONDS``, the
+#: admin endpoint's ``PUT /delays``) over the values the sandbox started with; clearing the faults
+#: restores those. A test can so make a step exactly as much slower as it needs.
+DELAY_NAMES: tuple[str, ...] = ("auth_slow_s", "mlflow_slow_s", "artifacts_slow_s")
+
+#: A delay longer than this would outlive every timeout of the platform and the monitor.
+MAX_DELAY_S = 60.0
+
+
 class UnknownFaultError(ValueError):
     """A fault name that the sandbox does not know; the message lists the known ones."""
 
     def __init__(self, unknown: Iterable[str]) -> None:
         names = ", ".join(sorted(unknown))
         super().__init__(f"unknown fault(s): {names}; known: {', '.join(FAULTS)}")
+
+
+def validate_delays(delays: Mapping[str, object]) -> dict[str, float]:
+    """``delays`` as seconds by known name, or :class:`ValueError` naming the bad entry."""
+    out: dict[str, float] = {}
+    for name, value in delays.items():
+        if name not in DELAY_NAMES:
+            raise ValueError(f"unknown delay {name!r}; known: {', '.join(DELAY_NAMES)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_DELAY_S:
+            raise ValueError(f"delay {name} must be a number of seconds from 0 to {MAX_DELAY_S:g}")
+        out[name] = float(value)
+    return out
 
 
 def validate_fault_names(names: Iterable[str]) -> tuple[str, ...]:
@@ -68,6 +93,7 @@ class FaultState:
 
     def __init__(self, initial: Iterable[str] = ()) -> None:
         self._active: tuple[str, ...] = validate_fault_names(initial)
+        self._delays: dict[str, float] = {}
         self._listeners: list[Callable[[], None]] = []
 
     def __contains__(self, name: object) -> bool:
@@ -77,6 +103,20 @@ class FaultState:
     def active(self) -> tuple[str, ...]:
         """The active faults, in documentation order."""
         return self._active
+
+    @property
+    def delays(self) -> dict[str, float]:
+        """The delays set at runtime (the others are the start-up settings)."""
+        return dict(self._delays)
+
+    def delay(self, name: str, default: float) -> float:
+        """The delay ``name`` in force: set at runtime, else ``default`` (the start-up setting)."""
+        return self._delays.get(name, default)
+
+    def set_delays(self, delays: Mapping[str, object]) -> dict[str, float]:
+        """Set some delays (validated first: a bad entry changes nothing); returns all set ones."""
+        self._delays.update(validate_delays(delays))
+        return self.delays
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every change of the active set."""
@@ -94,5 +134,6 @@ class FaultState:
         return self.set((*self._active, name))
 
     def clear(self) -> tuple[str, ...]:
-        """Deactivate every fault: the platform is healthy again."""
+        """Deactivate every fault and forget runtime delays: the platform is healthy again."""
+        self._delays.clear()
         return self.set(())

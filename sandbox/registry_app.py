@@ -333,6 +333,11 @@ class RegistryProxy:
                     },
                     status_code=500,
                 )
+            if "artifacts-slow" in self._faults:
+                # S3 (or the path to it) slow: every artifact call takes that much longer.
+                await asyncio.sleep(
+                    self._faults.delay("artifacts_slow_s", self._settings.delays.artifacts_slow_s)
+                )
         headers = self._forward_headers(request)
         headers["X-Hokusai-User-Id"] = outcome.user_id
         headers["X-Hokusai-API-Key-Id"] = outcome.key_id
@@ -376,7 +381,7 @@ class RegistryProxy:
         self, request: Request, rest: str, headers: dict[str, str], *, corrupt: bool, api: bool
     ) -> Response:
         if "mlflow-slow" in self._faults:
-            await asyncio.sleep(self._settings.delays.mlflow_slow_s)
+            await asyncio.sleep(self._faults.delay("mlflow_slow_s", self._settings.delays.mlflow_slow_s))
         url = self.upstream_base() + "/" + rest
         if request.url.query:
             # Forwarded verbatim: re-encoding could change what MLflow sees.

@@ -80,6 +80,7 @@ class Delays:
 
     auth_slow_s: float = 2.0
     mlflow_slow_s: float = 2.0
+    artifacts_slow_s: float = 2.0
     upstream_timeout_s: float = 3.0
     auth_timeout_s: float = 5.0
     key_cache_ttl_s: float = 30.0

@@ -141,6 +141,14 @@ FAULT_TABLE: dict[str, Row] = {
         # as a timeout, with the steps before it, instead of the runner's hard kill (ERROR).
         "registration": _fail("log_model", "mlflow_slow"),
     },
+    # Every artifact call 2 s slower: over the artifact steps' budgets at worst, never failing.
+    "artifacts-slow": {
+        "auth": _PASS,
+        "alb_health": _OKISH,
+        "mlflow_api": _OKISH,
+        "artifact_roundtrip": _OKISH,
+        "registration": _OKISH,
+    },
     "mlflow-down": {
         "auth": _PASS,
         "alb_health": _fail("mlflow_ui", "alb_no_healthy_target"),

@@ -391,6 +391,25 @@ def test_mlflow_slow_delays_proxied_calls_only(
     assert time.monotonic() - started < sandbox.delays.mlflow_slow_s
 
 
+def test_artifacts_slow_delays_artifact_calls_by_the_delay_set_at_runtime(
+    http: httpx.Client, sandbox: Sandbox, faults: FaultControl
+) -> None:
+    """artifacts-slow: artifact calls take the runtime delay longer and succeed; other proxied calls
+    stay fast; clearing the faults forgets the delay, and a bad delay is refused."""
+    assert faults.set_delays(artifacts_slow_s=0.6) == {"artifacts_slow_s": 0.6}
+    faults.set_faults("artifacts-slow")
+    started = time.monotonic()
+    assert upload(http, sandbox, "slow.txt", b"slow").status_code == 200
+    assert time.monotonic() - started >= 0.6
+    started = time.monotonic()
+    assert search(http, sandbox).status_code == 200
+    assert time.monotonic() - started < 0.6
+    with pytest.raises(ValueError, match="unknown delay"):
+        faults.set_delays(s3_slow_s=1.0)
+    faults.clear_faults()
+    assert faults.delays() == {}
+
+
 def test_mlflow_down_is_502_and_alb_503(http: httpx.Client, sandbox: Sandbox, faults: FaultControl) -> None:
     """mlflow-down: proxy 502, /mlflow/ ALB HTML 503, both MLflow health routes 503."""
     faults.set_faults("mlflow-down")
