@@ -62,12 +62,14 @@ def test_n_slow_runs_in_a_row_degrade_the_step_naming_the_baseline() -> None:
     assert [j.result.status for j in results] == [Status.PASS, Status.PASS, Status.DEGRADED]
     upload = results[-1].result.steps[0]
     assert upload.status is Status.DEGRADED
-    assert upload.diagnosis is not None and upload.diagnosis.cause == LATENCY_REGRESSION
+    assert upload.diagnosis is not None
+    assert upload.diagnosis.cause == LATENCY_REGRESSION
     assert upload.message == "upload took 0.62 s, 3.1\u00d7 its 7-day p95 of 0.20 s (3 runs in a row)"
     assert results[-1].result.steps[1].status is Status.PASS
     # Still slow: stays regressed, counting on.
     again = judge(run({"upload": 0.7, "download": 0.1}), BASELINES, streaks, CFG)
-    assert again.streaks[(PROBE, "upload")] == 4 and again.result.status is Status.DEGRADED
+    assert again.streaks[(PROBE, "upload")] == 4
+    assert again.result.status is Status.DEGRADED
 
 
 def test_a_fail_stays_fail_and_changes_no_count() -> None:
@@ -97,7 +99,8 @@ def test_a_regressed_run_without_a_regressed_step_marks_the_step_that_lost_most(
 def test_steps_without_a_baseline_are_not_judged() -> None:
     """No baseline, no count and no verdict, however slow."""
     judged = judge(run({"upload": 60.0}), {}, {(PROBE, "upload"): 5}, CFG)
-    assert judged.findings == () and judged.streaks == {}
+    assert judged.findings == ()
+    assert judged.streaks == {}
 
 
 def _histogram(step: str, seconds: float, runs: int, first_hour_ago_h: float) -> LatencyHistogram:

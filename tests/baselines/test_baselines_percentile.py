@@ -77,4 +77,5 @@ def test_the_shared_bounds_rise_and_name_one_column_each() -> None:
     counts = [0] * LATENCY_BUCKETS
     counts[bucket_index(0.5)] = 100
     value = percentile(counts, 0.5)
-    assert value is not None and 0.4 < value <= 0.6
+    assert value is not None
+    assert 0.4 < value <= 0.6
