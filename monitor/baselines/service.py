@@ -63,6 +63,8 @@ class LatencyBaselines:
         self._last: dict[Key, Finding] = {}
         self._due = float("-inf")  # monotonic time of the next refresh
         self._refreshing: asyncio.Task[bool] | None = None
+        # One refresh at a time: a slow one finishing late must not replace a newer one's baselines.
+        self._refresh_lock = asyncio.Lock()
 
     @property
     def baselines(self) -> dict[Key, Baseline]:
@@ -94,6 +96,10 @@ class LatencyBaselines:
     async def refresh(self) -> bool:
         """Recompute the baselines from the rollups now; False (old baselines kept) when the store
         is not open or the read fails, retried after at most :data:`RETRY_S`."""
+        async with self._refresh_lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         started = self._clock.monotonic()
         self._due = started + min(self._config.refresh, RETRY_S)
         if not self._ready():
