@@ -20,15 +20,19 @@ import structlog
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.app import StoreFeatures, build_store_features, probe_dependencies
+from monitor.alerting.sink import IncidentSink
+from monitor.app import build_monitor
+from monitor.baselines.service import LatencyBaselines
 from monitor.config import Config, parse_config
 from monitor.daemon import Daemon
 from monitor.diagnosis import LATENCY_REGRESSION
+from monitor.history.sink import HistorySink
 from monitor.results import ProbeResult
 from probes.base import Status, SystemClock
 from sandbox.control import FaultControl
 from sandbox.core import Sandbox
 from tests.baselines.baselines_helpers import history
+from tests.history.history_helpers import FullStore
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
@@ -43,19 +47,24 @@ DELAY_S = 1.3
 
 @dataclass
 class Monitor:
-    """The daemon as build_monitor wires it, with the features at hand."""
+    """The production daemon (:func:`monitor.app.build_monitor`), its baselines and sinks, and the
+    same store opened beside it for seeding history and reading incidents."""
 
     daemon: Daemon
-    features: StoreFeatures
     registry: CollectorRegistry
+    store: FullStore
+
+    @property
+    def baselines(self) -> LatencyBaselines:
+        (baselines,) = (t for t in self.daemon.transformers if isinstance(t, LatencyBaselines))
+        return baselines
 
     async def run(self) -> ProbeResult:
         """One run of the probe, published, and every queue written to the store."""
         (result,) = await self.daemon.run_once([PROBE])
-        assert self.features.history is not None
-        assert self.features.incidents is not None
-        assert await self.features.history.flush(30)
-        assert await self.features.incidents.flush(30)
+        for sink in self.daemon.sinks:
+            assert isinstance(sink, HistorySink | IncidentSink)
+            assert await sink.flush(30)
         return result
 
     def regression_metric(self, step: str) -> float | None:
@@ -77,33 +86,19 @@ def config_for(sandbox: Sandbox, tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def monitor(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Monitor]:
-    """The daemon's pipeline on a fresh store (closed after the test)."""
+    """The daemon as production builds it, on a fresh store (closed after the test)."""
     config = config_for(sandbox, tmp_path)
     registry = CollectorRegistry()
-    clock = SystemClock()
-    logger = structlog.get_logger("test")
-    features = build_store_features(
-        config.store,
-        config.alerting,
-        probe_dependencies(config),
-        registry,
-        clock,
-        environment=config.environment,
-        logger=logger,
-        baselines_config=config.baselines,
+    daemon = build_monitor(
+        config, registry=registry, clock=SystemClock(), logger=structlog.get_logger("test")
     )
-    daemon = Daemon(
-        config,
-        registry=registry,
-        clock=clock,
-        logger=logger,
-        sinks=features.sinks,
-        transformers=features.transformers,
-    )
+    store = FullStore.open_existing(config.store.url)
     try:
-        yield Monitor(daemon, features, registry)
+        yield Monitor(daemon, registry, store)
     finally:
-        await features.close()
+        store.close()
+        # What serve() runs on shutdown: flush the queues, close the store and its threads.
+        await daemon._run_hooks("shutdown", daemon._shutdown_hooks)
 
 
 async def test_three_slow_runs_in_a_row_open_one_latency_regression_incident(
@@ -115,11 +110,8 @@ async def test_three_slow_runs_in_a_row_open_one_latency_regression_incident(
     steps = {s.name: SEEDED_STEP_S for s in healthy.steps}
     # Two days of history, one run every 10 minutes, written the way the daemon writes runs.
     now = SystemClock().now()
-    monitor.features.history_store.append_runs(
-        history(steps, runs=300, until=now, every=timedelta(minutes=10))
-    )
-    baselines = monitor.features.baselines
-    assert baselines is not None
+    monitor.store.append_runs(history(steps, runs=300, until=now, every=timedelta(minutes=10)))
+    baselines = monitor.baselines
     assert await baselines.refresh()
     upload = baselines.baselines[(PROBE, "upload")]
     assert 0.3 < upload.seconds < 0.4
@@ -133,7 +125,7 @@ async def test_three_slow_runs_in_a_row_open_one_latency_regression_incident(
     assert single.status is Status.PASS
     faults.clear_faults()
     assert (await monitor.run()).status is Status.PASS
-    alerting = monitor.features.alerting_store
+    alerting = monitor.store.alerting
     assert alerting.incidents(open_only=False, limit=10) == []
 
     faults.set_delays(artifacts_slow_s=DELAY_S)
