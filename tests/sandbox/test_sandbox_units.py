@@ -42,6 +42,39 @@ def test_fault_state_notifies_listeners_and_ignores_invalid_sets() -> None:
     assert calls == [("auth-down",), ("auth-down", "rate-limited"), ()]
 
 
+def test_runtime_delays_override_the_start_up_ones_until_cleared() -> None:
+    """set_delays validates every entry first; delay() falls back to the start-up value; clear forgets."""
+    state = FaultState()
+    assert state.delay("artifacts_slow_s", 2.0) == 2.0
+    assert state.set_delays({"artifacts_slow_s": 0.5}) == {"artifacts_slow_s": 0.5}
+    assert state.delay("artifacts_slow_s", 2.0) == 0.5
+    for bad, match in (
+        ({"s3_slow_s": 1}, "unknown delay"),
+        ({"auth_slow_s": -1}, "from 0 to"),
+        ({"auth_slow_s": "1"}, "number"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            state.set_delays({"mlflow_slow_s": 1.0, **bad})
+    assert state.delays == {"artifacts_slow_s": 0.5}
+    state.clear()
+    assert state.delays == {}
+
+
+@pytest.mark.parametrize(
+    "delay",
+    ["artifacts_slow_s", "artifacts_slow_s=soon", "s3_slow_s=1"],
+    ids=["no-value", "not-a-number", "unknown"],
+)
+def test_sandbox_fault_refuses_a_bad_delay_with_exit_2(
+    delay: str, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    """`sandbox fault NAME --delay BAD` is a usage error (exit 2) before any sandbox is looked for."""
+    from sandbox.__main__ import main
+
+    assert main(["fault", "artifacts-slow", "--delay", delay, "--workdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 def test_keys_are_masked_to_prefix_and_last_four() -> None:
     """mask_key shows the test prefix, two characters and the last four, never the whole key."""
     key = generate_key()
