@@ -27,6 +27,9 @@ from monitor.alerting.correlation import summarize
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord, IncidentStore
 from monitor.history.base import HistoryStore, RunMark, UptimeRow
+from monitor.location import DEFAULT_LOCATION
+from monitor.locations_view import LOOKBACK_S, LocationsSnapshot, locations_json
+from monitor.locations_view import build as build_locations
 from monitor.results import ProbeResult
 from monitor.statuspage import (
     BAR_RUNS,
@@ -96,6 +99,7 @@ class _Reads:
     uptime: dict[str, dict[str, UptimeRow]]
     states: dict[str, IncidentState]
     records: list[IncidentRecord]
+    locations: LocationsSnapshot
 
 
 def _with_latest_cause(state: IncidentState, failure: Failure | None) -> IncidentState:
@@ -265,6 +269,7 @@ class StatusApi:
         clock: Clock,
         *,
         environment: str = "",
+        location: str = DEFAULT_LOCATION,
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         store_status: Callable[[], dict[str, Any]] | None = None,
@@ -272,6 +277,7 @@ class StatusApi:
         dependencies: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._deps = dict(dependencies or {})
+        self._location = location
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -350,7 +356,21 @@ class StatusApi:
         )
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
-        return _Reads(recent, full, uptime, states, records)
+        return _Reads(recent, full, uptime, states, records, self._read_locations(now))
+
+    def _read_locations(self, now: datetime) -> LocationsSnapshot:
+        """Each probe as each location sees it (history's newest runs, alerting's views)."""
+        runs = self._history.latest_by_location(since=now - timedelta(seconds=LOOKBACK_S))
+        views, beats = self._incidents.location_views()
+        return build_locations(now, self._location, runs, views, beats)
+
+    async def locations(self, request: Request) -> Response:
+        """``GET /api/v1/locations``: the live locations and each probe's state from each of them."""
+        try:
+            snap = await self._call(self._read_locations, now=self._clock.now())
+        except Exception as exc:
+            return self._unavailable(exc)
+        return JSONResponse(locations_json(snap))
 
     async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
@@ -374,7 +394,13 @@ class StatusApi:
             )
             for name in sorted(set(reads.recent) | set(reads.states))
         )
-        return Snapshot(environment=self._env, now=now, probes=cards, incidents=tuple(incidents))
+        return Snapshot(
+            environment=self._env,
+            now=now,
+            probes=cards,
+            incidents=tuple(incidents),
+            locations=reads.locations,
+        )
 
     async def status(self, request: Request) -> Response:
         """``GET /api/v1/status``: per probe the last run, its steps and recent runs, the open incident
@@ -412,6 +438,7 @@ def routes(
     clock: Clock,
     *,
     environment: str = "",
+    location: str = DEFAULT_LOCATION,
     run: RunInThread | None = None,
     gate: StoreGate | None = None,
     store_status: Callable[[], dict[str, Any]] | None = None,
@@ -423,6 +450,7 @@ def routes(
         incidents,
         clock,
         environment=environment,
+        location=location,
         run=run,
         gate=gate,
         store_status=store_status,
@@ -433,5 +461,6 @@ def routes(
         Route("/api/v1/runs", api.runs, methods=["GET"]),
         Route("/api/v1/status", api.status, methods=["GET"]),
         Route("/api/v1/incidents", api.incidents, methods=["GET"]),
+        Route("/api/v1/locations", api.locations, methods=["GET"]),
         Route("/", api.page, methods=["GET"]),
     ]
