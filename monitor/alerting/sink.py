@@ -225,7 +225,7 @@ class IncidentSink:
         quorum_wait: list[tuple[tuple[str, ...], int]] = []
         here = Here(location, lambda old: observe(old or LocationView(probe, location), result, judged, now))
         events: list[Event] = await self._run(
-            self._store.transition, probe, now, decide, self._channels, here=here
+            self._store.transition, probe, now, decide, self._channels, here
         )
         if decided:
             self._known[probe] = (decided[-1], self._clock.monotonic())

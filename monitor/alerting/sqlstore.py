@@ -56,7 +56,7 @@ class SqlAlertingStore:
         return {"outbox": int(n_out), "silences": int(n_sil)}
 
     def transition(
-        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], *, here: Here | None = None
+        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None
     ) -> list[Event]:
         """Run ``decide`` on ``probe``'s state (seeing every other probe's) and store its outcome and
         its events (one outbox row per event and channel) in one transaction.

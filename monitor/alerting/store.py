@@ -81,7 +81,7 @@ class IncidentStore(Protocol):
     """Incident state and the outbox: what the incident sink and the dispatcher need."""
 
     def transition(
-        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], *, here: Here | None = None
+        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None
     ) -> list[Event]: ...
 
     def heartbeat(self, location: str, now: datetime) -> None: ...
