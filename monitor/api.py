@@ -356,13 +356,17 @@ class StatusApi:
         )
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
-        return _Reads(recent, full, uptime, states, records, self._read_locations(now))
+        # The page shows each location's incident view only: one small read (runs per location
+        # and heartbeats are for /api/v1/locations).
+        views = build_locations(now, self._location, [], self._incidents.location_views(), None)
+        return _Reads(recent, full, uptime, states, records, views)
 
     def _read_locations(self, now: datetime) -> LocationsSnapshot:
-        """Each probe as each location sees it (history's newest runs, alerting's views)."""
+        """Each probe as each location sees it (history's newest runs, alerting's views), and the
+        live locations."""
         runs = self._history.latest_by_location(since=now - timedelta(seconds=LOOKBACK_S))
-        views, beats = self._incidents.location_views()
-        return build_locations(now, self._location, runs, views, beats)
+        views = self._incidents.location_views()
+        return build_locations(now, self._location, runs, views, self._incidents.location_heartbeats())
 
     async def locations(self, request: Request) -> Response:
         """``GET /api/v1/locations``: the live locations and each probe's state from each of them."""

@@ -49,6 +49,7 @@ COMMAND_MODULES: list[str] = [
     "monitor.history.commands",
     "monitor.alerting.commands",
     "monitor.report_cli",
+    "monitor.locations_cli",
     "sandbox.cli",
     "monitor.demo",
 ]

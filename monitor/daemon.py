@@ -253,6 +253,7 @@ class Daemon:
             ready=self.ready,
             extra_routes=self._extra_routes,
             web=self._config.web,
+            metric_labels={"location": self.location},
         )
         self.server = HttpServer(app, host, port, tls=self._config.web.tls_server_config)
         if install_signals:

@@ -20,8 +20,8 @@ from monitor.alerting.quorum import LIVE_S, LocationView
 from monitor.history.locations import LocationRun
 from monitor.store.epoch import from_epoch, to_epoch
 
-#: How far back the newest run per location is looked for.
-LOOKBACK_S = 86400.0
+#: How far back the newest run per location is looked for (longer than any probe's interval).
+LOOKBACK_S = 2 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +40,12 @@ class LocationCell:
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """One location: when it was last heard from, and whether it is live (counts for the quorum)."""
+    """One location: when it was last heard from, and whether it is live (counts for the quorum);
+    both None when the heartbeats were not read."""
 
     name: str
     last_seen: datetime | None
-    live: bool
+    live: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +68,10 @@ def build(
     here: str,
     runs: Sequence[LocationRun],
     views: Sequence[LocationView],
-    beats: dict[str, float],
+    beats: dict[str, float] | None,
 ) -> LocationsSnapshot:
-    """Merge the newest runs, the incident views and the heartbeats into one snapshot."""
+    """Merge the newest runs, the incident views and the heartbeats (None: not read) into one
+    snapshot."""
     by_key = {(v.probe, v.location): v for v in views}
     run_by_key = {(r.probe, r.location): r for r in runs}
     cells = []
@@ -88,9 +90,11 @@ def build(
             )
         )
     t = to_epoch(now)
-    names = sorted({c.location for c in cells} | set(beats))
+    names = sorted({c.location for c in cells} | set(beats or {}))
     places = tuple(
-        Place(
+        Place(name, None, None)
+        if beats is None
+        else Place(
             name,
             from_epoch(beats[name]) if name in beats else None,
             name in beats and beats[name] >= t - LIVE_S,
@@ -150,7 +154,8 @@ def render_html(snap: LocationsSnapshot, badge: Callable[[str | None], str]) -> 
     e = html.escape
     gone = " <span class=muted>(not live)</span>"
     head = "".join(
-        f"<th data-location='{e(p.name)}'>{e(p.name)}{'' if p.live else gone}</th>" for p in snap.places
+        f"<th data-location='{e(p.name)}'>{e(p.name)}{gone if p.live is False else ''}</th>"
+        for p in snap.places
     )
     cells = {(c.probe, c.location): c for c in snap.cells}
     body = []

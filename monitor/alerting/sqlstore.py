@@ -139,10 +139,15 @@ class SqlAlertingStore:
         with self.db.write() as conn:
             quorum_sql.beat(conn, location, to_epoch(now))
 
-    def location_views(self) -> tuple[list[LocationView], dict[str, float]]:
-        """Every location's view of every probe, and each location's last heartbeat (epoch s)."""
+    def location_views(self) -> list[LocationView]:
+        """Every location's view of every probe."""
         with self.db.read() as conn:
-            return quorum_sql.read_views(conn), quorum_sql.heartbeats(conn)
+            return quorum_sql.read_views(conn)
+
+    def location_heartbeats(self) -> dict[str, float]:
+        """Each location's last heartbeat (epoch seconds)."""
+        with self.db.read() as conn:
+            return quorum_sql.heartbeats(conn)
 
     def _records(self, conn: Connection, incident_ids: set[str]) -> list[IncidentRecord]:
         if not incident_ids:
