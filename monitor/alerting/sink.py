@@ -201,7 +201,8 @@ class IncidentSink:
             mine = view.views.get(location)
             if mine is not None:
                 seen.append(mine)
-                if mine.failing and counted is not judged:
+                if mine.failures == 1 and counted is not judged:
+                    # Once per streak: the metric and the views show it for as long as it lasts.
                     quorum_wait.append((failing, need))
             held = silenced_by(probe, now, config.maintenance, view.silences)
             join = correlate(

@@ -185,7 +185,11 @@ def test_one_zone_blip_never_pages_while_a_platform_fault_pages_once_naming_the_
 
             def all_good() -> bool:
                 body = a.get_json("/api/v1/locations")
-                if not body or sorted(p["location"] for p in body["locations"] if p["live"]) != ["a", "b", "c"]:
+                if not body or sorted(p["location"] for p in body["locations"] if p["live"]) != [
+                    "a",
+                    "b",
+                    "c",
+                ]:
                     return False
                 seen = cells(a)
                 return all(

@@ -40,7 +40,15 @@ G, B, N = Verdict.GOOD, Verdict.BAD, Verdict.NEUTRAL
         (G, ["a"], 1, G),
         (N, ["a", "b"], 2, N),
     ],
-    ids=["bad-alone", "bad-quorum", "good-under-quorum", "good-quorum-gone", "single-bad", "single-good", "neutral"],
+    ids=[
+        "bad-alone",
+        "bad-quorum",
+        "good-under-quorum",
+        "good-quorum-gone",
+        "single-bad",
+        "single-good",
+        "neutral",
+    ],
 )
 def test_gate(judged: Verdict, failing: list[str], need: int, want: Verdict) -> None:
     """How a run counts for the shared incident, given who else fails and the quorum."""
@@ -50,7 +58,9 @@ def test_gate(judged: Verdict, failing: list[str], need: int, want: Verdict) -> 
 @pytest.mark.parametrize(
     ("min_locations", "live", "want"), [(2, 3, 2), (2, 1, 1), (3, 2, 2), (1, 5, 1), (2, 0, 1)]
 )
-def test_required_is_the_quorum_capped_by_the_live_locations(min_locations: int, live: int, want: int) -> None:
+def test_required_is_the_quorum_capped_by_the_live_locations(
+    min_locations: int, live: int, want: int
+) -> None:
     """``min(min_locations, live)``, never below one."""
     assert required(min_locations, live) == want
 
