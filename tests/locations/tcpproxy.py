@@ -8,6 +8,7 @@ the daemon behind it; ``restore()`` forwards again. Used as a context manager.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -16,10 +17,8 @@ from types import TracebackType
 
 def _reset(sock: socket.socket) -> None:
     """Close ``sock`` with an RST (linger 0), not a polite FIN."""
-    try:
+    with contextlib.suppress(OSError):  # already closed by the other side
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
     sock.close()
 
 
@@ -113,8 +112,6 @@ class TcpProxy:
             for sock in (src, dst):
                 with self._lock:
                     self._open.discard(sock)
-                try:
+                with contextlib.suppress(OSError):  # not connected any more
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()

@@ -106,7 +106,8 @@ def slack() -> Iterator[FakeSlack]:
 
 def _proxy_for(url: str) -> TcpProxy:
     parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     return TcpProxy(parts.hostname, parts.port)
 
 
@@ -217,7 +218,8 @@ def test_one_zone_blip_never_pages_while_a_platform_fault_pages_once_naming_the_
             assert 'synthmon_location_failing{location="c",probe="artifact_roundtrip"} 1.0' in metrics
             assert 'synthmon_probe_success{location="c",probe="artifact_roundtrip"} 0.0' in metrics
             page = httpx.get(a.url + "/", timeout=10).text
-            assert "id='locations'" in page and "failing here" in page
+            assert "id='locations'" in page
+            assert "failing here" in page
 
             auth_proxy.restore()
             registry_proxy.restore()
@@ -247,7 +249,8 @@ def test_one_zone_blip_never_pages_while_a_platform_fault_pages_once_naming_the_
             assert len(thread) == 1, [r.body.get("text") for r in thread]
             assert "resolved" in shown(thread[0])
             edits = slack.posted("chat.update")
-            assert edits and "seen from a, b, c" in shown(edits[-1])
+            assert edits
+            assert "seen from a, b, c" in shown(edits[-1])
         finally:
             faults.clear_faults()
             codes = [d.stop() for d in daemons]

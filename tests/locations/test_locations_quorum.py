@@ -70,7 +70,9 @@ def test_a_location_counts_as_failing_only_within_the_window() -> None:
     bad = observe(LocationView("p", "a"), result("p", Status.FAIL, T0), B, T0)
     other = observe(LocationView("p", "b"), result("p", Status.FAIL, T0), B, T0 + timedelta(seconds=50))
     good = observe(bad, result("p", Status.PASS, T0), G, T0)
-    assert bad.failing and bad.step == "upload" and not good.failing
+    assert bad.failing
+    assert bad.step == "upload"
+    assert not good.failing
     now = T0 + timedelta(seconds=60)
     assert failing_locations([bad, other, replace(good, location="c")], now, 120) == ("a", "b")
     assert failing_locations([bad, other], now, 30) == ("b",)
@@ -139,8 +141,10 @@ async def test_one_location_failing_alone_never_pages(store: FullStore) -> None:
     assert locs.events() == []
     assert store.alerting.incident_states()["artifact_roundtrip"].phase is Phase.OK
     views = {v.location: v for v in store.alerting.location_views()}
-    assert views["c"].failing and views["c"].failures == 10
-    assert not views["a"].failing and not views["b"].failing
+    assert views["c"].failing
+    assert views["c"].failures == 10
+    assert not views["a"].failing
+    assert not views["b"].failing
     assert sorted(store.alerting.location_heartbeats()) == ["a", "b", "c"]
     value = locs.registry.get_sample_value(
         "synthmon_location_failing", {"probe": "artifact_roundtrip", "location": "c"}

@@ -79,7 +79,8 @@ async def test_api_and_page_show_each_probe_from_each_location(store: FullStore)
         "b": ("PASS", False),
         "c": ("FAIL", True),
     }
-    assert cells["c"]["failing_step"] == "upload" and cells["c"]["since"] is not None
+    assert cells["c"]["failing_step"] == "upload"
+    assert cells["c"]["since"] is not None
     assert store.outbox_rows() == []
     page = client.get("/").text
     assert "id='locations'" in page
