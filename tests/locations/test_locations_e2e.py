@@ -29,7 +29,8 @@ from tests.alerting.alerting_e2e_daemon import (
     start_daemon,
     wait_for,
 )
-from tests.alerting.fakeslack import TOKEN, FakeSlack, Request, fake_slack
+from tests.alerting.fakeslack import TOKEN, FakeSlack, fake_slack
+from tests.alerting.test_alerting_seed_replay import replies, roots, shown
 from tests.history.history_helpers import PG_SKIP_REASON, PG_URL, pg_schema_url
 from tests.locations.tcpproxy import TcpProxy
 
@@ -109,21 +110,6 @@ def _proxy_for(url: str) -> TcpProxy:
     assert parts.hostname is not None
     assert parts.port is not None
     return TcpProxy(parts.hostname, parts.port)
-
-
-def roots(slack: FakeSlack) -> list[Request]:
-    """chat.postMessage calls that start a thread."""
-    return [r for r in slack.posted("chat.postMessage") if not r.body.get("thread_ts")]
-
-
-def replies(slack: FakeSlack) -> list[Request]:
-    """chat.postMessage calls that reply in a thread."""
-    return [r for r in slack.posted("chat.postMessage") if r.body.get("thread_ts")]
-
-
-def shown(request: Request) -> str:
-    """Everything a message shows: the fallback text and the Block Kit blocks."""
-    return json.dumps({"text": request.body.get("text"), "blocks": request.body.get("blocks")})
 
 
 def cells(daemon: DaemonProcess) -> dict[tuple[str, str], dict[str, Any]]:
