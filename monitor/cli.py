@@ -126,10 +126,12 @@ exit codes:
 
 def _cmd_once(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
     from prometheus_client import CollectorRegistry
 
     from monitor.app import build_daemon
+    from monitor.location import resolve_location
     from monitor.once_output import once_exit_code, once_table
     from monitor.runner import select_probes
     from probes.base import SystemClock
@@ -171,6 +173,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
             logger=logger,
             masker=masker,
             sinks=[progress],
+            # Recorded runs say where they were made from, as the daemon's do.
+            location=resolve_location(config.location, os.environ, logger=logger),
         )
         with StatusLine(sys.stderr, progress.line) as line:
             progress.on_change = line.refresh
