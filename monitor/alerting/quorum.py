@@ -11,9 +11,9 @@ here, since when, why). The probe's one shared incident state machine
 - a good run counts only while fewer than ``required`` locations are failing: one location
   recovering while the others still fail does not resolve the incident.
 
-``required`` is ``min(min_locations, live locations)`` (:func:`required`): with one live location
-it is 1 and the verdict passes through untouched, so a single-location deployment behaves exactly
-as without locations.
+``required`` is ``min(min_locations, live locations probing the probe)`` (:func:`required`): with
+one such location it is 1 and the verdict passes through untouched, so a single-location
+deployment behaves exactly as without locations.
 """
 
 from __future__ import annotations

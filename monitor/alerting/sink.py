@@ -196,7 +196,8 @@ class IncidentSink:
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
             failing = failing_locations(view.views.values(), now, config.quorum.window)
-            need = required(config.quorum.min_locations, len(view.live))
+            # Live locations that probe this probe at all (a probe may run in some locations only).
+            need = required(config.quorum.min_locations, len(view.live & view.views.keys()))
             counted = gate(judged, failing, need)
             mine = view.views.get(location)
             if mine is not None:

@@ -197,3 +197,12 @@ async def test_a_location_no_longer_live_leaves_the_quorum(store: FullStore) -> 
     for _ in range(2):
         await locs.round({"a": FAIL})
     assert [e["kind"] for e in locs.events()] == ["opened"]
+
+
+async def test_a_probe_run_from_one_location_only_needs_that_location(store: FullStore) -> None:
+    """Both locations are live, but only a runs registration: a's failures alone are its quorum."""
+    locs = Locations(store, ("a", "b"))
+    await locs.round({"a": PASS, "b": PASS}, probe="auth")
+    for _ in range(2):
+        await locs.round({"a": FAIL}, probe="registration")
+    assert [(e["probe"], e["kind"]) for e in locs.events()] == [("registration", "opened")]
