@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,3 +61,10 @@ def heartbeats(conn: Connection) -> dict[str, float]:
     """Every location's last heartbeat (epoch seconds)."""
     rows = conn.execute(select(location_heartbeats.c.location, location_heartbeats.c.last_seen))
     return {loc: float(seen) for loc, seen in rows}
+
+
+def forget_before(conn: Connection, t: float) -> int:
+    """Delete views not updated and heartbeats not refreshed since ``t``; the views removed."""
+    n = conn.execute(delete(location_views).where(location_views.c.updated_at < t)).rowcount
+    conn.execute(delete(location_heartbeats).where(location_heartbeats.c.last_seen < t))
+    return int(n)

@@ -46,14 +46,16 @@ class SqlAlertingStore:
 
     def prune(self, now: datetime) -> dict[str, int]:
         """Apply retention: finished outbox rows after a month, silences ended before the raw-run
-        retention. Rows removed per table."""
+        retention, locations (views and heartbeats) not heard from within it. Rows removed per table."""
         t = to_epoch(now)
         with self.db.write() as conn:
             n_out = conn.execute(
                 delete(outbox).where(outbox.c.state != "pending", outbox.c.finished_at < t - OUTBOX_KEEP_S)
             ).rowcount
             n_sil = conn.execute(delete(silences).where(silences.c.ends_at < t - self.retention_s)).rowcount
-        return {"outbox": int(n_out), "silences": int(n_sil)}
+            # A location gone for the raw-run retention (decommissioned) leaves the views.
+            n_loc = quorum_sql.forget_before(conn, t - self.retention_s)
+        return {"outbox": int(n_out), "silences": int(n_sil), "location_views": n_loc}
 
     def transition(
         self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None

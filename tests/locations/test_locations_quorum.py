@@ -206,3 +206,15 @@ async def test_a_probe_run_from_one_location_only_needs_that_location(store: Ful
     for _ in range(2):
         await locs.round({"a": FAIL}, probe="registration")
     assert [(e["probe"], e["kind"]) for e in locs.events()] == [("registration", "opened")]
+
+
+async def test_a_location_gone_for_the_retention_leaves_the_views(store: FullStore) -> None:
+    """Retention forgets a decommissioned location's views and heartbeat; a recent one stays."""
+    locs = Locations(store, ("a", "b"))
+    await locs.round({"a": FAIL, "b": PASS})
+    locs.clock.advance(20 * 86400)
+    await locs.round({"b": PASS})
+    report = store.alerting.prune(locs.clock.now() + timedelta(days=15))
+    assert report["location_views"] == 1
+    assert [v.location for v in store.alerting.location_views()] == ["b"]
+    assert sorted(store.alerting.location_heartbeats()) == ["b"]
