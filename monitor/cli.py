@@ -278,6 +278,8 @@ environment variables read by the shipped config.yaml:
   SLACK_WEBHOOK_URL     Slack incoming webhook, or:
   SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_API_URL   Slack bot (threads and edits)
   SYNTHMON_CONFIG       the config file when --config is not given
+  SYNTHMON_LOCATION     where this daemon probes from, when the config has no location:
+                        (else the ECS task's availability zone or region, else "default")
 
 HTTP routes on the listen address:
   /metrics              Prometheus metrics
