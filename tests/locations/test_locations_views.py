@@ -192,3 +192,32 @@ def test_migration_gives_existing_runs_the_default_location(backend: str, tmp_pa
             ]
         finally:
             engine.dispose()
+
+
+def test_metrics_exposition_adds_the_location_to_every_series() -> None:
+    """/metrics carries the daemon's location on every series; a series' own location label wins,
+    and ``name[]`` filtering still works."""
+    from prometheus_client import Gauge
+    from starlette.routing import Route
+
+    from monitor.server import build_app
+
+    registry = CollectorRegistry()
+    Gauge("synthmon_probe_success", "d", ["probe"], registry=registry).labels(probe="auth").set(1)
+    Gauge("synthmon_location_failing", "d", ["probe", "location"], registry=registry).labels(
+        probe="auth", location="elsewhere"
+    ).set(1)
+
+    def ok() -> tuple[bool, dict[str, object]]:
+        return True, {}
+
+    extra: list[Route] = []
+    client = TestClient(
+        build_app(registry=registry, health=ok, ready=ok, extra_routes=extra, metric_labels={"location": "b"})
+    )
+    text = client.get("/metrics").text
+    assert 'synthmon_probe_success{location="b",probe="auth"} 1.0' in text
+    assert 'synthmon_location_failing{location="elsewhere",probe="auth"} 1.0' in text
+    only = client.get("/metrics", params={"name[]": "synthmon_probe_success"}).text
+    assert 'synthmon_probe_success{location="b",probe="auth"} 1.0' in only
+    assert "synthmon_location_failing" not in only
