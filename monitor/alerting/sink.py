@@ -80,6 +80,7 @@ class IncidentSink:
         self._store_metrics = store_metrics
         self._wake = wake
         self._channels = config.channels()
+        self._gate = gate
         self._run: RunInThread = run or asyncio.to_thread
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
         self._queue: WriteQueue[tuple[ProbeResult, datetime]] = WriteQueue(
@@ -128,7 +129,16 @@ class IncidentSink:
         """The periodic "this location is live" (the quorum's size counts live locations)."""
 
         async def beat() -> None:
-            await self._run(self._store.heartbeat, self.location, self._clock.now())
+            if self._gate is not None and not self._gate.ready:
+                return  # the store is not open: the gate retries it, results wait in the queue
+            try:
+                await self._run(self._store.heartbeat, self.location, self._clock.now())
+            except Exception as exc:
+                # Counted like every store failure; the next beat (or transition) retries it.
+                self._store_metrics.errors.labels(operation="location_heartbeat").inc()
+                self._log.warning(
+                    "location_heartbeat_failed", location=self.location, error=type(exc).__name__
+                )
 
         return ("location-heartbeat", HEARTBEAT_S, beat)
 

@@ -218,3 +218,29 @@ async def test_a_location_gone_for_the_retention_leaves_the_views(store: FullSto
     assert report["location_views"] == 1
     assert [v.location for v in store.alerting.location_views()] == ["b"]
     assert sorted(store.alerting.location_heartbeats()) == ["b"]
+
+
+async def test_the_heartbeat_job_marks_the_location_live_once_the_store_is_open(store: FullStore) -> None:
+    """Every HEARTBEAT_S the daemon refreshes its location's heartbeat; not while the store is closed."""
+
+    class Gate:
+        ready = False
+
+    clock = FakeClock(T0)
+    sink = IncidentSink(
+        store.alerting,
+        CONFIG,
+        {},
+        clock,
+        AlertingMetrics(CollectorRegistry()),
+        StoreMetrics(CollectorRegistry()),
+        gate=Gate(),  # type: ignore[arg-type]  # the sink reads .ready only
+        location="eu-west-1a",
+    )
+    name, interval, beat = sink.heartbeat_job()
+    assert (name, interval) == ("location-heartbeat", 30.0)
+    await beat()
+    assert store.alerting.location_heartbeats() == {}
+    Gate.ready = True
+    await beat()
+    assert store.alerting.location_heartbeats() == {"eu-west-1a": T0.timestamp()}
