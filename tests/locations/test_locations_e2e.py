@@ -67,8 +67,8 @@ secrets:
 probes:
   - name: auth
     kind: auth
-    interval: 2s
-    timeout: 2s
+    interval: 3s
+    timeout: 3s
     options:
       auth_url: ${{AUTH_URL}}
       service_id: platform
