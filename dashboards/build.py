@@ -447,11 +447,39 @@ def overview() -> dict[str, Any]:
             ),
         ],
     )
+    # Replicas in several locations: which location sees what. One zone failing alone shows here
+    # (and in the status page's Locations table) without paging; see README, "Locations".
+    places = Row(
+        "Locations",
+        [
+            timeline(
+                "Probe status by location",
+                Target(
+                    f"min by (probe, location) (synthmon_probe_success{{{SEL}}})", "{{probe}} @ {{location}}"
+                ),
+                description="Each probe as each location sees it. A failure seen from one location only "
+                "is that location's network, not the platform: it does not page.",
+                width=16,
+                height=6,
+            ),
+            bargauge(
+                "Failing from each location",
+                Target(
+                    f"max by (probe, location) (synthmon_location_failing{{{SEL}}})",
+                    "{{probe}} @ {{location}}",
+                ),
+                description="1 where a location sees the probe failing (its own view, synthmon_location_"
+                "failing); an incident opens once enough locations agree (alerting.quorum).",
+                width=8,
+                height=6,
+            ),
+        ],
+    )
     return dashboard(
         "synthmon-overview",
         "synthmon / overview",
         "Synthetic checks of the model registry platform: one row per probe.",
-        [now, per_probe, measurements],
+        [now, places, per_probe, measurements],
         [probe_var(multi=True)],
     )
 

@@ -28,6 +28,9 @@ from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord, IncidentStore
 from monitor.baselines.view import LatencyView, latency_json
 from monitor.history.base import HistoryStore, RunMark, UptimeRow
+from monitor.location import DEFAULT_LOCATION
+from monitor.locations_view import LOOKBACK_S, LocationsSnapshot, locations_json
+from monitor.locations_view import build as build_locations
 from monitor.results import ProbeResult
 from monitor.statuspage import (
     BAR_RUNS,
@@ -97,6 +100,7 @@ class _Reads:
     uptime: dict[str, dict[str, UptimeRow]]
     states: dict[str, IncidentState]
     records: list[IncidentRecord]
+    locations: LocationsSnapshot
 
 
 def _with_latest_cause(state: IncidentState, failure: Failure | None) -> IncidentState:
@@ -267,6 +271,7 @@ class StatusApi:
         clock: Clock,
         *,
         environment: str = "",
+        location: str = DEFAULT_LOCATION,
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         store_status: Callable[[], dict[str, Any]] | None = None,
@@ -276,6 +281,7 @@ class StatusApi:
     ) -> None:
         self._deps = dict(dependencies or {})
         self._latency = latency
+        self._location = location
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -354,7 +360,25 @@ class StatusApi:
         )
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
-        return _Reads(recent, full, uptime, states, records)
+        # The page shows each location's incident view only: one small read (runs per location
+        # and heartbeats are for /api/v1/locations).
+        views = build_locations(now, self._location, [], self._incidents.location_views(), None)
+        return _Reads(recent, full, uptime, states, records, views)
+
+    def _read_locations(self, now: datetime) -> LocationsSnapshot:
+        """Each probe as each location sees it (history's newest runs, alerting's views), and the
+        live locations."""
+        runs = self._history.latest_by_location(since=now - timedelta(seconds=LOOKBACK_S))
+        views = self._incidents.location_views()
+        return build_locations(now, self._location, runs, views, self._incidents.location_heartbeats())
+
+    async def locations(self, request: Request) -> Response:
+        """``GET /api/v1/locations``: the live locations and each probe's state from each of them."""
+        try:
+            snap = await self._call(self._read_locations, now=self._clock.now())
+        except Exception as exc:
+            return self._unavailable(exc)
+        return JSONResponse(locations_json(snap))
 
     async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
@@ -380,7 +404,12 @@ class StatusApi:
         )
         latency = self._latency() if self._latency is not None else {}
         return Snapshot(
-            environment=self._env, now=now, probes=cards, incidents=tuple(incidents), latency=latency
+            environment=self._env,
+            now=now,
+            probes=cards,
+            incidents=tuple(incidents),
+            locations=reads.locations,
+            latency=latency,
         )
 
     async def status(self, request: Request) -> Response:
@@ -419,6 +448,7 @@ def routes(
     clock: Clock,
     *,
     environment: str = "",
+    location: str = DEFAULT_LOCATION,
     run: RunInThread | None = None,
     gate: StoreGate | None = None,
     store_status: Callable[[], dict[str, Any]] | None = None,
@@ -432,6 +462,7 @@ def routes(
         incidents,
         clock,
         environment=environment,
+        location=location,
         run=run,
         gate=gate,
         store_status=store_status,
@@ -443,5 +474,6 @@ def routes(
         Route("/api/v1/runs", api.runs, methods=["GET"]),
         Route("/api/v1/status", api.status, methods=["GET"]),
         Route("/api/v1/incidents", api.incidents, methods=["GET"]),
+        Route("/api/v1/locations", api.locations, methods=["GET"]),
         Route("/", api.page, methods=["GET"]),
     ]

@@ -9,6 +9,7 @@ through its constructor. The feature packages never see each other: they meet he
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from monitor.daemon import DEFAULT_GRACE_S, Daemon, JobLike
 from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
 from monitor.history.sqlstore import SqlHistoryStore
+from monitor.location import DEFAULT_LOCATION, resolve_location
 from monitor.results import ResultSink, ResultTransformer
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
@@ -123,6 +125,7 @@ def build_store_features(
     clock: Clock,
     *,
     environment: str = "",
+    location: str = DEFAULT_LOCATION,
     logger: Any = None,
     open_now: bool = True,
     baselines_config: BaselinesConfig | None = None,
@@ -214,6 +217,7 @@ def build_store_features(
         run=executor.run,
         gate=gate,
         buffer_size=store_config.buffer_size,
+        location=location,
     )
     baselines = LatencyBaselines(
         history_store,
@@ -238,6 +242,7 @@ def build_store_features(
             incidents.job(),
             dispatcher.job(),
             retention.job(store_config.prune_interval),
+            incidents.heartbeat_job(),
         ],
         routes=[],
         dispatcher=dispatcher,
@@ -256,6 +261,7 @@ def build_store_features(
         alerting_store,
         clock,
         environment=environment,
+        location=location,
         run=executor.run,
         gate=gate,
         store_status=features.status,
@@ -288,7 +294,11 @@ def build_monitor(
     when the database holds a schema newer than this code, and ``sqlalchemy.exc.ArgumentError``
     for an unparseable store URL. A database that cannot be reached does not stop the start: it is
     opened in the background while probing runs (see :func:`build_store_features`).
+
+    The daemon's location is resolved here, once (config, ``SYNTHMON_LOCATION``, ECS task
+    metadata, default: :mod:`monitor.location`); a changed ``location:`` needs a restart.
     """
+    location = resolve_location(config.location, os.environ, logger=logger)
     features = build_store_features(
         config.store,
         config.alerting,
@@ -296,6 +306,7 @@ def build_monitor(
         registry,
         clock,
         environment=config.environment,
+        location=location,
         logger=logger,
         baselines_config=config.baselines,
     )
@@ -337,4 +348,5 @@ def build_monitor(
         grace_s=grace_s,
         watchdog_s=watchdog_s,
         ready_details=[lambda: {"store": features.status()}],
+        location=location,
     )

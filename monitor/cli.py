@@ -49,6 +49,7 @@ COMMAND_MODULES: list[str] = [
     "monitor.history.commands",
     "monitor.alerting.commands",
     "monitor.report_cli",
+    "monitor.locations_cli",
     "sandbox.cli",
     "monitor.demo",
 ]
@@ -125,10 +126,12 @@ exit codes:
 
 def _cmd_once(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
     from prometheus_client import CollectorRegistry
 
     from monitor.app import build_daemon
+    from monitor.location import resolve_location
     from monitor.once_output import once_exit_code, once_table
     from monitor.runner import select_probes
     from probes.base import SystemClock
@@ -170,6 +173,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
             logger=logger,
             masker=masker,
             sinks=[progress],
+            # Recorded runs say where they were made from, as the daemon's do.
+            location=resolve_location(config.location, os.environ, logger=logger),
         )
         with StatusLine(sys.stderr, progress.line) as line:
             progress.on_change = line.refresh
@@ -273,6 +278,8 @@ environment variables read by the shipped config.yaml:
   SLACK_WEBHOOK_URL     Slack incoming webhook, or:
   SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_API_URL   Slack bot (threads and edits)
   SYNTHMON_CONFIG       the config file when --config is not given
+  SYNTHMON_LOCATION     where this daemon probes from, when the config has no location:
+                        (else the ECS task's availability zone or region, else "default")
 
 HTTP routes on the listen address:
   /metrics              Prometheus metrics

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute
 
 from monitor.config import Config, load_config
 from monitor.configfile import ConfigError
+from monitor.location import DEFAULT_LOCATION
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult, ResultSink, ResultTransformer
 from monitor.runner import ClientFactory, Runner, default_client_factory, select_probes
@@ -84,8 +85,11 @@ class Daemon:
         ready_details: Sequence[Callable[[], dict[str, Any]]] = (),
         watchdog_s: float = 0.0,
         on_stuck: Callable[[float], None] | None = None,
+        location: str = DEFAULT_LOCATION,
     ) -> None:
         self._config = config
+        #: Where this daemon probes from (resolved once at start-up; a change needs a restart).
+        self.location = location
         self._clock = clock
         self._log = logger
         # Without a masker of the caller's, mask this config's secrets.
@@ -137,6 +141,7 @@ class Daemon:
             logger=self._log,
             masker=self._masker,
             client_factory=self._client_factory,
+            location=self.location,
         )
 
     # --- the pipeline ------------------------------------------------------------------------
@@ -259,6 +264,7 @@ class Daemon:
             ready=self.ready,
             extra_routes=self._extra_routes,
             web=self._config.web,
+            metric_labels={"location": self.location},
         )
         self.server = HttpServer(app, host, port, tls=self._config.web.tls_server_config)
         if install_signals:
@@ -273,6 +279,7 @@ class Daemon:
         self._log.info(
             "daemon.started",
             environment=self._config.environment,
+            location=self.location,
             listen=f"{host}:{self.server.port}",
             probes=self.scheduler.scheduled(),
             version=synthmon_version(),

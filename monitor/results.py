@@ -80,6 +80,9 @@ class ProbeResult:
     status: Status
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
     environment: str = ""
+    #: Where the run was made from (:mod:`monitor.location`); runs stored before locations load
+    #: as the default location.
+    location: str = "default"
 
     @property
     def failing_step(self) -> StepResult | None:
@@ -107,6 +110,7 @@ class ProbeResult:
             "kind": self.kind,
             "run_id": self.run_id,
             "environment": self.environment,
+            "location": self.location,
             "started_at": self.started_at.isoformat(),
             "duration_s": round(self.duration_s, 6),
             "status": self.status.value,
@@ -127,6 +131,7 @@ class ProbeResult:
             status=Status(d["status"]),
             steps=tuple(StepResult.from_dict(s) for s in d.get("steps", [])),
             environment=str(d.get("environment", "")),
+            location=str(d.get("location") or "default"),
         )
 
 

@@ -25,6 +25,7 @@ import httpx
 
 from monitor.config import Config, ProbeConfig
 from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
+from monitor.location import DEFAULT_LOCATION
 from monitor.results import ProbeResult
 from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
 from probes.registry import PROBE_KINDS
@@ -74,8 +75,10 @@ class Runner:
         masker: SecretMasker,
         client_factory: ClientFactory | None = None,
         isolation_env: Mapping[str, str] | None = None,
+        location: str = DEFAULT_LOCATION,
     ) -> None:
         self.config = config
+        self.location = location
         self._clock = clock
         self._log = logger
         self._masker = masker
@@ -143,6 +146,7 @@ class Runner:
             status=status,
             steps=tuple(steps),
             environment=self.config.environment,
+            location=self.location,
         )
         failing = result.failing_step
         # The diagnosis goes into the line too: on-call reads logs before dashboards.

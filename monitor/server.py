@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import bcrypt
 import uvicorn
@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from monitor.exposition import ConstLabels
 from monitor.webconfig import TlsServerConfig, WebConfig
 
 #: ``() -> (ok, details)``; details become the JSON body.
@@ -67,8 +68,11 @@ def build_app(
     ready: Check,
     extra_routes: Sequence[BaseRoute] = (),
     web: WebConfig | None = None,
+    metric_labels: Mapping[str, str] | None = None,
 ) -> Starlette:
     """The ASGI app. ``extra_routes`` come first so they may add paths, never shadow the built-ins.
+
+    ``metric_labels`` are added to every series on ``/metrics`` (the daemon's location).
 
     ``web`` adds basic auth (see the module docstring); security headers are always on.
     """
@@ -88,7 +92,11 @@ def build_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", _AsgiEndpoint(make_asgi_app(registry=registry)), methods=["GET"]),
+        Route(
+            "/metrics",
+            _AsgiEndpoint(make_asgi_app(registry=_exposed(registry, metric_labels))),
+            methods=["GET"],
+        ),
         *extra_routes,
     ]
     web = web or WebConfig()
@@ -144,6 +152,13 @@ def _credentials(headers: Headers) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (user, password) if sep else None
+
+
+def _exposed(registry: CollectorRegistry, labels: Mapping[str, str] | None) -> CollectorRegistry:
+    if not labels:
+        return registry
+    # The exposition only calls collect() and restricted_registry(), which ConstLabels provides.
+    return cast(CollectorRegistry, ConstLabels(registry, labels))
 
 
 class Guard:

@@ -24,6 +24,8 @@ from datetime import datetime
 from monitor.baselines.view import LatencyView, latency_html
 from monitor.diagnosis import cause_title
 from monitor.history.base import RunMark, StepMark
+from monitor.locations_view import LocationsSnapshot
+from monitor.locations_view import render_html as render_locations
 from monitor.results import ProbeResult
 from probes.base import Status
 
@@ -156,6 +158,7 @@ class Snapshot:
     probes: tuple[ProbeCard, ...]
     incidents: tuple[OpenIncident, ...] = field(default_factory=tuple)
     latency: LatencyView = field(default_factory=dict)  # latency baselines, by probe
+    locations: LocationsSnapshot | None = None
 
 
 # ---- from runs to the view model ------------------------------------------------------------------
@@ -479,7 +482,8 @@ def render(snapshot: Snapshot, *, bar_runs: int = BAR_RUNS) -> str:
     cards = "".join(_card(p, snapshot.now, bar_runs, snapshot.latency) for p in snapshot.probes)
     if not snapshot.probes:
         cards = "<p class='muted'>No run stored yet: the first results appear after the first probe runs.</p>"
-    return _document(snapshot.environment, snapshot.now, _banner(snapshot) + cards)
+    places = render_locations(snapshot.locations, _badge) if snapshot.locations is not None else ""
+    return _document(snapshot.environment, snapshot.now, _banner(snapshot) + places + cards)
 
 
 def render_unavailable(environment: str, now: datetime, reason: str) -> str:

@@ -61,6 +61,8 @@ class IncidentSummary:
     hint: str | None = None
     action: str | None = None
     resolved: bool = False
+    #: The locations that see (saw) the failure, when there are several (monitor.location).
+    locations: tuple[str, ...] = ()
 
     @property
     def active(self) -> tuple[Member, ...]:
@@ -82,6 +84,7 @@ class IncidentSummary:
         known["members"] = tuple(
             Member(**{k: v for k, v in m.items() if k in member_fields}) for m in known.get("members", ())
         )
+        known["locations"] = tuple(known.get("locations") or ())
         return cls(**known)
 
 
@@ -117,6 +120,8 @@ class Event:
     seq: int = 0
     title: str | None = None
     summary: IncidentSummary | None = None
+    #: The locations that see (saw) the failure, when there are several; empty with one location.
+    locations: tuple[str, ...] = ()
 
     @property
     def owns_thread(self) -> bool:
@@ -141,6 +146,7 @@ class Event:
         known["since"] = datetime.fromisoformat(str(known["since"]))
         if known.get("summary") is not None:
             known["summary"] = IncidentSummary.from_dict(known["summary"])
+        known["locations"] = tuple(known.get("locations") or ())
         return cls(**known)
 
 

@@ -30,6 +30,9 @@ alerting:
   correlation:                    # one platform incident (one thread) per outage, see below
     by_cause: true                # same specific diagnosed cause within the window joins too
     window: 15m
+  quorum:                         # replicas in several locations: how many must see a failure
+    min_locations: 2              # 1 when only one location is live
+    window: 5m                    # each location's last failing run must be this recent
   outbox:
     dispatch_interval: 5s
     backoff_base: 5s
@@ -211,6 +214,21 @@ class CorrelationConfig(BaseModel):
     window: Annotated[Duration, Field(gt=0)] = 900.0
 
 
+class QuorumConfig(BaseModel):
+    """How many locations must see a failure for it to page (see :mod:`monitor.alerting.quorum`).
+
+    With replicas in several locations, a probe's incident opens only while at least
+    ``min(min_locations, live locations)`` locations have seen it fail within ``window``; one
+    location alone (its own network) is shown per location but never pages. With one location
+    the rule is 1 of 1: exactly the behaviour without locations.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_locations: int = Field(default=2, ge=1)
+    window: Annotated[Duration, Field(gt=0)] = 300.0
+
+
 class AlertingConfig(BaseModel):
     """Incident rules and notification channels."""
 
@@ -224,6 +242,7 @@ class AlertingConfig(BaseModel):
     links: LinksConfig = LinksConfig()
     outbox: OutboxConfig = OutboxConfig()
     correlation: CorrelationConfig = CorrelationConfig()
+    quorum: QuorumConfig = QuorumConfig()
 
     def rule_for(self, probe: str) -> IncidentRule:
         """The effective rule of ``probe``: the defaults with its overrides applied."""

@@ -188,6 +188,7 @@ def summarize(
         hint=root_state.hint if root_state is not None else None,
         action=root_state.action if root_state is not None else None,
         resolved=resolved,
+        locations=tuple(sorted({loc for m in members for loc in m.locations})),
     )
 
 

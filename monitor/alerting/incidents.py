@@ -93,6 +93,9 @@ class IncidentState:
     cause: str | None = None
     hint: str | None = None
     action: str | None = None
+    #: The locations that have seen the open incident fail (several locations only; see
+    #: :mod:`monitor.alerting.quorum`).
+    locations: tuple[str, ...] = ()
 
     @property
     def joined(self) -> bool:
@@ -116,6 +119,7 @@ class IncidentState:
         for key in ("since", "opened_at", "last_notified_at"):
             if known.get(key) is not None:
                 known[key] = datetime.fromisoformat(str(known[key]))
+        known["locations"] = tuple(known.get("locations") or ())
         return cls(**known)
 
 
@@ -252,13 +256,16 @@ def transition(
     *,
     upstream: Upstream | None = None,
     silenced: bool = False,
+    judged: Verdict | None = None,
 ) -> tuple[IncidentState, list[Event]]:
     """The next state of ``state`` after ``result``, and the events to notify (possibly none).
 
     ``upstream`` is an open incident of a probe this one depends on (None when there is none);
-    ``silenced`` says a maintenance window or a stored silence covers this probe at ``now``.
+    ``silenced`` says a maintenance window or a stored silence covers this probe at ``now``;
+    ``judged`` overrides how the run counts (the quorum across locations, see
+    :mod:`monitor.alerting.quorum`); None: as ``rule`` judges its status.
     """
-    v = verdict(result, rule)
+    v = judged if judged is not None else verdict(result, rule)
     base = replace(state, last_status=result.status.value, last_run_id=result.run_id)
     if v is Verdict.NEUTRAL:
         return base, []

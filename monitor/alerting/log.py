@@ -33,6 +33,8 @@ class LogNotifier:
                 "action": summary.action,
                 "incident_since": summary.since.isoformat(),
             }
+        if event.locations:
+            incident["locations"] = list(event.locations)
         getattr(self._log, level)(
             "incident_" + event.kind.value,
             probe=event.probe,

@@ -49,6 +49,14 @@ class AlertingMetrics:
             registry=registry,
         )
 
+        self.location_failing = Gauge(
+            "synthmon_location_failing",
+            "1 while this daemon's location sees the probe failing (its own view; the quorum of "
+            "locations decides whether that is an incident).",
+            ["probe", "location"],
+            registry=registry,
+        )
+
     def declare(self, channels: Iterable[str]) -> None:
         """Create every channel x result counter at 0 so ``increase()`` sees the first failure."""
         for channel in channels:

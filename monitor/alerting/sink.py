@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +16,10 @@ from monitor.alerting.config import AlertingConfig, IncidentRule
 from monitor.alerting.correlation import conclude, correlate
 from monitor.alerting.incidents import IncidentState, Phase, Verdict, failing_step, transition, verdict
 from monitor.alerting.metrics import AlertingMetrics
+from monitor.alerting.quorum import HEARTBEAT_S, LocationView, failing_locations, gate, observe, required
 from monitor.alerting.silences import silenced_by
-from monitor.alerting.store import IncidentStore, IncidentView
+from monitor.alerting.store import Here, IncidentStore, IncidentView
+from monitor.location import DEFAULT_LOCATION
 from monitor.results import ProbeResult
 from monitor.store.engine import RunInThread
 from monitor.store.metrics import StoreMetrics
@@ -42,6 +45,10 @@ class IncidentSink:
     order, each at the time it arrived, once the store is back; so a platform outage that overlaps
     a database outage still pages. A result the store rejects for another reason (a bug, bad data)
     is counted, logged and skipped, so it cannot block the queue.
+
+    ``location`` is where this daemon probes from: each result updates that location's view of its
+    probe, and the probe's incident counts the run only as the quorum of locations allows
+    (:mod:`monitor.alerting.quorum`).
     """
 
     def __init__(
@@ -58,17 +65,22 @@ class IncidentSink:
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         buffer_size: int = 10_000,
+        location: str = DEFAULT_LOCATION,
     ) -> None:
         self._store = store
+        self.location = location
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
         #: probe -> (its state after this process's last transition of it, monotonic time then)
         self._known: dict[str, tuple[IncidentState, float]] = {}
+        #: probe -> this location's view of it after this process's last transition
+        self._views: dict[str, LocationView] = {}
         self._clock = clock
         self._metrics = metrics
         self._store_metrics = store_metrics
         self._wake = wake
         self._channels = config.channels()
+        self._gate = gate
         self._run: RunInThread = run or asyncio.to_thread
         self._log = logger if logger is not None else structlog.get_logger("synthmon.alerting")
         self._queue: WriteQueue[tuple[ProbeResult, datetime]] = WriteQueue(
@@ -113,6 +125,23 @@ class IncidentSink:
         """The periodic retry: evaluates what waited through an outage even when no result comes."""
         return self._queue.job("incident-flush", interval_s)
 
+    def heartbeat_job(self) -> tuple[str, float, Callable[[], Awaitable[Any]]]:
+        """The periodic "this location is live" (the quorum's size counts live locations)."""
+
+        async def beat() -> None:
+            if self._gate is not None and not self._gate.ready:
+                return  # the store is not open: the gate retries it, results wait in the queue
+            try:
+                await self._run(self._store.heartbeat, self.location, self._clock.now())
+            except Exception as exc:
+                # Counted like every store failure; the next beat (or transition) retries it.
+                self._store_metrics.errors.labels(operation="location_heartbeat").inc()
+                self._log.warning(
+                    "location_heartbeat_failed", location=self.location, error=type(exc).__name__
+                )
+
+        return ("location-heartbeat", HEARTBEAT_S, beat)
+
     async def _evaluate(self, batch: list[tuple[ProbeResult, datetime]]) -> int:
         for i, (result, now) in enumerate(batch):
             try:
@@ -153,8 +182,10 @@ class IncidentSink:
         if known is None or judged is not Verdict.GOOD:
             return False
         state, at = known
+        here = self._views.get(result.probe)
         return (
             self._clock.monotonic() - at < KNOWN_STATE_MAX_AGE_S
+            and (here is None or not here.failing)
             and state.phase is Phase.OK
             and state.failures == 0
             and state.last_good_status == result.status.value
@@ -170,8 +201,20 @@ class IncidentSink:
         deps = self._deps
         step = failing_step(result)
         cause = step.diagnosis.cause if step is not None and step.diagnosis else None
+        judged = verdict(result, rule)
+        location = self.location
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
+            failing = failing_locations(view.views.values(), now, config.quorum.window)
+            # Live locations that probe this probe at all (a probe may run in some locations only).
+            need = required(config.quorum.min_locations, len(view.live & view.views.keys()))
+            counted = gate(judged, failing, need)
+            mine = view.views.get(location)
+            if mine is not None:
+                seen.append(mine)
+                if mine.failures == 1 and counted is not judged:
+                    # Once per streak: the metric and the views show it for as long as it lasts.
+                    quorum_wait.append((failing, need))
             held = silenced_by(probe, now, config.maintenance, view.silences)
             join = correlate(
                 view.state,
@@ -181,14 +224,37 @@ class IncidentSink:
                 deps=deps,
                 config=config.correlation,
             )
-            new, events = transition(view.state, result, rule, now, upstream=join, silenced=held is not None)
+            new, events = transition(
+                view.state, result, rule, now, upstream=join, silenced=held is not None, judged=counted
+            )
+            if len(view.live) > 1 or len(view.views) > 1:
+                new, events = _name_locations(view.state, new, events, failing)
             decided.append(new)
             return new, conclude(events, new, view.state, view.others, view.records, deps)
 
         decided: list[IncidentState] = []
-        events: list[Event] = await self._run(self._store.transition, probe, now, decide, self._channels)
+        seen: list[LocationView] = []
+        quorum_wait: list[tuple[tuple[str, ...], int]] = []
+        here = Here(location, lambda old: observe(old or LocationView(probe, location), result, judged, now))
+        events: list[Event] = await self._run(
+            self._store.transition, probe, now, decide, self._channels, here
+        )
         if decided:
             self._known[probe] = (decided[-1], self._clock.monotonic())
+        if seen:
+            self._views[probe] = seen[-1]
+            self._metrics.location_failing.labels(probe=probe, location=location).set(int(seen[-1].failing))
+        if quorum_wait:
+            failing, need = quorum_wait[-1]
+            # Visible, never paged: a failure only this location (or too few) sees.
+            self._log.warning(
+                "location_failing",
+                probe=probe,
+                location=location,
+                failing_locations=list(failing),
+                quorum=need,
+                cause=cause,
+            )
         return events
 
     def _announce(self, probe: str, events: list[Event]) -> None:
@@ -203,3 +269,18 @@ class IncidentSink:
             )
         if events and self._wake is not None:
             self._wake()
+
+
+def _name_locations(
+    old: IncidentState, new: IncidentState, events: list[Event], failing: tuple[str, ...]
+) -> tuple[IncidentState, list[Event]]:
+    """Remember which locations see the open incident, and name them in its events.
+
+    A resolution names the locations that saw the failure it ends.
+    """
+    if new.phase is Phase.OPEN:
+        new = replace(new, locations=tuple(sorted({*new.locations, *failing})))
+        names = new.locations
+    else:
+        names = old.locations
+    return new, [replace(e, locations=names) for e in events]

@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 
 from monitor.alerting.base import Event, EventKind, Member
 from monitor.alerting.config import LinksConfig
+from monitor.alerting.quorum import seen_from
 
 # Slack's documented limits (Block Kit reference and chat.postMessage), counted as Slack counts:
 # characters of the text as sent, i.e. after mrkdwn escaping (``&`` is five of them).
@@ -214,6 +215,8 @@ def build_message(event: Event, links: LinksConfig | None = None, *, root: bool 
         status = str(event.http_status) if event.http_status is not None else "-"
         fields.append(("*Failing step*\n", event.step or "-"))
         fields.append(("*HTTP status*\n", status + (f" ({event.error_class})" if event.error_class else "")))
+    if event.locations:
+        fields.append(("*Seen from*\n", ", ".join(event.locations)))
     field_objects = [
         MarkdownTextObject(text=prefix + clip(value, FIELD_CHARS - len(prefix), escape=True))
         for prefix, value in fields
@@ -290,6 +293,9 @@ def build_root(event: Event, links: LinksConfig | None = None) -> SlackMessage:
         ("*Root cause at*\n", where),
         ("*Status*\n", status),
     ]
+    if summary.locations:
+        # Several locations probe the platform: the page names those that see the failure.
+        fields.append(("*Seen from*\n", ", ".join(summary.locations)))
     field_objects = [
         MarkdownTextObject(text=prefix + clip(value, FIELD_CHARS - len(prefix), escape=True))
         for prefix, value in fields
@@ -325,13 +331,20 @@ def build_root(event: Event, links: LinksConfig | None = None) -> SlackMessage:
         ("Root cause at: ", where),
         ("Affected: ", members_plain),
     ]
+    seen = seen_from(summary.locations)
+    if seen:
+        plain_parts.append(("", seen))
     if not summary.resolved:
         plain_parts += [
             (label_, v) for label_, v in (("Hint: ", summary.hint), ("First action: ", summary.action)) if v
         ]
     tail = clip(f"since {_when(summary.since)} · incident {summary.incident_id}", PLAIN_CHARS // 4)
     plain = _lines(plain_parts, PLAIN_CHARS - _width(tail) - 1) + "\n" + tail
-    text = clip(f"{env}{head} — {_change(event)} · affected: {members_plain}", TEXT_CHARS, escape=True)
+    text = clip(
+        f"{env}{head} — {_change(event)} · affected: {members_plain}" + (f" · {seen}" if seen else ""),
+        TEXT_CHARS,
+        escape=True,
+    )
     return SlackMessage(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]], plain=plain)
 
 
@@ -361,6 +374,8 @@ def _plain(event: Event, links: LinksConfig, head: str, failing: bool) -> str:
         (f"{_EMOJI[event.kind]} ", f"{env}{head}"),
         ("", _change(event, error_class=True)),
     ]
+    if event.locations:
+        parts.append(("", seen_from(event.locations)))
     if failing:
         parts += [
             (label, value) for label, value in (("Hint: ", event.hint), ("Action: ", event.action)) if value

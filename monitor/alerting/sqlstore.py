@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
 
+from monitor.alerting import quorum_sql
 from monitor.alerting.base import Event
 from monitor.alerting.incidents import IncidentState, Phase
+from monitor.alerting.quorum import LocationView
 from monitor.alerting.silences import Silence
-from monitor.alerting.store import Decide, IncidentRecord, IncidentView, OutboxItem
+from monitor.alerting.store import Decide, Here, IncidentRecord, IncidentView, OutboxItem
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import incident_state, incidents, outbox, silences, threads
@@ -44,18 +46,26 @@ class SqlAlertingStore:
 
     def prune(self, now: datetime) -> dict[str, int]:
         """Apply retention: finished outbox rows after a month, silences ended before the raw-run
-        retention. Rows removed per table."""
+        retention, locations (views and heartbeats) not heard from within it. Rows removed per table."""
         t = to_epoch(now)
         with self.db.write() as conn:
             n_out = conn.execute(
                 delete(outbox).where(outbox.c.state != "pending", outbox.c.finished_at < t - OUTBOX_KEEP_S)
             ).rowcount
             n_sil = conn.execute(delete(silences).where(silences.c.ends_at < t - self.retention_s)).rowcount
-        return {"outbox": int(n_out), "silences": int(n_sil)}
+            # A location gone for the raw-run retention (decommissioned) leaves the views.
+            n_loc = quorum_sql.forget_before(conn, t - self.retention_s)
+        return {"outbox": int(n_out), "silences": int(n_sil), "location_views": n_loc}
 
-    def transition(self, probe: str, now: datetime, decide: Decide, channels: Sequence[str]) -> list[Event]:
+    def transition(
+        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None
+    ) -> list[Event]:
         """Run ``decide`` on ``probe``'s state (seeing every other probe's) and store its outcome and
         its events (one outbox row per event and channel) in one transaction.
+
+        With ``here`` (the location the run was made from), that location's view of the probe is
+        updated and stored in the same transaction, and ``decide`` sees every location's view and
+        the live locations (the quorum, :mod:`monitor.alerting.quorum`).
 
         Transitions are serialized across replicas: an incident spans probes, so deciding that the
         last member recovered must not race with another member joining. SQLite's write lock does
@@ -77,7 +87,12 @@ class SqlAlertingStore:
             }
             records = self._records(conn, open_ids)
             active = self._active_silences(conn, t)
-            new, events = decide(IncidentView(state=old, others=states, records=records, silences=active))
+            views, live = self._here(conn, probe, here, t)
+            new, events = decide(
+                IncidentView(
+                    state=old, others=states, records=records, silences=active, views=views, live=live
+                )
+            )
             data = json.dumps(new.to_dict())
             if known:
                 conn.execute(
@@ -106,6 +121,35 @@ class SqlAlertingStore:
             if rows:
                 conn.execute(insert(outbox), rows)
         return events
+
+    @staticmethod
+    def _here(
+        conn: Connection, probe: str, here: Here | None, t: float
+    ) -> tuple[dict[str, LocationView], frozenset[str]]:
+        """Every location's view of ``probe``, ``here``'s updated and stored, and the live locations."""
+        if here is None:
+            return {}, frozenset()
+        views = {v.location: v for v in quorum_sql.read_views(conn, probe)}
+        mine = here.observe(views.get(here.location))
+        quorum_sql.write_view(conn, mine, t, exists=here.location in views)
+        quorum_sql.beat(conn, here.location, t)
+        views[here.location] = mine
+        return views, quorum_sql.live(conn, t, also=[here.location])
+
+    def heartbeat(self, location: str, now: datetime) -> None:
+        """Mark ``location`` live now (each daemon, every :data:`~monitor.alerting.quorum.HEARTBEAT_S`)."""
+        with self.db.write() as conn:
+            quorum_sql.beat(conn, location, to_epoch(now))
+
+    def location_views(self) -> list[LocationView]:
+        """Every location's view of every probe."""
+        with self.db.read() as conn:
+            return quorum_sql.read_views(conn)
+
+    def location_heartbeats(self) -> dict[str, float]:
+        """Each location's last heartbeat (epoch seconds)."""
+        with self.db.read() as conn:
+            return quorum_sql.heartbeats(conn)
 
     def _records(self, conn: Connection, incident_ids: set[str]) -> list[IncidentRecord]:
         if not incident_ids:

@@ -11,12 +11,13 @@ these methods; callers that must not fail (the incident sink, the dispatcher) ca
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from monitor.alerting.base import Event
 from monitor.alerting.incidents import IncidentState
+from monitor.alerting.quorum import LocationView
 from monitor.alerting.silences import Silence
 
 
@@ -50,24 +51,44 @@ class IncidentView:
 
     ``others``: every other probe's state (correlation looks across the whole platform);
     ``records``: every probe ever part of an incident that is still open (or of this probe's own).
+    ``views``: each location's view of this probe (this location's already updated by the run),
+    ``live``: the live locations, this one included (both empty when the transition has no location).
     """
 
     state: IncidentState
     others: Mapping[str, IncidentState]
     records: Sequence[IncidentRecord]
     silences: Sequence[Silence]
+    views: Mapping[str, LocationView] = field(default_factory=dict)
+    live: frozenset[str] = frozenset()
 
 
 #: ``decide(view) -> (new state, events)``: called inside the transaction that stores its outcome.
 Decide = Callable[[IncidentView], tuple[IncidentState, list[Event]]]
+#: ``observe(view) -> view``: this location's view of the probe after the run (None: its first).
+Observe = Callable[[LocationView | None], LocationView]
+
+
+@dataclass(frozen=True, slots=True)
+class Here:
+    """The location a transition is made from, and how its run changes that location's view."""
+
+    location: str
+    observe: Observe
 
 
 class IncidentStore(Protocol):
     """Incident state and the outbox: what the incident sink and the dispatcher need."""
 
     def transition(
-        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str]
+        self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None
     ) -> list[Event]: ...
+
+    def heartbeat(self, location: str, now: datetime) -> None: ...
+
+    def location_views(self) -> list[LocationView]: ...
+
+    def location_heartbeats(self) -> dict[str, float]: ...
 
     def incident_states(self) -> dict[str, IncidentState]: ...
 

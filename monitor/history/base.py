@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from monitor.history.locations import LocationRun
 from monitor.results import ProbeResult
 from probes.base import Status
 
@@ -90,6 +91,8 @@ class HistoryStore(Protocol):
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]: ...
 
     def latest_runs(self) -> dict[str, ProbeResult]: ...
+
+    def latest_by_location(self, *, since: datetime) -> list[LocationRun]: ...
 
     def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]: ...
 

@@ -78,6 +78,7 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
             {
                 "started_at": r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "probe": r.probe,
+                "location": r.location,
                 "status": r.status.value,
                 "duration_s": f"{r.duration_s:.3f}",
                 "failing_step": step.name if step else "",
@@ -96,7 +97,9 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
         out.write(buf.getvalue())
         return EXIT_OK
     print_table(
-        out, rows, ["started_at", "probe", "status", "duration_s", "failing_step", "http_status", "run_id"]
+        out,
+        rows,
+        ["started_at", "probe", "location", "status", "duration_s", "failing_step", "http_status", "run_id"],
     )
     return EXIT_OK
 

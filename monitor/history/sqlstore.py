@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
+from monitor.history.locations import LocationRun, latest_by_location
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
@@ -132,6 +133,7 @@ class SqlHistoryStore:
                         probe=result.probe,
                         kind=result.kind,
                         environment=result.environment,
+                        location=result.location,
                         started_at=started,
                         duration_s=result.duration_s,
                         status=result.status.value,
@@ -220,6 +222,11 @@ class SqlHistoryStore:
         q = select(names.c.probe, newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
             return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
+
+    def latest_by_location(self, *, since: datetime) -> list[LocationRun]:
+        """The newest run of each probe from each location, among runs since ``since``."""
+        with self.db.read() as conn:
+            return latest_by_location(conn, since)
 
     def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]:
         """The ``per_probe`` newest runs of every probe, newest first, with their steps.

@@ -40,6 +40,8 @@ runs = Table(
     Column("status", String(16), nullable=False),
     Column("failing_step", String(100)),
     Column("payload", Text, nullable=False),
+    # Where the run was made from (monitor.location); rows older than locations are "default".
+    Column("location", String(100), nullable=False, server_default="default"),
     Index("ix_runs_probe_started", "probe", "started_at"),
     Index("ix_runs_started", "started_at"),
 )
@@ -140,4 +142,22 @@ silences = Table(
     Column("created_by", String(100), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("cleared_at", Float),
+)
+
+# Each location's own view of each probe (monitor.alerting.quorum): what the quorum is counted from.
+location_views = Table(
+    "location_views",
+    metadata,
+    Column("probe", String(100), primary_key=True),
+    Column("location", String(100), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per location, refreshed by each daemon there: which locations are live (quorum size).
+location_heartbeats = Table(
+    "location_heartbeats",
+    metadata,
+    Column("location", String(100), primary_key=True),
+    Column("last_seen", Float, nullable=False),
 )

@@ -70,6 +70,10 @@ class FakeSynthmon:
             self.alerting.notifications.labels(channel="slack", result=result).inc()
             self.alerting.outbox_pending.labels(channel="slack").set(0 if result == "sent" else 1)
             self.history.buffer_depth.set(self._runs % 4)
+            # This location's own view of the artifact probe (failing every third run, as below).
+            self.alerting.location_failing.labels(probe="artifact_roundtrip", location="default").set(
+                1 if self._runs % 3 == 0 else 0
+            )
             # Now and then the store hiccups and a housekeeping job fails, as in production.
             if self._runs % 4 == 0:
                 self.store.errors.labels(operation="append").inc()

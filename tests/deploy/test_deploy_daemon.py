@@ -97,7 +97,8 @@ def test_daemon_as_the_image_runs_it_is_healthy_and_stops_within_stop_timeout(tm
         status, text = _get(base + "/metrics")
         assert status == 200
         assert "synthmon_build_info{" in text
-        assert 'synthmon_probe_runs_total{probe="registration",status="FAIL"}' in text
+        # Every series carries the daemon's location (the default one here: nothing set it).
+        assert 'synthmon_probe_runs_total{location="default",probe="registration",status="FAIL"}' in text
         # No prometheus_client creation-time series from any collector of the daemon.
         assert "_created" not in text
 

@@ -1,0 +1,1 @@
+"""Tests of locations: where a daemon probes from, and the quorum of locations before a page."""
