@@ -96,6 +96,7 @@ class _Reads:
     uptime: dict[str, dict[str, UptimeRow]]
     states: dict[str, IncidentState]
     records: list[IncidentRecord]
+    sections: list[str]
 
 
 def _with_latest_cause(state: IncidentState, failure: Failure | None) -> IncidentState:
@@ -270,8 +271,11 @@ class StatusApi:
         store_status: Callable[[], dict[str, Any]] | None = None,
         timeout_s: float = 10.0,
         dependencies: Mapping[str, Sequence[str]] | None = None,
+        sections: Sequence[Callable[[datetime], str]] = (),
     ) -> None:
         self._deps = dict(dependencies or {})
+        #: Other features' page sections: blocking, read on the store thread with the rest.
+        self._sections = list(sections)
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -350,7 +354,8 @@ class StatusApi:
         )
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
-        return _Reads(recent, full, uptime, states, records)
+        sections = [section(now) for section in self._sections]
+        return _Reads(recent, full, uptime, states, records, sections)
 
     async def _snapshot(self) -> Snapshot:
         now = self._clock.now()
@@ -372,9 +377,17 @@ class StatusApi:
                 now=now,
                 incident_id=open_ids.get(name),
             )
+            # Pseudo-probes (an SLO's burn, ``slo:auth``) have incidents but no runs: not a card.
             for name in sorted(set(reads.recent) | set(reads.states))
+            if ":" not in name
         )
-        return Snapshot(environment=self._env, now=now, probes=cards, incidents=tuple(incidents))
+        return Snapshot(
+            environment=self._env,
+            now=now,
+            probes=cards,
+            incidents=tuple(incidents),
+            sections=tuple(s for s in reads.sections if s),
+        )
 
     async def status(self, request: Request) -> Response:
         """``GET /api/v1/status``: per probe the last run, its steps and recent runs, the open incident
@@ -416,8 +429,10 @@ def routes(
     gate: StoreGate | None = None,
     store_status: Callable[[], dict[str, Any]] | None = None,
     dependencies: Mapping[str, Sequence[str]] | None = None,
+    sections: Sequence[Callable[[datetime], str]] = (),
 ) -> list[BaseRoute]:
-    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``)."""
+    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``;
+    ``sections``: page sections of other features, see :class:`StatusApi`)."""
     api = StatusApi(
         history,
         incidents,
@@ -427,6 +442,7 @@ def routes(
         gate=gate,
         store_status=store_status,
         dependencies=dependencies,
+        sections=sections,
     )
     return [
         Route("/api/v1/store", api.store, methods=["GET"]),

@@ -33,6 +33,8 @@ from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
 from monitor.history.sqlstore import SqlHistoryStore
 from monitor.results import ResultSink
+from monitor.slo.config import SloConfig
+from monitor.slo.service import SloMetrics, SloService
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
@@ -73,6 +75,7 @@ class StoreFeatures:
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     incidents: IncidentSink | None = None
     history: HistorySink | None = None
+    slo: SloService | None = None
     gate: StoreGate | None = None
     executor: StoreExecutor | None = None
     store_url: str = ""
@@ -120,6 +123,7 @@ def build_store_features(
     environment: str = "",
     logger: Any = None,
     open_now: bool = True,
+    slos: Sequence[SloConfig] = (),
 ) -> StoreFeatures:
     """Build the store, history, incidents, notifications and the API: sinks, jobs and routes.
 
@@ -209,6 +213,19 @@ def build_store_features(
         gate=gate,
         buffer_size=store_config.buffer_size,
     )
+    # SLO burns are judged by the incident path like a probe's runs (``dependencies`` must hold
+    # each SLO's pseudo-probe, see probe_dependencies, so a burn joins its probe's incident).
+    slo = SloService(
+        slos,
+        history_store,
+        clock,
+        SloMetrics(registry),
+        feed=incidents.handle,
+        environment=environment,
+        run=executor.run,
+        gate=gate,
+        logger=logger,
+    )
     retention = RetentionJob(
         [history_store, alerting_store], clock, store_metrics, logger=logger, run=executor.run, gate=gate
     )
@@ -223,12 +240,14 @@ def build_store_features(
             incidents.job(),
             dispatcher.job(),
             retention.job(store_config.prune_interval),
+            slo.job(),
         ],
         routes=[],
         dispatcher=dispatcher,
         notifiers=notifiers,
         incidents=incidents,
         history=history,
+        slo=slo,
         gate=gate,
         executor=executor,
         store_url=store_config.safe_url(),
@@ -243,13 +262,18 @@ def build_store_features(
         gate=gate,
         store_status=features.status,
         dependencies=dependencies,
+        sections=[slo.page_section],
     )
+    features.routes += slo.routes()
     return features
 
 
 def probe_dependencies(config: Config) -> dict[str, list[str]]:
-    """``depends_on`` of every probe, for incident suppression."""
-    return {p.name: list(p.depends_on) for p in config.probes}
+    """``depends_on`` of every probe, for incident suppression; each SLO's pseudo-probe depends on
+    its probe, so its burn joins the probe's open incident."""
+    deps = {p.name: list(p.depends_on) for p in config.probes}
+    deps.update({slo.pseudo_probe: [slo.probe] for slo in config.slos})
+    return deps
 
 
 def build_monitor(
@@ -279,6 +303,7 @@ def build_monitor(
         clock,
         environment=config.environment,
         logger=logger,
+        slos=config.slos,
     )
     incidents = features.incidents
     running = config.alerting  # the channels in use: notifiers are built once, at start-up
@@ -293,6 +318,8 @@ def build_monitor(
         # maintenance windows and depends_on: a window added for a deploy would not hold the page.
         if incidents is not None:
             incidents.reconfigure(new.alerting, probe_dependencies(new))
+        if features.slo is not None:
+            features.slo.reconfigure(new.slos)
         # Warn once per change of the channel settings, not on every later reload of the same file;
         # a file changed back to what is running needs no warning at all.
         if not same_channels(new.alerting, running) and not same_channels(new.alerting, last_seen):

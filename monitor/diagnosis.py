@@ -779,7 +779,14 @@ CAUSE_TITLES: Mapping[str, str] = {
     "transport_error": "Connection failed mid-exchange",
     "unexpected_body": "Unexpected response body",
     "body_too_large": "Response body too large",
+    # Computed, not matched by a signature: an SLO spending its error budget too fast.
+    "error_budget_burn": "Error budget burning too fast",
 }
+
+#: An SLO spending its error budget too fast (:mod:`monitor.slo`).
+ERROR_BUDGET_BURN = "error_budget_burn"
+#: Causes the monitor computes rather than matches on a failing step (no signature row gives them).
+COMPUTED_CAUSES: frozenset[str] = frozenset({ERROR_BUDGET_BURN})
 
 
 #: Causes of the monitor's own failures (ERROR steps): nothing in the platform is known to be broken.
@@ -810,6 +817,8 @@ GENERIC_CAUSES: frozenset[str] = frozenset(
         "unexpected_body",
         "body_too_large",
         *MONITOR_CAUSES,
+        # Says how fast a budget goes, not what is broken: two SLOs burning are not one outage.
+        *COMPUTED_CAUSES,
     }
 )
 

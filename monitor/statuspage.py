@@ -154,6 +154,8 @@ class Snapshot:
     now: datetime
     probes: tuple[ProbeCard, ...]
     incidents: tuple[OpenIncident, ...] = field(default_factory=tuple)
+    #: Ready-made (escaped) HTML sections of other features, shown after the banner (e.g. the SLOs).
+    sections: tuple[str, ...] = ()
 
 
 # ---- from runs to the view model ------------------------------------------------------------------
@@ -475,7 +477,8 @@ def render(snapshot: Snapshot, *, bar_runs: int = BAR_RUNS) -> str:
     cards = "".join(_card(p, snapshot.now, bar_runs) for p in snapshot.probes)
     if not snapshot.probes:
         cards = "<p class='muted'>No run stored yet: the first results appear after the first probe runs.</p>"
-    return _document(snapshot.environment, snapshot.now, _banner(snapshot) + cards)
+    sections = "".join(snapshot.sections)
+    return _document(snapshot.environment, snapshot.now, _banner(snapshot) + sections + cards)
 
 
 def render_unavailable(environment: str, now: datetime, reason: str) -> str:

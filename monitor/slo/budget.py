@@ -5,12 +5,12 @@ slowly), **bad** = FAIL (it answered wrongly). ERROR (the monitor could not chec
 step not reached, or a run that checked nothing) are neither: they spend no budget and earn none.
 For a step SLO it is the step's own status. The generated Prometheus rules count the same way.
 
-With ``objective`` as a ratio (0.999) the error budget is ``1 − objective``:
+With ``objective`` as a ratio (0.999) the error budget is ``1 - objective``:
 
 - attainment        = good / (good + bad)
-- budget consumed   = bad / (total · (1 − objective))      (1.0 = the whole budget is gone)
-- budget remaining  = 1 − budget consumed                   (negative once overspent)
-- burn rate         = (bad / total) / (1 − objective)       (1.0 spends exactly the budget in the window)
+- budget consumed   = bad / (total · (1 - objective))      (1.0 = the whole budget is gone)
+- budget remaining  = 1 - budget consumed                   (negative once overspent)
+- burn rate         = (bad / total) / (1 - objective)       (1.0 spends exactly the budget in the window)
 
 No runs means no data (None), never 100 %.
 """
@@ -59,19 +59,19 @@ def error_ratio(c: Counts) -> float | None:
 
 
 def budget_consumed(c: Counts, objective: float) -> float | None:
-    """Share of the window's error budget spent: bad / (total · (1 − objective)); None without runs."""
+    """Share of the window's error budget spent: bad / (total · (1 - objective)); None without runs."""
     ratio = error_ratio(c)
     return None if ratio is None else ratio / (1.0 - objective)
 
 
 def budget_remaining(c: Counts, objective: float) -> float | None:
-    """1 − consumed: 1.0 untouched, 0 spent, negative overspent; None without runs."""
+    """1 - consumed: 1.0 untouched, 0 spent, negative overspent; None without runs."""
     consumed = budget_consumed(c, objective)
     return None if consumed is None else 1.0 - consumed
 
 
 def burn_rate(c: Counts, objective: float) -> float | None:
-    """How many times faster than sustainable the budget burns: (bad/total) / (1 − objective)."""
+    """How many times faster than sustainable the budget burns: (bad/total) / (1 - objective)."""
     return budget_consumed(c, objective)
 
 

@@ -123,7 +123,7 @@ class SloConfig(BaseModel):
 
     @property
     def budget(self) -> float:
-        """The error budget as a ratio: 1 − objective (0.001 for 99.9 %)."""
+        """The error budget as a ratio: 1 - objective (0.001 for 99.9 %)."""
         return 1.0 - self.objective / 100.0
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.diagnosis import ERROR_BUDGET_BURN
 from monitor.history.base import HistoryStore
 from monitor.results import ProbeResult
 from monitor.slo import budget
@@ -22,7 +23,7 @@ from monitor.slo.config import BurnAlert, SloConfig
 from probes.base import Diagnosis, Status, StepResult, format_duration
 
 #: The cause of a burn-rate incident (its title is in :mod:`monitor.diagnosis`).
-BURN_CAUSE = "error_budget_burn"
+BURN_CAUSE = ERROR_BUDGET_BURN
 #: The one step of a burn-rate pseudo-run.
 BURN_STEP = "error_budget"
 
@@ -215,7 +216,7 @@ def burn_result(status: SloStatus, *, environment: str = "") -> ProbeResult:
             Diagnosis(
                 cause=BURN_CAUSE,
                 hint=f"{slo.probe} fails often enough to spend its error budget before the window ends",
-                action=f"Look at {slo.probe}'s own incident and failing step; `synthmon slo` shows the budget.",
+                action=f"Look at {slo.probe}'s failing step and incident; `synthmon slo` shows the budget.",
             )
             if firing
             else None
