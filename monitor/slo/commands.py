@@ -63,7 +63,8 @@ def load_slo_section(path: str) -> SloSection:
     from monitor.cliutil import load_store_section
     from monitor.config import _to_config_error, interpolate
     from monitor.configfile import load_document, read_config_text
-    from monitor.slo.config import SloConfig, check_slos
+    # SloConfig is read by pydantic from these locals (the nested model's annotation is a string).
+    from monitor.slo.config import SloConfig, check_slos  # noqa: F401
 
     store = load_store_section(path)
 
@@ -139,7 +140,9 @@ def cmd_slo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
                 "attainment": "no data" if att is None else f"{att * 100:.3f}%",
                 "budget_left": "no data" if left is None else f"{left * 100:.1f}%",
                 "state": s.state,
-                "burn_rates": "  ".join(f"{format_duration(w)} {_rate(r)}" for w, r in sorted(s.rates.items())),
+                "burn_rates": "  ".join(
+                    f"{format_duration(w)} {_rate(r)}" for w, r in sorted(s.rates.items())
+                ),
             }
         )
     print_table(out, rows, ["slo", "objective", "window", "attainment", "budget_left", "state", "burn_rates"])
