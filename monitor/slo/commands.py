@@ -63,8 +63,7 @@ def load_slo_section(path: str) -> SloSection:
     from monitor.cliutil import load_store_section
     from monitor.config import _to_config_error, interpolate
     from monitor.configfile import load_document, read_config_text
-    # SloConfig is read by pydantic from these locals (the nested model's annotation is a string).
-    from monitor.slo.config import SloConfig, check_slos  # noqa: F401
+    from monitor.slo.config import SloConfig, check_slos  # noqa: F401 (pydantic reads it from locals)
 
     store = load_store_section(path)
 
