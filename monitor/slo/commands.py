@@ -106,8 +106,9 @@ def cmd_slo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     """``synthmon slo``: per SLO the objective, window, attainment, budget left, burn rates, state."""
     from monitor.cliutil import open_database
     from monitor.history.sqlstore import SqlHistoryStore
+    from monitor.slo.config import window_text
     from monitor.slo.evaluate import read_statuses
-    from probes.base import SystemClock, format_duration
+    from probes.base import SystemClock
 
     out, err = out or sys.stdout, err or sys.stderr
     section = _section(args, err)
@@ -135,13 +136,11 @@ def cmd_slo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
             {
                 "slo": s.slo.slo_name,
                 "objective": f"{s.slo.objective:g}%",
-                "window": format_duration(s.slo.window),
+                "window": window_text(s.slo.window),
                 "attainment": "no data" if att is None else f"{att * 100:.3f}%",
                 "budget_left": "no data" if left is None else f"{left * 100:.1f}%",
                 "state": s.state,
-                "burn_rates": "  ".join(
-                    f"{format_duration(w)} {_rate(r)}" for w, r in sorted(s.rates.items())
-                ),
+                "burn_rates": "  ".join(f"{window_text(w)} {_rate(r)}" for w, r in sorted(s.rates.items())),
             }
         )
     print_table(out, rows, ["slo", "objective", "window", "attainment", "budget_left", "state", "burn_rates"])

@@ -38,6 +38,13 @@ Severity = Literal["page", "ticket"]
 PSEUDO_PREFIX = "slo:"
 
 
+def window_text(seconds: float) -> str:
+    """A window length as people and PromQL write it: ``30d`` rather than ``4w2d``, else ``1h``, ``5m``."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    return format_duration(seconds)
+
+
 class BurnAlert(BaseModel):
     """One multiwindow burn-rate alert: both windows burn at ``factor`` × the sustainable rate or more.
 
@@ -65,7 +72,7 @@ class BurnAlert(BaseModel):
     @property
     def label(self) -> str:
         """``1h/5m`` (long/short), how messages, metrics and rules name the pair."""
-        return f"{format_duration(self.long)}/{format_duration(self.short)}"
+        return f"{window_text(self.long)}/{window_text(self.short)}"
 
 
 #: The SRE workbook's multiwindow, multi-burn-rate alerts for a 30-day budget: 2 % of it gone in an

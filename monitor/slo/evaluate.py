@@ -19,8 +19,8 @@ from monitor.history.base import HistoryStore
 from monitor.results import ProbeResult
 from monitor.slo import budget
 from monitor.slo.budget import Counts
-from monitor.slo.config import BurnAlert, SloConfig
-from probes.base import Diagnosis, Status, StepResult, format_duration
+from monitor.slo.config import BurnAlert, SloConfig, window_text
+from probes.base import Diagnosis, Status, StepResult
 
 #: The cause of a burn-rate incident (its title is in :mod:`monitor.diagnosis`).
 BURN_CAUSE = ERROR_BUDGET_BURN
@@ -96,14 +96,14 @@ class SloStatus:
             "probe": slo.probe,
             "step": slo.step,
             "objective": slo.objective,
-            "window": format_duration(slo.window),
+            "window": window_text(slo.window),
             "window_s": slo.window,
             "good": self.counts.good,
             "bad": self.counts.bad,
             "attainment": self.attainment,
             "error_budget": slo.budget,
             "budget_remaining": self.budget_remaining,
-            "burn_rates": {format_duration(w): r for w, r in sorted(self.rates.items())},
+            "burn_rates": {window_text(w): r for w, r in sorted(self.rates.items())},
             "alerts": [
                 {
                     "windows": p.alert.label,
@@ -173,7 +173,7 @@ def _human(seconds: float) -> str:
         return f"{int(seconds // 3600)} h"
     if seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
-    return format_duration(seconds)
+    return window_text(seconds)
 
 
 def burn_message(status: SloStatus) -> str:

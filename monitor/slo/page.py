@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from monitor.slo.config import window_text
 from monitor.slo.evaluate import SloStatus
-from probes.base import format_duration
 
 _STATE_COLOURS = {
     "ok": "#2e7d32",
@@ -37,7 +37,7 @@ def _budget(value: float | None) -> str:
 
 def _rates(status: SloStatus) -> str:
     parts = [
-        f"{format_duration(w)} {'n/a' if r is None else f'{r:.1f}×'}" for w, r in sorted(status.rates.items())
+        f"{window_text(w)} {'n/a' if r is None else f'{r:.1f}×'}" for w, r in sorted(status.rates.items())
     ]
     return " · ".join(parts)
 
@@ -58,7 +58,7 @@ def render_section(statuses: Sequence[SloStatus]) -> str:
         rows.append(
             f"<tr data-slo='{_e(s.slo.slo_name)}' data-state='{_e(s.state)}'>"
             f"<td class='name'>{_e(s.slo.slo_name)}</td>"
-            f"<td>{_e(f'{s.slo.objective:g} %')} / {_e(format_duration(s.slo.window))}</td>"
+            f"<td>{_e(f'{s.slo.objective:g} %')} / {_e(window_text(s.slo.window))}</td>"
             f"<td class='attainment'>{_e(_pct(s.attainment))}</td>"
             f"<td class='budget'>{gauge} {_e(_budget(remaining))}</td>"
             f"<td class='muted'>{_e(_rates(s))}</td>"

@@ -20,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from monitor.slo.config import BurnAlert, SloConfig
-from probes.base import format_duration
+from monitor.slo.config import BurnAlert, SloConfig, window_text
 
 #: The alert's name; its runbook is the "Runbook: SynthmonErrorBudgetBurn" section of docs/deploy.md.
 ALERT = "SynthmonErrorBudgetBurn"
@@ -42,7 +41,7 @@ _HEADER = """\
 
 
 def _window(seconds: float) -> str:
-    return format_duration(seconds)
+    return window_text(seconds)
 
 
 def record_name(level: str, seconds: float) -> str:
@@ -122,10 +121,11 @@ def render_rules(slos: Sequence[SloConfig], *, runbook_url_pattern: str = RUNBOO
     for level, metric in (("probe", "synthmon_probe_runs_total"), ("step", "synthmon_step_runs_total")):
         for w in sorted(windows):
             recording.append({"record": record_name(level, w), "expr": _ratio_expr(metric, w) + "\n"})
-    groups: list[dict[str, Any]] = [{"name": "synthmon.slo.error_ratios", "rules": recording}]
     alerts = [rule for slo in slos for rule in _alert_rules(slo, runbook_url_pattern)]
-    if alerts:
-        groups.append({"name": "synthmon.slo.burn_rate_alerts", "rules": alerts})
+    # One group: its rules run in order at each evaluation, so every alert reads the error ratios
+    # recorded a moment before, never those of the previous evaluation (separate groups run
+    # independently, and a burn would be judged a minute late, or early, depending on which ran first).
+    groups: list[dict[str, Any]] = [{"name": "synthmon.slo", "rules": recording + alerts}]
     body = yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
     return _HEADER + body
 

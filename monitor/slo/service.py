@@ -23,12 +23,12 @@ from starlette.routing import BaseRoute, Route
 
 from monitor.history.base import HistoryStore
 from monitor.results import ProbeResult
-from monitor.slo.config import SloConfig
+from monitor.slo.config import SloConfig, window_text
 from monitor.slo.evaluate import SloStatus, burn_result, read_statuses
 from monitor.slo.page import render_section
 from monitor.store.engine import RunInThread
 from monitor.store.migrate import StoreGate
-from probes.base import Clock, format_duration
+from probes.base import Clock
 
 #: How often the daemon evaluates the SLOs (the burn-rate alerts' resolution).
 EVALUATE_EVERY_S = 60.0
@@ -80,7 +80,7 @@ class SloMetrics:
             put(self.attainment, s.attainment, name)
             put(self.remaining, s.budget_remaining, name)
             for window, rate in s.rates.items():
-                put(self.burn, rate, name, format_duration(window))
+                put(self.burn, rate, name, window_text(window))
         gauges = {g._name: g for g in (self.objective, self.attainment, self.remaining, self.burn)}
         for gone in self._shown - shown:
             gauges[gone[0]].remove(*gone[1:])

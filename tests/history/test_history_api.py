@@ -45,6 +45,7 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
         "incident-flush",
         "outbox-dispatch",
         "history-retention",
+        "slo-evaluation",
     ]
     for _ in range(2):
         r = result("auth", Status.FAIL, clock.now())
