@@ -280,6 +280,8 @@ class Metrics:
         self._measured.pop((probe, step), None)
         _remove(self.step_success, probe, step)
         _remove(self.step_duration, probe, step)
+        for status in Status:
+            _remove(self.step_runs, probe, step, status.value)
 
     def missed_run(self, probe: str) -> None:
         """Count a scheduled run that did not start."""

@@ -59,8 +59,8 @@ def render_section(statuses: Sequence[SloStatus]) -> str:
             f"<tr data-slo='{_e(s.slo.slo_name)}' data-state='{_e(s.state)}'>"
             f"<td class='name'>{_e(s.slo.slo_name)}</td>"
             f"<td>{_e(f'{s.slo.objective:g} %')} / {_e(window_text(s.slo.window))}</td>"
-            f"<td class='attainment'>{_e(_pct(s.attainment))}</td>"
-            f"<td class='budget'>{gauge} {_e(_budget(remaining))}</td>"
+            f"<td class='attainment' style='white-space:nowrap'>{_e(_pct(s.attainment))}</td>"
+            f"<td class='budget' style='white-space:nowrap'>{gauge} {_e(_budget(remaining))}</td>"
             f"<td class='muted'>{_e(_rates(s))}</td>"
             f"<td><span class='status' style='background:{colour}'>{_e(s.state.upper())}</span></td></tr>"
         )
@@ -70,7 +70,7 @@ def render_section(statuses: Sequence[SloStatus]) -> str:
     )
     return (
         "<section class='card' id='slos'><h3>Service level objectives</h3>"
-        "<div class='muted'>good = PASS or DEGRADED, bad = FAIL; ERROR and SKIPPED runs do not count. "
+        "<div class='muted' style='font-size:13px'>good = PASS or DEGRADED, bad = FAIL; ERROR and SKIPPED runs do not count. "
         "Burn rate 1× spends exactly the budget over the window.</div>"
         f"<table class='steps'><tr>{head}</tr>{''.join(rows)}</table></section>"
     )

@@ -11,18 +11,10 @@ import pytest
 
 from monitor.results import ProbeResult
 from probes.base import Status, StepResult
-from tests.history.history_helpers import PG_SKIP_REASON, PG_URL, FullStore, open_store
+from tests.history.conftest import BACKENDS
+from tests.history.history_helpers import FullStore, open_store
 
 T0 = datetime(2025, 7, 22, 10, 0, tzinfo=UTC)
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgres",
-        id="postgres",
-        marks=[pytest.mark.postgres, pytest.mark.skipif(PG_URL is None, reason=PG_SKIP_REASON)],
-    ),
-]
 
 
 def run(
