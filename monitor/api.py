@@ -101,6 +101,7 @@ class _Reads:
     states: dict[str, IncidentState]
     records: list[IncidentRecord]
     locations: LocationsSnapshot
+    sections: list[str]
 
 
 def _with_latest_cause(state: IncidentState, failure: Failure | None) -> IncidentState:
@@ -278,10 +279,13 @@ class StatusApi:
         timeout_s: float = 10.0,
         dependencies: Mapping[str, Sequence[str]] | None = None,
         latency: Callable[[], LatencyView] | None = None,
+        sections: Sequence[Callable[[datetime], str]] = (),
     ) -> None:
         self._deps = dict(dependencies or {})
         self._latency = latency
         self._location = location
+        #: Other features' page sections: blocking, read on the store thread with the rest.
+        self._sections = list(sections)
         self._history = history
         self._incidents = incidents
         self._clock = clock
@@ -363,7 +367,8 @@ class StatusApi:
         # The page shows each location's incident view only: one small read (runs per location
         # and heartbeats are for /api/v1/locations).
         views = build_locations(now, self._location, [], self._incidents.location_views(), None)
-        return _Reads(recent, full, uptime, states, records, views)
+        sections = [section(now) for section in self._sections]
+        return _Reads(recent, full, uptime, states, records, views, sections)
 
     def _read_locations(self, now: datetime) -> LocationsSnapshot:
         """Each probe as each location sees it (history's newest runs, alerting's views), and the
@@ -400,7 +405,9 @@ class StatusApi:
                 now=now,
                 incident_id=open_ids.get(name),
             )
+            # Pseudo-probes (an SLO's burn, ``slo:auth``) have incidents but no runs: not a card.
             for name in sorted(set(reads.recent) | set(reads.states))
+            if ":" not in name
         )
         latency = self._latency() if self._latency is not None else {}
         return Snapshot(
@@ -410,6 +417,7 @@ class StatusApi:
             incidents=tuple(incidents),
             locations=reads.locations,
             latency=latency,
+            sections=tuple(s for s in reads.sections if s),
         )
 
     async def status(self, request: Request) -> Response:
@@ -454,9 +462,11 @@ def routes(
     store_status: Callable[[], dict[str, Any]] | None = None,
     dependencies: Mapping[str, Sequence[str]] | None = None,
     latency: Callable[[], LatencyView] | None = None,
+    sections: Sequence[Callable[[datetime], str]] = (),
 ) -> list[BaseRoute]:
     """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``;
-    ``latency``: the latency baselines' view, shown per probe)."""
+    ``latency``: the latency baselines' view, shown per probe; ``sections``: page sections of other
+    features, see :class:`StatusApi`)."""
     api = StatusApi(
         history,
         incidents,
@@ -468,6 +478,7 @@ def routes(
         store_status=store_status,
         dependencies=dependencies,
         latency=latency,
+        sections=sections,
     )
     return [
         Route("/api/v1/store", api.store, methods=["GET"]),

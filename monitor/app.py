@@ -38,6 +38,8 @@ from monitor.history.sink import HistorySink
 from monitor.history.sqlstore import SqlHistoryStore
 from monitor.location import DEFAULT_LOCATION, resolve_location
 from monitor.results import ResultSink, ResultTransformer
+from monitor.slo.config import SloConfig
+from monitor.slo.service import SloMetrics, SloService
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
@@ -80,6 +82,7 @@ class StoreFeatures:
     history: HistorySink | None = None
     baselines: LatencyBaselines | None = None
     transformers: list[ResultTransformer] = field(default_factory=list)
+    slo: SloService | None = None
     gate: StoreGate | None = None
     executor: StoreExecutor | None = None
     store_url: str = ""
@@ -129,6 +132,7 @@ def build_store_features(
     logger: Any = None,
     open_now: bool = True,
     baselines_config: BaselinesConfig | None = None,
+    slos: Sequence[SloConfig] = (),
 ) -> StoreFeatures:
     """Build the store, history, incidents, notifications and the API: sinks, jobs and routes.
 
@@ -228,6 +232,19 @@ def build_store_features(
         ready=lambda: gate.ready,
         logger=logger,
     )
+    # SLO burns are judged by the incident path like a probe's runs (``dependencies`` must hold
+    # each SLO's pseudo-probe, see probe_dependencies, so a burn joins its probe's incident).
+    slo = SloService(
+        slos,
+        history_store,
+        clock,
+        SloMetrics(registry),
+        feed=incidents.handle,
+        environment=environment,
+        run=executor.run,
+        gate=gate,
+        logger=logger,
+    )
     retention = RetentionJob(
         [history_store, alerting_store], clock, store_metrics, logger=logger, run=executor.run, gate=gate
     )
@@ -243,6 +260,7 @@ def build_store_features(
             dispatcher.job(),
             retention.job(store_config.prune_interval),
             incidents.heartbeat_job(),
+            slo.job(),
         ],
         routes=[],
         dispatcher=dispatcher,
@@ -251,6 +269,7 @@ def build_store_features(
         history=history,
         baselines=baselines,
         transformers=[baselines],
+        slo=slo,
         gate=gate,
         executor=executor,
         store_url=store_config.safe_url(),
@@ -267,13 +286,18 @@ def build_store_features(
         store_status=features.status,
         dependencies=dependencies,
         latency=baselines.view,
+        sections=[slo.page_section],
     )
+    features.routes += slo.routes()
     return features
 
 
 def probe_dependencies(config: Config) -> dict[str, list[str]]:
-    """``depends_on`` of every probe, for incident suppression."""
-    return {p.name: list(p.depends_on) for p in config.probes}
+    """``depends_on`` of every probe, for incident suppression; each SLO's pseudo-probe depends on
+    its probe, so its burn joins the probe's open incident."""
+    deps = {p.name: list(p.depends_on) for p in config.probes}
+    deps.update({slo.pseudo_probe: [slo.probe] for slo in config.slos})
+    return deps
 
 
 def build_monitor(
@@ -309,6 +333,7 @@ def build_monitor(
         location=location,
         logger=logger,
         baselines_config=config.baselines,
+        slos=config.slos,
     )
     incidents = features.incidents
     baselines = features.baselines
@@ -326,6 +351,8 @@ def build_monitor(
             incidents.reconfigure(new.alerting, probe_dependencies(new))
         if baselines is not None:
             baselines.reconfigure(new.baselines)
+        if features.slo is not None:
+            features.slo.reconfigure(new.slos)
         # Warn once per change of the channel settings, not on every later reload of the same file;
         # a file changed back to what is running needs no warning at all.
         if not same_channels(new.alerting, running) and not same_channels(new.alerting, last_seen):

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --
 #: Modules adding subcommands (``register(subparsers)``), loaded in this order.
 COMMAND_MODULES: list[str] = [
     "monitor.history.commands",
+    "monitor.slo.commands",
     "monitor.alerting.commands",
     "monitor.report_cli",
     "monitor.locations_cli",

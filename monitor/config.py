@@ -65,6 +65,7 @@ from monitor.configfile import (
 )
 from monitor.diagnosis import Signature
 from monitor.location import LOCATION_PATTERN
+from monitor.slo.config import SloConfig, check_slos
 from monitor.store.config import StoreConfig
 from monitor.webconfig import WebConfig
 from probes.base import Duration, PositiveDuration, ProbeOptions
@@ -191,6 +192,7 @@ class Config(BaseModel):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     diagnosis: list[Signature] = Field(default_factory=list)
     probes: list[ProbeConfig] = Field(default_factory=list)
+    slos: list[SloConfig] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
@@ -268,6 +270,9 @@ class Config(BaseModel):
                 ("probes", names[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle)
             )
         self._check_alerting_probes(names)
+        slo_error = check_slos(self.slos, list(names), retention_days=self.store.retention_days)
+        if slo_error is not None:
+            raise slo_error
         for i, signature in enumerate(self.diagnosis):
             if not set(signature.model_dump(exclude_none=True)) - _SIGNATURE_OUTPUT:
                 # A row without conditions matches every failing step and hides the built-in table.

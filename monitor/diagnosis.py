@@ -779,7 +779,9 @@ CAUSE_TITLES: Mapping[str, str] = {
     "transport_error": "Connection failed mid-exchange",
     "unexpected_body": "Unexpected response body",
     "body_too_large": "Response body too large",
+    # Computed, not matched by a signature (COMPUTED_CAUSES).
     "latency_regression": "Latency regression",
+    "error_budget_burn": "Error budget burning too fast",
 }
 
 #: The cause the latency baselines (:mod:`monitor.baselines`) give a step that took several times
@@ -797,8 +799,12 @@ LATENCY_REGRESSION_DIAGNOSIS = Diagnosis(
     ),
 )
 
-#: Causes the monitor judges from history instead of matching a signature against a step.
-JUDGED_CAUSES: frozenset[str] = frozenset({LATENCY_REGRESSION})
+#: An SLO spending its error budget too fast (:mod:`monitor.slo`).
+ERROR_BUDGET_BURN = "error_budget_burn"
+
+#: Causes the monitor computes (from history, from budgets) rather than matches on a failing step:
+#: no signature row gives them.
+COMPUTED_CAUSES: frozenset[str] = frozenset({LATENCY_REGRESSION, ERROR_BUDGET_BURN})
 
 
 #: Causes of the monitor's own failures (ERROR steps): nothing in the platform is known to be broken.
@@ -828,10 +834,11 @@ GENERIC_CAUSES: frozenset[str] = frozenset(
         "transport_error",
         "unexpected_body",
         "body_too_large",
-        # Slower than usual says how a path behaves, not what in it is broken: two probes slowing
-        # down at once correlate through depends_on, not through this cause.
-        LATENCY_REGRESSION,
         *MONITOR_CAUSES,
+        # Slower than usual, or a budget spent too fast, says how a path behaves, not what in it is
+        # broken: two probes slowing down (two SLOs burning) at once correlate through depends_on,
+        # not through the cause alone.
+        *COMPUTED_CAUSES,
     }
 )
 

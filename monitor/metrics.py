@@ -93,6 +93,10 @@ class Metrics:
         self.runs = Counter(
             "synthmon_probe_runs", "Probe runs by final status", ["probe", "status"], registry=r
         )
+        # Per step, for step SLOs in Prometheus (the same good/bad split as monitor.slo.budget).
+        self.step_runs = Counter(
+            "synthmon_step_runs", "Steps of probe runs by status", ["probe", "step", "status"], registry=r
+        )
         self.last_run = Gauge(
             "synthmon_probe_last_run_timestamp_seconds",
             "Unix time at which the last run started",
@@ -213,8 +217,13 @@ class Metrics:
                 self._set_http(probe, name, None, None)
                 self._set_measurements(probe, name, {})
         for step in result.steps:
+            if step.name not in seen:
+                # Every status at 0 from the step's first run, so increase() sees its first FAIL.
+                for status in Status:
+                    self.step_runs.labels(probe=probe, step=step.name, status=status.value)
             seen.add(step.name)
             labels = {"probe": probe, "step": step.name}
+            self.step_runs.labels(**labels, status=step.status.value).inc()
             self.step_success.labels(**labels).set(1 if step.status.ok else 0)
             if step.status is Status.SKIPPED:
                 # A skipped step sent nothing: no status code, no phases, no measurements.
@@ -271,6 +280,8 @@ class Metrics:
         self._measured.pop((probe, step), None)
         _remove(self.step_success, probe, step)
         _remove(self.step_duration, probe, step)
+        for status in Status:
+            _remove(self.step_runs, probe, step, status.value)
 
     def missed_run(self, probe: str) -> None:
         """Count a scheduled run that did not start."""
@@ -311,6 +322,7 @@ class Metrics:
         _remove(self.missed, probe)
         for metric in (
             self.step_success,
+            self.step_runs,
             self.step_duration,
             self.http_status,
             self.http_phase,

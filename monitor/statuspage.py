@@ -159,6 +159,8 @@ class Snapshot:
     incidents: tuple[OpenIncident, ...] = field(default_factory=tuple)
     latency: LatencyView = field(default_factory=dict)  # latency baselines, by probe
     locations: LocationsSnapshot | None = None
+    #: Ready-made (escaped) HTML sections of other features, shown after the banner (e.g. the SLOs).
+    sections: tuple[str, ...] = ()
 
 
 # ---- from runs to the view model ------------------------------------------------------------------
@@ -483,7 +485,9 @@ def render(snapshot: Snapshot, *, bar_runs: int = BAR_RUNS) -> str:
     if not snapshot.probes:
         cards = "<p class='muted'>No run stored yet: the first results appear after the first probe runs.</p>"
     places = render_locations(snapshot.locations, _badge) if snapshot.locations is not None else ""
-    return _document(snapshot.environment, snapshot.now, _banner(snapshot) + places + cards)
+    return _document(
+        snapshot.environment, snapshot.now, _banner(snapshot) + "".join(snapshot.sections) + places + cards
+    )
 
 
 def render_unavailable(environment: str, now: datetime, reason: str) -> str:

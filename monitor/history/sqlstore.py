@@ -378,6 +378,39 @@ class SqlHistoryStore:
         ]
         return _merge_uptime(parts)
 
+    def good_bad(
+        self, *, since: datetime, until: datetime, now: datetime
+    ) -> dict[tuple[str, str | None], tuple[int, int]]:
+        """``(good, bad)`` run counts per ``(probe, step)`` (step None: the whole run) between
+        ``since`` and ``until``, as SLOs count them: good = PASS or DEGRADED, bad = FAIL; ERROR
+        and SKIPPED count on neither side.
+
+        The counts are :meth:`uptime`'s (rollups for whole hours, raw rows at the edges). The rollups
+        do not count SKIPPED apart from PASS, so skipped runs and steps are counted from raw rows and
+        taken out: exact while ``since`` is within raw retention (the SLO config requires it).
+        """
+        start, end = to_epoch(since), to_epoch(until)
+        skipped = Status.SKIPPED.value
+        run_q = (
+            select(runs.c.probe, func.count())
+            .where(runs.c.started_at >= start, runs.c.started_at < end, runs.c.status == skipped)
+            .group_by(runs.c.probe)
+        )
+        step_q = (
+            select(steps.c.probe, steps.c.name, func.count())
+            .where(steps.c.started_at >= start, steps.c.started_at < end, steps.c.status == skipped)
+            .group_by(steps.c.probe, steps.c.name)
+        )
+        with self.db.read() as conn:
+            left_out: dict[tuple[str, str | None], int] = {(p, None): int(n) for p, n in conn.execute(run_q)}
+            left_out.update({(p, name): int(n) for p, name, n in conn.execute(step_q)})
+        out: dict[tuple[str, str | None], tuple[int, int]] = {}
+        for row in self.uptime(since=since, until=until, now=now):
+            key = (row.probe, row.step)
+            good = row.runs - row.failures - row.errors - left_out.get(key, 0)
+            out[key] = (max(good, 0), row.failures)
+        return out
+
     def _whole_hours(self, start: float, end: float, now: float) -> tuple[int, int] | None:
         """The whole hours ``[first, last)`` of a window to read from the rollups, or None when it
         holds none (raw rows only). Raw rows cover the partial hours at either edge; a start past raw

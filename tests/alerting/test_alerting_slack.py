@@ -19,7 +19,7 @@ from monitor.alerting.config import IncidentRule, LinksConfig, SlackConfig
 from monitor.alerting.incidents import IncidentState, transition
 from monitor.alerting.slack import SlackNotifier
 from monitor.alerting.slack_message import ELLIPSIS, PLAIN_CHARS, build_message, clip, duration_words
-from monitor.diagnosis import BUILTIN_SIGNATURES, CAUSE_TITLES, JUDGED_CAUSES, cause_title, diagnose
+from monitor.diagnosis import BUILTIN_SIGNATURES, CAUSE_TITLES, COMPUTED_CAUSES, cause_title, diagnose
 from monitor.results import ProbeResult
 from monitor.runner import Runner
 from probes.base import Status, StepResult, SystemClock
@@ -151,7 +151,7 @@ def test_message_names_the_cause_in_words_and_keeps_the_code_in_the_context() ->
 
 def test_every_builtin_cause_has_a_written_title() -> None:
     """Each built-in cause code has its own title, and no title is left for a code that is gone."""
-    assert {s.cause for s in BUILTIN_SIGNATURES} | JUDGED_CAUSES == set(CAUSE_TITLES)
+    assert {s.cause for s in BUILTIN_SIGNATURES} | COMPUTED_CAUSES == set(CAUSE_TITLES)
     assert all(t and t[0].isupper() and not t.endswith(".") for t in CAUSE_TITLES.values())
 
 

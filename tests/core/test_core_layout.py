@@ -28,6 +28,13 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
         "the store is the bottom layer: it knows no feature",
     ),
     ("monitor.history", ("monitor.alerting",), "history and alerting are independent features"),
+    ("monitor.history", ("monitor.slo",), "SLOs read history through its protocol, not the reverse"),
+    ("monitor.alerting", ("monitor.slo",), "SLO burns reach alerting as runs; alerting knows no SLO"),
+    (
+        "monitor.slo",
+        ("monitor.api", "monitor.daemon", "monitor.app", "monitor.cli"),
+        "features are wired from above, never the other way",
+    ),
     ("monitor.alerting", ("monitor.history",), "history and alerting are independent features"),
     (
         "monitor.history",
@@ -39,7 +46,11 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
         ("monitor.api", "monitor.daemon", "monitor.app", "monitor.cli"),
         "features are wired from above, never the other way",
     ),
-    ("monitor.daemon", ("monitor.history", "monitor.alerting", "monitor.app"), "the daemon knows no feature"),
+    (
+        "monitor.daemon",
+        ("monitor.history", "monitor.alerting", "monitor.slo", "monitor.app"),
+        "the daemon knows no feature",
+    ),
     ("monitor.api", ("monitor.app", "monitor.cli", "monitor.daemon"), "the API is wired by app.py"),
     ("probes", ("monitor", "sandbox"), "probes/ is the bottom of the graph"),
     ("sandbox", ("monitor", "probes"), "the sandbox stands alone; only the CLI wires it in"),

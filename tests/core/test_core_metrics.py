@@ -148,14 +148,19 @@ def test_normal_run_removes_the_synthetic_run_step() -> None:
 
 
 def test_skipped_step_has_no_http_status() -> None:
-    """A step that ran with a 200 and is SKIPPED next time exports no status code, phases or measurements."""
+    """A step that ran with a 200 and is SKIPPED next time exports no status code, phases or measurements
+    (its run counter by status stays: SLOs leave SKIPPED out by that label)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.record(_result(Status.PASS, (OK_STEP,)))
     skipped = StepResult(name="validate", status=Status.SKIPPED, message="auth failed")
     metrics.record(_result(Status.FAIL, (FAILED_STEP.with_(name="health"), skipped)))
     left = _series(registry, "validate")
-    assert left == {"synthmon_step_success", *_histogram("synthmon_step_duration_seconds")}
+    assert left == {
+        "synthmon_step_success",
+        "synthmon_step_runs_total",
+        *_histogram("synthmon_step_duration_seconds"),
+    }
     assert _get(_samples(registry), "synthmon_step_success", probe="auth", step="validate") == 0
 
 

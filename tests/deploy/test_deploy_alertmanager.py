@@ -130,13 +130,13 @@ def test_documented_blackhole_route_keeps_platform_alerts_out_of_alertmanager(tm
 
 
 def test_prometheus_example_sends_alerts_to_alertmanager() -> None:
-    """deploy/prometheus.yml has an `alerting:` block (API v2) next to the rule file it loads."""
+    """deploy/prometheus.yml has an `alerting:` block (API v2) next to the rule files it loads."""
     config = yaml.safe_load(PROM_EXAMPLE.read_text())
     (am,) = config["alerting"]["alertmanagers"]
     assert am["api_version"] == "v2"
     (static,) = am["static_configs"]
     assert all(re.fullmatch(r"[\w.-]+:9093", t) for t in static["targets"])
-    assert [Path(f).name for f in config["rule_files"]] == [RULES.name]
+    assert [Path(f).name for f in config["rule_files"]] == [RULES.name, "synthmon-slo.rules.yml"]
 
 
 # --- the real stack -------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
         "outbox-dispatch",
         "history-retention",
         "location-heartbeat",
+        "slo-evaluation",
     ]
     for _ in range(2):
         r = result("auth", Status.FAIL, clock.now())

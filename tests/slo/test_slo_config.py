@@ -1,0 +1,123 @@
+"""The slos: section: defaults, and bad values stop start-up with the field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config, parse_config
+from monitor.configfile import ConfigError
+from monitor.slo.commands import load_slo_section
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = """
+environment: test
+store: {retention_days: 30}
+probes:
+  - {name: auth, kind: http, options: {url: "http://127.0.0.1:1/"}}
+  - {name: registry, kind: http, options: {url: "http://127.0.0.1:1/"}}
+slos:
+"""
+
+
+def test_defaults_name_window_and_the_workbook_pairs() -> None:
+    """A bare SLO is named after its probe (or probe/step), spans 30 days and gets the four pairs."""
+    config = parse_config(
+        BASE + "  - {probe: auth, objective: 99.9}\n  - {probe: auth, step: get, objective: 99}\n"
+    )
+    whole, step = config.slos
+    assert (whole.slo_name, step.slo_name) == ("auth", "auth/get")
+    assert whole.window == 30 * 86400
+    assert [(a.label, a.factor, a.severity) for a in whole.burn_alerts] == [
+        ("1h/5m", 14.4, "page"),
+        ("6h/30m", 6.0, "page"),
+        ("1d/2h", 3.0, "ticket"),
+        ("3d/6h", 1.0, "ticket"),
+    ]
+    assert whole.budget == pytest.approx(0.001)
+    assert whole.pseudo_probe == "slo:auth"
+
+
+def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
+    """A 1-day SLO keeps the 1h/5m, 6h/30m and 1d/2h pairs (a 3-day window cannot fit in it)."""
+    config = parse_config(BASE + "  - {probe: auth, objective: 99, window: 1d}\n")
+    assert [a.label for a in config.slos[0].burn_alerts] == ["1h/5m", "6h/30m", "1d/2h"]
+
+
+@pytest.mark.parametrize(
+    ("slo", "path", "words"),
+    [
+        ("{probe: nope, objective: 99}", "slos[0].probe", "unknown probe 'nope'; configured: auth, registry"),
+        ("{probe: auth, objective: 100}", "slos[0].objective", "less than 100"),
+        ("{probe: auth, objective: 0}", "slos[0].objective", "greater than 0"),
+        ("{probe: auth, objective: 99, window: 60d}", "slos[0].window", "store.retention_days: 30"),
+        ("{probe: auth, objective: 99, window: fortnight}", "slos[0].window", "duration"),
+        (
+            "{probe: auth, objective: 99, alerts: [{long: 5m, short: 1h, factor: 2}]}",
+            "slos[0].alerts[0].short",
+            "must be shorter than long window 5m",
+        ),
+        (
+            "{probe: auth, objective: 99, window: 1d, alerts: [{long: 3d, short: 6h, factor: 1}]}",
+            "slos[0].alerts[0].long",
+            "longer than the SLO window",
+        ),
+        (
+            "{probe: auth, objective: 99, alerts: [{long: 1h, short: 5m, factor: 0}]}",
+            "slos[0].alerts[0].factor",
+            "",
+        ),
+        ("{probe: auth, objective: 99, severity: page}", "slos[0]", "unknown key 'severity'"),
+    ],
+    ids=[
+        "unknown-probe",
+        "100",
+        "0",
+        "past-retention",
+        "bad-duration",
+        "short-longer",
+        "long-past-window",
+        "zero-factor",
+        "unknown-key",
+    ],
+)
+def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
+    """Each mistake is one ConfigError naming the field path and saying what is wrong."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(BASE + f"  - {slo}\n")
+    assert exc.value.path.startswith(path)
+    assert words in str(exc.value)
+
+
+def test_two_slos_with_one_name_are_refused() -> None:
+    """Names identify SLOs in metrics, rules and incidents: a second one is an error on its name."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(BASE + "  - {probe: auth, objective: 99}\n  - {probe: auth, objective: 99.9}\n")
+    assert exc.value.path == "slos[1].name"
+    assert "duplicate SLO name 'auth' (also slos[0])" in str(exc.value)
+
+
+def test_the_commands_read_the_slos_without_the_probes_secrets(tmp_path: Path) -> None:
+    """`synthmon slo` validates slos: against probe names and retention, secrets unset or not."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        BASE.replace("environment: test", "environment: test\nsecrets:\n  api_key: ${UNSET_FOR_SLO_TEST}")
+        + "  - {probe: registry, objective: 99.5}\n"
+    )
+    section = load_slo_section(str(path))
+    assert [s.slo_name for s in section.slos] == ["registry"]
+    path.write_text(BASE + "  - {probe: nope, objective: 99.5}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_slo_section(str(path))
+    assert exc.value.path == "slos[0].probe"
+    assert exc.value.line == 8
+
+
+def test_the_shipped_config_declares_slos_for_auth_and_registration() -> None:
+    """config.yaml's SLOs validate and read as documented."""
+    config = load_config(ROOT / "config.yaml", env={"SYNTHMON_API_KEY": "k"})
+    assert [(s.slo_name, s.objective, s.window) for s in config.slos] == [
+        ("auth", 99.5, 30 * 86400.0),
+        ("registration", 99.5, 30 * 86400.0),
+    ]
