@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 #: Every value of the ``operation`` label of ``synthmon_store_errors_total`` (a test checks the
 #: code uses no other): pre-created at 0 so the first failure shows in ``increase()``.
-OPERATIONS = ("append_runs", "prune", "incident_transition", "outbox")
+OPERATIONS = ("append_runs", "prune", "incident_transition", "outbox", "location_heartbeat")
 #: Every value of the ``reason`` label of ``synthmon_store_file_changes_total``.
 FILE_CHANGES = ("deleted", "replaced")
 

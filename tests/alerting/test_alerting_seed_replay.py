@@ -45,6 +45,9 @@ def shipped_config_with_short_intervals(path: Path, port: int) -> Path:
         "slack": {"bot_token": "${SLACK_BOT_TOKEN}", "channel": "#seed", "api_url": "${SLACK_API_URL}"},
         "outbox": {"dispatch_interval": 0.5, "backoff_base": 1, "backoff_max": 5, "lease": 60},
     }
+    # An SLO burn joins the outage's thread and keeps it open until its short window (5 min) drains:
+    # longer than this replay waits for the resolution; tests/slo covers burns in threads.
+    data.pop("slos", None)
     for probe in data["probes"]:
         probe["interval"] = f"{INTERVALS[probe['name']]}s"
         probe.pop("jitter", None)

@@ -414,7 +414,6 @@ def test_sandbox_fault_pages_through_prometheus_and_alertmanager_then_resolves(
                     "alertname": "SynthmonProbeFailing",
                     "severity": "critical",
                     "job": "synthmon",
-                    "instance": target,
                     "environment": "production",
                     "probe": PROBE,
                     "status": "FAIL",
