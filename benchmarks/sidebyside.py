@@ -671,7 +671,7 @@ SHIPPED_STEPS = {
 
 
 #: Bumped when the generated runs change shape (a cached database of another shape is not reused).
-GENERATOR = "g2"
+GENERATOR = "g3"
 
 
 def _synthetic_runs(mi: SimpleNamespace, start: float, end: float, rng: random.Random) -> list[Any]:
@@ -735,8 +735,8 @@ def _append(store: Any, results: Sequence[Any], batch: int = 2000) -> None:
 def _replicate_days(db: Path, days: int) -> None:
     """Copy the first stored day forward ``days - 1`` times (runs, steps, rollups), in bulk SQL.
 
-    The first day was written through ``SqlHistoryStore.append_runs``; each copy keeps its rows, with the
-    run id's tail, the start times (also inside the stored JSON) and the rollup hour moved on.
+    The first day was written through ``SqlHistoryStore.append_runs``; each copy keeps its rows (the
+    packed steps as they are), with the run id's tail, the start times and the rollup hour moved on.
     """
     import sqlite3
 
@@ -749,13 +749,9 @@ def _replicate_days(db: Path, days: int) -> None:
             shift = d * 86400
             con.execute(
                 "INSERT INTO runs (id, run_id, probe, kind, environment, started_at, duration_s, status,"
-                " failing_step, payload)"
+                " failing_step, detail)"
                 " SELECT id + :base, substr(run_id, 1, 26) || printf('%06d', :d), probe, kind,"
-                " environment, started_at + :shift, duration_s,"
-                " status, failing_step,"
-                " replace(replace(payload, run_id, substr(run_id, 1, 26) || printf('%06d', :d)),"
-                " strftime('%Y-%m-%dT%H:%M:%S', started_at, 'unixepoch') || '+00:00',"
-                " strftime('%Y-%m-%dT%H:%M:%S', started_at + :shift, 'unixepoch') || '+00:00')"
+                " environment, started_at + :shift, duration_s, status, failing_step, detail"
                 " FROM runs WHERE id <= :last ORDER BY id",
                 {"d": d, "base": d * last, "shift": shift, "last": last},
             )

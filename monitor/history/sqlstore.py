@@ -7,7 +7,6 @@ on both backends, so replicas can fold concurrently). Everything here is blockin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +18,9 @@ from monitor.history.base import RunMark, StepMark, UptimeRow
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
+from monitor.store.runcodec import pack_steps, unpack_steps
 from monitor.store.schema import rollups, runs, steps
-from probes.base import Status
+from probes.base import Status, StepResult
 
 #: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
 PROBES_PER_QUERY = 100
@@ -52,6 +52,33 @@ class _Agg:
             self.duration_sum + duration,
             max(self.duration_max, duration),
         )
+
+
+#: What a stored run is rebuilt from: its row's columns and its packed steps.
+_RUN_COLUMNS = (
+    runs.c.probe,
+    runs.c.kind,
+    runs.c.run_id,
+    runs.c.environment,
+    runs.c.started_at,
+    runs.c.duration_s,
+    runs.c.status,
+    runs.c.detail,
+)
+
+
+def _result(row: Any) -> ProbeResult:
+    """The run stored in ``row`` (selected as :data:`_RUN_COLUMNS`)."""
+    return ProbeResult(
+        probe=row.probe,
+        kind=row.kind,
+        run_id=row.run_id,
+        started_at=from_epoch(row.started_at),
+        duration_s=float(row.duration_s),
+        status=_STATUS[row.status],
+        steps=tuple(StepResult.from_dict(s) for s in unpack_steps(row.detail)),
+        environment=row.environment,
+    )
 
 
 def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
@@ -113,7 +140,7 @@ class SqlHistoryStore:
                         duration_s=result.duration_s,
                         status=result.status.value,
                         failing_step=failing.name if failing else None,
-                        payload=json.dumps(result.to_dict(), separators=(",", ":")),
+                        detail=pack_steps([s.to_dict() for s in result.steps]),
                     )
                     .returning(runs.c.id)
                 ).scalar_one()
@@ -176,12 +203,12 @@ class SqlHistoryStore:
 
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]:
         """Runs started at or after ``since`` (newest first), optionally of one probe."""
-        q = select(runs.c.payload).where(runs.c.started_at >= to_epoch(since))
+        q = select(*_RUN_COLUMNS).where(runs.c.started_at >= to_epoch(since))
         if probe is not None:
             q = q.where(runs.c.probe == probe)
         q = q.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [ProbeResult.from_dict(json.loads(p)) for p in conn.execute(q).scalars()]
+            return [_result(row) for row in conn.execute(q)]
 
     def _probe_names(self) -> Any:
         """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
@@ -196,15 +223,16 @@ class SqlHistoryStore:
         """The newest stored run of every probe: one index seek per probe, in one query."""
         names = self._probe_names()
         newest = (
-            select(runs.c.payload)
+            select(runs.c.id)
             .where(runs.c.probe == names.c.probe)
             .order_by(runs.c.started_at.desc(), runs.c.id.desc())
             .limit(1)
             .scalar_subquery()
         )
-        q = select(names.c.probe, newest).where(names.c.probe.is_not(None))
+        pks = select(newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
-            return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
+            rows = conn.execute(select(*_RUN_COLUMNS).where(runs.c.id.in_(pks))).all()
+        return {row.probe: _result(row) for row in rows}
 
     def recent_runs(self, *, per_probe: int) -> dict[str, list[RunMark]]:
         """The ``per_probe`` newest runs of every probe, newest first, with their steps.
@@ -264,9 +292,9 @@ class SqlHistoryStore:
         """The stored runs with these ids (unknown ids are left out)."""
         if not run_ids:
             return {}
-        q = select(runs.c.run_id, runs.c.payload).where(runs.c.run_id.in_(list(run_ids)))
+        q = select(*_RUN_COLUMNS).where(runs.c.run_id.in_(list(run_ids)))
         with self.db.read() as conn:
-            return {rid: ProbeResult.from_dict(json.loads(payload)) for rid, payload in conn.execute(q)}
+            return {row.run_id: _result(row) for row in conn.execute(q)}
 
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
