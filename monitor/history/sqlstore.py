@@ -67,6 +67,22 @@ _RUN_COLUMNS = (
 )
 
 
+def _run_row(result: ProbeResult) -> dict[str, Any]:
+    """The ``runs`` row of ``result``: its columns and its packed steps."""
+    failing = result.failing_step
+    return {
+        "run_id": result.run_id,
+        "probe": result.probe,
+        "kind": result.kind,
+        "environment": result.environment,
+        "started_at": to_epoch(result.started_at),
+        "duration_s": result.duration_s,
+        "status": result.status.value,
+        "failing_step": failing.name if failing else None,
+        "detail": pack_steps([s.to_dict() for s in result.steps]),
+    }
+
+
 def _result(row: Any) -> ProbeResult:
     """The run stored in ``row`` (selected as :data:`_RUN_COLUMNS`)."""
     return ProbeResult(
@@ -114,54 +130,47 @@ class SqlHistoryStore:
 
     def append_runs(self, results: Sequence[ProbeResult]) -> int:
         """Store ``results`` (skipping run ids already stored) and fold them into the hourly rollups,
-        in one transaction. Returns how many were new."""
+        in one transaction. Returns how many were new.
+
+        The runs go in as one multi-row insert returning their keys in order, and their steps as
+        one more, whatever the batch size: a statement per run cost the daemon more CPU than the
+        rows themselves."""
         if not results:
             return 0
         with self.db.write() as conn:
             ids = [r.run_id for r in results]
             known = set(conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(ids))).scalars())
-            aggs: dict[tuple[str, str, int], _Agg] = {}
-            added = 0
+            new: list[ProbeResult] = []
             for result in results:
-                if result.run_id in known:
-                    continue
-                known.add(result.run_id)
-                added += 1
+                if result.run_id not in known:
+                    known.add(result.run_id)
+                    new.append(result)
+            if not new:
+                return 0
+            keys = conn.execute(
+                insert(runs).returning(runs.c.id, sort_by_parameter_order=True), [_run_row(r) for r in new]
+            ).scalars()
+            step_rows = [
+                {
+                    "run_pk": pk,
+                    "probe": result.probe,
+                    "seq": i,
+                    "name": s.name,
+                    "status": s.status.value,
+                    "duration_s": s.duration_s,
+                    "http_status": s.http_status,
+                    "error_class": s.error_class,
+                    "started_at": to_epoch(result.started_at),
+                }
+                for pk, result in zip(keys, new, strict=True)
+                for i, s in enumerate(result.steps)
+            ]
+            if step_rows:
+                conn.execute(insert(steps), step_rows)
+            aggs: dict[tuple[str, str, int], _Agg] = {}
+            added = len(new)
+            for result in new:
                 started = to_epoch(result.started_at)
-                failing = result.failing_step
-                pk = conn.execute(
-                    insert(runs)
-                    .values(
-                        run_id=result.run_id,
-                        probe=result.probe,
-                        kind=result.kind,
-                        environment=result.environment,
-                        started_at=started,
-                        duration_s=result.duration_s,
-                        status=result.status.value,
-                        failing_step=failing.name if failing else None,
-                        detail=pack_steps([s.to_dict() for s in result.steps]),
-                    )
-                    .returning(runs.c.id)
-                ).scalar_one()
-                if result.steps:
-                    conn.execute(
-                        insert(steps),
-                        [
-                            {
-                                "run_pk": pk,
-                                "probe": result.probe,
-                                "seq": i,
-                                "name": s.name,
-                                "status": s.status.value,
-                                "duration_s": s.duration_s,
-                                "http_status": s.http_status,
-                                "error_class": s.error_class,
-                                "started_at": started,
-                            }
-                            for i, s in enumerate(result.steps)
-                        ],
-                    )
                 hour = hour_bucket(started)
                 key = (result.probe, "", hour)
                 aggs[key] = aggs.get(key, _Agg()).add(result.status, result.duration_s)
