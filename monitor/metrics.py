@@ -189,9 +189,7 @@ class Metrics:
         probe = result.probe
         self._child(self.probe_success, probe).set(1 if result.status.ok else 0)
         for status in Status:
-            self._child(self.probe_status, probe, status.value).set(
-                1 if status is result.status else 0
-            )
+            self._child(self.probe_status, probe, status.value).set(1 if status is result.status else 0)
         checks = result.checks
         counts = {"passed": checks.passed, "failed": checks.failed, "skipped": checks.skipped}
         for outcome in CHECK_RESULTS:
