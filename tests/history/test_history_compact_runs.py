@@ -3,6 +3,7 @@ are converted by the migration, on SQLite and PostgreSQL, with every reader seei
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,17 +50,9 @@ def _rich_result(i: int) -> ProbeResult:
         timing=HttpTiming(connect_s=0.0011, tls_s=None, ttfb_s=0.2, total_s=0.2125),
         measurements={"upload_bytes_per_second": 12345.5},
     )
-    return ProbeResult(
-        probe=base.probe,
-        kind=base.kind,
-        run_id=base.run_id,
-        started_at=base.started_at,
-        duration_s=base.duration_s,
-        status=base.status,
-        # Times a stored run keeps exactly (0.1 ms), so the runs read back compare equal.
-        steps=(*(s.with_(duration_s=round(s.duration_s, 4)) for s in base.steps), extra),
-        environment=base.environment,
-    )
+    # Times a stored run keeps exactly (0.1 ms), so the runs read back compare equal.
+    kept = tuple(s.with_(duration_s=round(s.duration_s, 4)) for s in base.steps)
+    return dataclasses.replace(base, steps=(*kept, extra))
 
 
 def test_packed_steps_round_trip_without_empty_fields() -> None:
