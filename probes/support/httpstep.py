@@ -227,11 +227,13 @@ class _Trace:
         return done - min(self.marks.values())
 
     def timing(self, total: float) -> HttpTiming:
+        # Measured from the first transport event, as the total is (see exchange_s).
+        origin = min(self.marks.values(), default=self.start)
         ttfb = None
         for proto in ("http11", "http2"):
             done = self.marks.get(f"{proto}.receive_response_headers.complete")
             if done is not None:
-                ttfb = done - self.start
+                ttfb = done - origin
         return HttpTiming(
             connect_s=self._span("connection.connect_tcp"),
             tls_s=self._span("connection.start_tls"),
