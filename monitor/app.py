@@ -25,7 +25,6 @@ from monitor.alerting.log import LogNotifier
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.outbox import Dispatcher
 from monitor.alerting.sink import IncidentSink
-from monitor.alerting.slack import SlackNotifier
 from monitor.alerting.sqlstore import SqlAlertingStore
 from monitor.api import routes as api_routes
 from monitor.baselines.config import BaselinesConfig
@@ -182,6 +181,9 @@ def build_store_features(
     channels = alerting.channels()
     alert_metrics.declare(channels)
     if "slack" in channels:
+        # Imported here: slack-sdk and its block models are about 3 MB a daemon without Slack never needs.
+        from monitor.alerting.slack import SlackNotifier
+
         notifiers["slack"] = SlackNotifier(alerting.slack, alerting.links)
     if "log" in channels:
         notifiers["log"] = LogNotifier(logger)

@@ -7,7 +7,6 @@ on both backends, so replicas can fold concurrently). Everything here is blockin
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -22,8 +21,9 @@ from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.latency import BUCKET_COLUMNS, LATENCY_BUCKETS, bucket_index
+from monitor.store.runcodec import pack_steps, unpack_steps
 from monitor.store.schema import rollups, runs, steps
-from probes.base import Status
+from probes.base import Status, StepResult
 
 #: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
 PROBES_PER_QUERY = 100
@@ -78,6 +78,52 @@ class _Agg:
         return row
 
 
+#: What a stored run is rebuilt from: its row's columns and its packed steps.
+_RUN_COLUMNS = (
+    runs.c.probe,
+    runs.c.kind,
+    runs.c.run_id,
+    runs.c.environment,
+    runs.c.location,
+    runs.c.started_at,
+    runs.c.duration_s,
+    runs.c.status,
+    runs.c.detail,
+)
+
+
+def _run_row(result: ProbeResult) -> dict[str, Any]:
+    """The ``runs`` row of ``result``: its columns and its packed steps."""
+    failing = result.failing_step
+    return {
+        "run_id": result.run_id,
+        "probe": result.probe,
+        "kind": result.kind,
+        "environment": result.environment,
+        "location": result.location,
+        "started_at": to_epoch(result.started_at),
+        "duration_s": result.duration_s,
+        "status": result.status.value,
+        "failing_step": failing.name if failing else None,
+        "detail": pack_steps([s.to_dict() for s in result.steps]),
+    }
+
+
+def _result(row: Any) -> ProbeResult:
+    """The run stored in ``row`` (selected as :data:`_RUN_COLUMNS`)."""
+    return ProbeResult(
+        probe=row.probe,
+        kind=row.kind,
+        run_id=row.run_id,
+        started_at=from_epoch(row.started_at),
+        duration_s=float(row.duration_s),
+        status=_STATUS[row.status],
+        steps=tuple(StepResult.from_dict(s) for s in unpack_steps(row.detail)),
+        environment=row.environment,
+        location=row.location,
+    )
+
+
 def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
     """Counts of two disjoint parts of one window."""
     return UptimeRow(
@@ -111,55 +157,47 @@ class SqlHistoryStore:
 
     def append_runs(self, results: Sequence[ProbeResult]) -> int:
         """Store ``results`` (skipping run ids already stored) and fold them into the hourly rollups,
-        in one transaction. Returns how many were new."""
+        in one transaction. Returns how many were new.
+
+        The runs go in as one multi-row insert returning their keys in order, and their steps as
+        one more, whatever the batch size: a statement per run cost the daemon more CPU than the
+        rows themselves."""
         if not results:
             return 0
         with self.db.write() as conn:
             ids = [r.run_id for r in results]
             known = set(conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(ids))).scalars())
-            aggs: dict[tuple[str, str, int], _Agg] = {}
-            added = 0
+            new: list[ProbeResult] = []
             for result in results:
-                if result.run_id in known:
-                    continue
-                known.add(result.run_id)
-                added += 1
+                if result.run_id not in known:
+                    known.add(result.run_id)
+                    new.append(result)
+            if not new:
+                return 0
+            keys = conn.execute(
+                insert(runs).returning(runs.c.id, sort_by_parameter_order=True), [_run_row(r) for r in new]
+            ).scalars()
+            step_rows = [
+                {
+                    "run_pk": pk,
+                    "probe": result.probe,
+                    "seq": i,
+                    "name": s.name,
+                    "status": s.status.value,
+                    "duration_s": s.duration_s,
+                    "http_status": s.http_status,
+                    "error_class": s.error_class,
+                    "started_at": to_epoch(result.started_at),
+                }
+                for pk, result in zip(keys, new, strict=True)
+                for i, s in enumerate(result.steps)
+            ]
+            if step_rows:
+                conn.execute(insert(steps), step_rows)
+            aggs: dict[tuple[str, str, int], _Agg] = {}
+            added = len(new)
+            for result in new:
                 started = to_epoch(result.started_at)
-                failing = result.failing_step
-                pk = conn.execute(
-                    insert(runs)
-                    .values(
-                        run_id=result.run_id,
-                        probe=result.probe,
-                        kind=result.kind,
-                        environment=result.environment,
-                        location=result.location,
-                        started_at=started,
-                        duration_s=result.duration_s,
-                        status=result.status.value,
-                        failing_step=failing.name if failing else None,
-                        payload=json.dumps(result.to_dict(), separators=(",", ":")),
-                    )
-                    .returning(runs.c.id)
-                ).scalar_one()
-                if result.steps:
-                    conn.execute(
-                        insert(steps),
-                        [
-                            {
-                                "run_pk": pk,
-                                "probe": result.probe,
-                                "seq": i,
-                                "name": s.name,
-                                "status": s.status.value,
-                                "duration_s": s.duration_s,
-                                "http_status": s.http_status,
-                                "error_class": s.error_class,
-                                "started_at": started,
-                            }
-                            for i, s in enumerate(result.steps)
-                        ],
-                    )
                 hour = hour_bucket(started)
                 for step, status, took in (
                     ("", result.status, result.duration_s),
@@ -193,12 +231,12 @@ class SqlHistoryStore:
 
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]:
         """Runs started at or after ``since`` (newest first), optionally of one probe."""
-        q = select(runs.c.payload).where(runs.c.started_at >= to_epoch(since))
+        q = select(*_RUN_COLUMNS).where(runs.c.started_at >= to_epoch(since))
         if probe is not None:
             q = q.where(runs.c.probe == probe)
         q = q.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [ProbeResult.from_dict(json.loads(p)) for p in conn.execute(q).scalars()]
+            return [_result(row) for row in conn.execute(q)]
 
     def _probe_names(self) -> Any:
         """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
@@ -213,15 +251,16 @@ class SqlHistoryStore:
         """The newest stored run of every probe: one index seek per probe, in one query."""
         names = self._probe_names()
         newest = (
-            select(runs.c.payload)
+            select(runs.c.id)
             .where(runs.c.probe == names.c.probe)
             .order_by(runs.c.started_at.desc(), runs.c.id.desc())
             .limit(1)
             .scalar_subquery()
         )
-        q = select(names.c.probe, newest).where(names.c.probe.is_not(None))
+        pks = select(newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
-            return {p: ProbeResult.from_dict(json.loads(payload)) for p, payload in conn.execute(q)}
+            rows = conn.execute(select(*_RUN_COLUMNS).where(runs.c.id.in_(pks))).all()
+        return {row.probe: _result(row) for row in rows}
 
     def latest_by_location(self, *, since: datetime) -> list[LocationRun]:
         """The newest run of each probe from each location, among runs since ``since``."""
@@ -286,9 +325,9 @@ class SqlHistoryStore:
         """The stored runs with these ids (unknown ids are left out)."""
         if not run_ids:
             return {}
-        q = select(runs.c.run_id, runs.c.payload).where(runs.c.run_id.in_(list(run_ids)))
+        q = select(*_RUN_COLUMNS).where(runs.c.run_id.in_(list(run_ids)))
         with self.db.read() as conn:
-            return {rid: ProbeResult.from_dict(json.loads(payload)) for rid, payload in conn.execute(q)}
+            return {row.run_id: _result(row) for row in conn.execute(q)}
 
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime

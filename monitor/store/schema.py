@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -39,7 +40,8 @@ runs = Table(
     Column("duration_s", Float, nullable=False),
     Column("status", String(16), nullable=False),
     Column("failing_step", String(100)),
-    Column("payload", Text, nullable=False),
+    # The steps in full (messages, timings, diagnoses), packed by monitor.store.runcodec.
+    Column("detail", LargeBinary, nullable=False),
     # Where the run was made from (monitor.location); rows older than locations are "default".
     Column("location", String(100), nullable=False, server_default="default"),
     Index("ix_runs_probe_started", "probe", "started_at"),

@@ -210,12 +210,30 @@ class _Trace:
         a, b = self.marks.get(prefix + ".started"), self.marks.get(prefix + ".complete")
         return b - a if a is not None and b is not None else None
 
+    def exchange_s(self) -> float | None:
+        """From the first transport event (connect, or request headers on a reused connection) to
+        the last body byte read, when both were seen; else None.
+
+        Why: these marks are taken inside httpcore as each phase happens, so time the request spent
+        waiting for a busy event loop before its first byte went out (building it, acquiring the
+        pool, other probes' callbacks) is not billed to the platform, as blackbox_exporter's
+        figure is not either.
+        """
+        done = self.marks.get("http11.receive_response_body.complete") or self.marks.get(
+            "http2.receive_response_body.complete"
+        )
+        if done is None or not self.marks:
+            return None
+        return done - min(self.marks.values())
+
     def timing(self, total: float) -> HttpTiming:
+        # Measured from the first transport event, as the total is (see exchange_s).
+        origin = min(self.marks.values(), default=self.start)
         ttfb = None
         for proto in ("http11", "http2"):
             done = self.marks.get(f"{proto}.receive_response_headers.complete")
             if done is not None:
-                ttfb = done - self.start
+                ttfb = done - origin
         return HttpTiming(
             connect_s=self._span("connection.connect_tcp"),
             tls_s=self._span("connection.start_tls"),
@@ -375,7 +393,7 @@ async def http_step(
         )
         return Exchange(step, None, b"")
 
-    elapsed = clock() - start
+    elapsed = trace.exchange_s() or clock() - start
     content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
     base = StepResult(
         name=name,

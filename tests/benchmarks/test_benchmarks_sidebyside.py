@@ -9,11 +9,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from monitor.store.runcodec import unpack_steps
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "benchmarks" / "sidebyside.py"
@@ -61,20 +62,23 @@ def test_lateness_is_measured_against_the_shared_schedule_grid(
 
 
 def test_generated_history_copies_days_consistently(tmp_path: Path) -> None:
-    """Two generated days: unique run ids, payload times equal to the columns, rollups count every run."""
+    """Two generated days: unique run ids, readable packed steps, rollups count every run."""
     db = sidebyside.history_db(2, cache=False)
     try:
         with sqlite3.connect(db) as con:
             runs, distinct = con.execute("SELECT count(*), count(DISTINCT run_id) FROM runs").fetchone()
             rolled = con.execute("SELECT sum(runs) FROM rollups WHERE step = ''").fetchone()[0]
-            rows = con.execute("SELECT run_id, started_at, payload FROM runs WHERE id % 997 = 0").fetchall()
+            rows = con.execute(
+                "SELECT r.probe, r.detail, count(s.id) FROM runs r JOIN steps s ON s.run_pk = r.id"
+                " WHERE r.id % 997 = 0 GROUP BY r.id"
+            ).fetchall()
         assert runs == distinct == 2 * 5 * 1440
         assert rolled == runs
         assert rows
-        for run_id, started_at, payload in rows:
-            doc = json.loads(payload)
-            assert doc["run_id"] == run_id
-            assert datetime.fromisoformat(doc["started_at"]).timestamp() == started_at
+        for probe, detail, n_steps in rows:
+            names = [s["name"] for s in unpack_steps(detail)]
+            assert names == sidebyside.SHIPPED_STEPS[probe]
+            assert len(names) == n_steps
     finally:
         shutil.rmtree(db.parent, ignore_errors=True)
 

@@ -192,6 +192,26 @@ def test_forget_drops_a_removed_probe() -> None:
     assert 'probe="other"' in text
 
 
+def test_series_come_back_after_their_removal() -> None:
+    """A probe forgotten and then configured again, and a `run` step that comes back after real
+    steps removed it, export their series again (children are reused across runs, never stale)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record(_result(Status.ERROR, (RUN_ERROR,)))
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    metrics.record(_result(Status.ERROR, (RUN_ERROR,)))
+    s = _samples(registry)
+    assert _get(s, "synthmon_step_success", probe="auth", step="run") == 0
+    assert _get(s, "synthmon_step_duration_seconds_count", probe="auth", step="run") == 1
+    metrics.forget("auth")
+    metrics.record(_result(Status.PASS, (OK_STEP,)))
+    s = _samples(registry)
+    assert _get(s, "synthmon_probe_success", probe="auth") == 1
+    assert _get(s, "synthmon_probe_runs_total", probe="auth", status="PASS") == 1
+    phase = _get(s, "synthmon_http_phase_duration_seconds", probe="auth", step="validate", phase="ttfb")
+    assert phase == 0.15
+
+
 def test_counters_for_missed_runs_reloads_and_sinks() -> None:
     """Missed runs, reload results and sink errors are counted under bounded labels."""
     registry = CollectorRegistry()

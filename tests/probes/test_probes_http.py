@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
+
+import httpx
 
 from monitor.runner import Runner
 from probes.base import Status, SystemClock
+from probes.support.httpstep import http_step
 from tests.core.conftest import FAKE_KEY, Captured, config_from
 from tests.core.target import Target
 
@@ -32,6 +37,32 @@ async def test_http_probe_passes_with_bearer_and_timing(target: Target, captured
     assert {"connect", "ttfb", "total"} <= set(step.timing.phases())
     assert target.requests[-1][1]["Authorization"] == f"Bearer {FAKE_KEY}"
     assert FAKE_KEY not in captured.text
+
+
+class _LateStartClock:
+    """Monotonic time that reads 10 s early for its first two readings (taken before the request
+    goes out), as if the event loop had stalled the step before its first byte was sent."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return time.monotonic() - (10.0 if self.readings <= 2 else 0.0)
+
+
+async def test_http_step_reports_the_transports_own_time(target: Target) -> None:
+    """A step's duration runs from the first transport event to the last body byte (time before
+    the request went out is not billed to the platform), and its phases share that origin."""
+    async with httpx.AsyncClient() as client:
+        ctx = SimpleNamespace(clock=_LateStartClock(), http=client, remaining=lambda: 5.0)
+        step = (await http_step(ctx, "health", "GET", f"{target.url}/health")).step
+    assert step.status is Status.PASS
+    assert step.timing is not None
+    assert step.timing.connect_s is not None
+    assert step.timing.ttfb_s is not None
+    assert 0 < step.timing.connect_s <= step.timing.ttfb_s <= step.duration_s < 5.0
+    assert step.timing.total_s == step.duration_s
 
 
 async def test_http_probe_fails_on_500_with_config_diagnosis(target: Target, captured: Captured) -> None:

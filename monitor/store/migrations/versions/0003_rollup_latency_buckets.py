@@ -4,7 +4,7 @@ Existing rows get empty histograms (zeros): latency baselines stay off until eno
 has been folded, which is what they do on a fresh store too.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
