@@ -222,7 +222,7 @@ def test_prometheus_example_config_is_valid_and_loads_the_rules() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 rule files found" in proc.stdout
+    assert "2 rule files found" in proc.stdout  # synthmon.rules.yml and synthmon-slo.rules.yml
 
 
 def test_prometheus_example_scrapes_job_synthmon_and_labels_the_environment() -> None:
