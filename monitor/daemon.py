@@ -56,6 +56,9 @@ class PeriodicJob(NamedTuple):
 JobLike = PeriodicJob | tuple[str, float, Callable[[], Awaitable[Any]]]
 #: Called once after the drain on shutdown (flush buffers, close stores); sync or async.
 ShutdownHook = Callable[[], Awaitable[Any] | Any]
+#: Config fields a reload cannot apply: the HTTP server, the store and the location are built once at
+#: start-up. A reload that changes them says so instead of seeming to take them.
+RESTART_FIELDS = ("listen", "web", "store", "location")
 #: Called with the new config after a successful reload (e.g. to refresh depends_on in incidents).
 ReloadHook = Callable[[Config], Awaitable[Any] | Any]
 
@@ -230,8 +233,13 @@ class Daemon:
                 if self.config_path is None:
                     raise ConfigError("no config file to reload from")
                 new = await asyncio.to_thread(load_config, self.config_path)
-            if new.listen != self._config.listen:
-                self._log.warning("config.listen_unchanged", reason="listen takes effect on restart")
+            restart = [name for name in RESTART_FIELDS if getattr(new, name) != getattr(self._config, name)]
+            if restart:
+                self._log.warning(
+                    "config.restart_needed",
+                    fields=restart,
+                    reason="these take effect on restart; the daemon keeps the values it started with",
+                )
             runner = self._make_runner(new)
         except Exception as exc:
             self.metrics.config_reload(ok=False)

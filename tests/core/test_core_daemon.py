@@ -192,6 +192,26 @@ async def test_reload_applies_valid_and_rejects_invalid(
     assert "unknown probe kind 'nope'" in captured.text
 
 
+async def test_reload_says_which_fields_need_a_restart(
+    test_kinds: None, captured: Captured, stopper: list[Running], tmp_path: Path
+) -> None:
+    """A reload applies what it can and names the fields it cannot (listen, web, store, location)."""
+    path = tmp_path / "config.yaml"
+    base = BASE.replace("${KEY}", "hk_test_" + "r" * 32)
+    path.write_text(base + QUICK)
+    r = await _start(config_from(path.read_text()), captured, config_path=path)
+    stopper.append(r)
+    assert await r.daemon.reload() is True
+    assert "config.restart_needed" not in captured.text
+    moved = base.replace("environment: test\n", "environment: test\nlocation: eu-west-1b\n")
+    path.write_text(moved + QUICK)
+    assert await r.daemon.reload() is True
+    line = next(line for line in captured.text.splitlines() if "config.restart_needed" in line)
+    assert "location" in line
+    assert "listen" not in line
+    assert r.daemon.config.location == "eu-west-1b"  # the config in force; the daemon's location stays
+
+
 async def test_periodic_jobs_run_and_their_errors_are_counted(
     test_kinds: None, captured: Captured, stopper: list[Running]
 ) -> None:
