@@ -115,7 +115,9 @@ async def test_handle_never_waits_for_a_locked_database(tmp_path: Path) -> None:
         for i in range(5):
             started = time.monotonic()
             await sink.handle(result("auth", Status.PASS, T0 + timedelta(minutes=i)))
-            assert time.monotonic() - started < 0.05
+            # A handle that waited on the lock would take the 5 s busy timeout: 1 s separates the
+            # two behaviours on a loaded machine (not a speed claim).
+            assert time.monotonic() - started < 1.0
         assert sink.depth == 5
         locker.execute("ROLLBACK")
         assert await sink.flush(30) is True
