@@ -17,111 +17,16 @@ from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
 from monitor.history.locations import LocationRun, latest_by_location
+from monitor.history.rows import RUN_COLUMNS, STATUS, RollupAgg, hour_bucket, run_row, stored_result
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
-from monitor.store.latency import BUCKET_COLUMNS, LATENCY_BUCKETS, bucket_index
-from monitor.store.runcodec import pack_steps, unpack_steps
+from monitor.store.latency import BUCKET_COLUMNS
 from monitor.store.schema import rollups, runs, steps
-from probes.base import Status, StepResult
+from probes.base import Status
 
 #: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
 PROBES_PER_QUERY = 100
-
-#: Stored status text → Status (a dict lookup: the status page reads about a thousand step rows).
-_STATUS = {s.value: s for s in Status}
-
-
-def hour_bucket(seconds: float) -> int:
-    """The start (epoch seconds) of the UTC hour containing ``seconds``: the rollup key."""
-    return int(seconds // 3600) * 3600
-
-
-class _Agg:
-    """One rollup row's worth of a batch: counts, durations and latency buckets, added up in place.
-
-    Only runs and steps that worked (PASS or DEGRADED) count into the buckets: a timeout or an
-    early failure says nothing about how fast the platform is when it works.
-    """
-
-    __slots__ = ("buckets", "degraded", "duration_max", "duration_sum", "errors", "failures", "runs")
-
-    def __init__(self) -> None:
-        self.runs = self.failures = self.errors = self.degraded = 0
-        self.duration_sum = self.duration_max = 0.0
-        self.buckets = [0] * LATENCY_BUCKETS
-
-    def add(self, status: Status, duration: float) -> None:
-        self.runs += 1
-        self.failures += status is Status.FAIL
-        self.errors += status is Status.ERROR
-        self.degraded += status is Status.DEGRADED
-        self.duration_sum += duration
-        self.duration_max = max(self.duration_max, duration)
-        if status is Status.PASS or status is Status.DEGRADED:
-            self.buckets[bucket_index(duration)] += 1
-
-    def row(self, probe: str, step: str, hour: int) -> dict[str, Any]:
-        """The parameters of this row for the rollup upsert."""
-        row: dict[str, Any] = {
-            "probe": probe,
-            "step": step,
-            "hour": hour,
-            "runs": self.runs,
-            "failures": self.failures,
-            "errors": self.errors,
-            "degraded": self.degraded,
-            "duration_sum": self.duration_sum,
-            "duration_max": self.duration_max,
-        }
-        row.update(zip(BUCKET_COLUMNS, self.buckets, strict=True))
-        return row
-
-
-#: What a stored run is rebuilt from: its row's columns and its packed steps.
-_RUN_COLUMNS = (
-    runs.c.probe,
-    runs.c.kind,
-    runs.c.run_id,
-    runs.c.environment,
-    runs.c.location,
-    runs.c.started_at,
-    runs.c.duration_s,
-    runs.c.status,
-    runs.c.detail,
-)
-
-
-def _run_row(result: ProbeResult) -> dict[str, Any]:
-    """The ``runs`` row of ``result``: its columns and its packed steps."""
-    failing = result.failing_step
-    return {
-        "run_id": result.run_id,
-        "probe": result.probe,
-        "kind": result.kind,
-        "environment": result.environment,
-        "location": result.location,
-        "started_at": to_epoch(result.started_at),
-        "duration_s": result.duration_s,
-        "status": result.status.value,
-        "failing_step": failing.name if failing else None,
-        "detail": pack_steps([s.to_dict() for s in result.steps]),
-    }
-
-
-def _result(row: Any) -> ProbeResult:
-    """The run stored in ``row`` (selected as :data:`_RUN_COLUMNS`)."""
-    return ProbeResult(
-        probe=row.probe,
-        kind=row.kind,
-        run_id=row.run_id,
-        started_at=from_epoch(row.started_at),
-        duration_s=float(row.duration_s),
-        status=_STATUS[row.status],
-        steps=tuple(StepResult.from_dict(s) for s in unpack_steps(row.detail)),
-        environment=row.environment,
-        location=row.location,
-    )
 
 
 def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
@@ -175,7 +80,7 @@ class SqlHistoryStore:
             if not new:
                 return 0
             keys = conn.execute(
-                insert(runs).returning(runs.c.id, sort_by_parameter_order=True), [_run_row(r) for r in new]
+                insert(runs).returning(runs.c.id, sort_by_parameter_order=True), [run_row(r) for r in new]
             ).scalars()
             step_rows = [
                 {
@@ -194,7 +99,7 @@ class SqlHistoryStore:
             ]
             if step_rows:
                 conn.execute(insert(steps), step_rows)
-            aggs: dict[tuple[str, str, int], _Agg] = {}
+            aggs: dict[tuple[str, str, int], RollupAgg] = {}
             added = len(new)
             for result in new:
                 started = to_epoch(result.started_at)
@@ -205,7 +110,7 @@ class SqlHistoryStore:
                 ):
                     agg = aggs.get((result.probe, step, hour))
                     if agg is None:
-                        agg = aggs[(result.probe, step, hour)] = _Agg()
+                        agg = aggs[(result.probe, step, hour)] = RollupAgg()
                     agg.add(status, took)
             if aggs:
                 # One statement for the whole batch (executemany), sorted so that concurrent
@@ -231,12 +136,12 @@ class SqlHistoryStore:
 
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]:
         """Runs started at or after ``since`` (newest first), optionally of one probe."""
-        q = select(*_RUN_COLUMNS).where(runs.c.started_at >= to_epoch(since))
+        q = select(*RUN_COLUMNS).where(runs.c.started_at >= to_epoch(since))
         if probe is not None:
             q = q.where(runs.c.probe == probe)
         q = q.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [_result(row) for row in conn.execute(q)]
+            return [stored_result(row) for row in conn.execute(q)]
 
     def _probe_names(self) -> Any:
         """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
@@ -259,8 +164,8 @@ class SqlHistoryStore:
         )
         pks = select(newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
-            rows = conn.execute(select(*_RUN_COLUMNS).where(runs.c.id.in_(pks))).all()
-        return {row.probe: _result(row) for row in rows}
+            rows = conn.execute(select(*RUN_COLUMNS).where(runs.c.id.in_(pks))).all()
+        return {row.probe: stored_result(row) for row in rows}
 
     def latest_by_location(self, *, since: datetime) -> list[LocationRun]:
         """The newest run of each probe from each location, among runs since ``since``."""
@@ -305,7 +210,7 @@ class SqlHistoryStore:
                 )
                 marks.update({row[0]: [] for row in chunk})
                 for pk, name, status, took, code in conn.execute(step_q).all():
-                    marks[pk].append(StepMark(name, _STATUS[status], float(took), code))
+                    marks[pk].append(StepMark(name, STATUS[status], float(took), code))
         out: dict[str, list[RunMark]] = {p: [] for p in probes}
         for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
             out[probe].append(
@@ -314,7 +219,7 @@ class SqlHistoryStore:
                     run_id,
                     from_epoch(started),
                     float(took),
-                    _STATUS[status],
+                    STATUS[status],
                     failing,
                     tuple(marks[pk]),
                 )
@@ -325,9 +230,9 @@ class SqlHistoryStore:
         """The stored runs with these ids (unknown ids are left out)."""
         if not run_ids:
             return {}
-        q = select(*_RUN_COLUMNS).where(runs.c.run_id.in_(list(run_ids)))
+        q = select(*RUN_COLUMNS).where(runs.c.run_id.in_(list(run_ids)))
         with self.db.read() as conn:
-            return {row.run_id: _result(row) for row in conn.execute(q)}
+            return {row.run_id: stored_result(row) for row in conn.execute(q)}
 
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
