@@ -90,6 +90,18 @@ def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
     assert words in str(exc.value)
 
 
+def test_a_derived_name_too_long_for_its_incidents_is_refused() -> None:
+    """``slo:<probe>/<step>`` names the SLO's incidents (a column of 100 characters): a step name
+    that makes it longer needs a shorter ``name``, at start-up rather than at the first burn."""
+    step = "s" * 100
+    with pytest.raises(ConfigError) as exc:
+        parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99}}\n")
+    assert exc.value.path == "slos[0].step"
+    assert "name:" in str(exc.value)
+    named = parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99, name: auth-long}}\n")
+    assert named.slos[0].pseudo_probe == "slo:auth-long"
+
+
 def test_two_slos_with_one_name_are_refused() -> None:
     """Names identify SLOs in metrics, rules and incidents: a second one is an error on its name."""
     with pytest.raises(ConfigError) as exc:
