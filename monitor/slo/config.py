@@ -94,7 +94,8 @@ class SloConfig(BaseModel):
 
     name: str | None = Field(default=None, pattern=r"^[a-z0-9_/.-]+$", max_length=NAME_MAX)
     probe: str
-    step: str | None = Field(default=None, min_length=1, max_length=100)
+    #: A step name as probes write them (it goes into PromQL selectors and metric labels).
+    step: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$", max_length=100)
     objective: Annotated[float, Field(gt=0, lt=100)]
     window: PositiveDuration = 30 * 86400.0
     #: None: the defaults (:data:`DEFAULT_ALERTS`) whose long window fits in ``window``.

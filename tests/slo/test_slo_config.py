@@ -69,6 +69,8 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
             "",
         ),
         ("{probe: auth, objective: 99, severity: page}", "slos[0]", "unknown key 'severity'"),
+        # A step goes into PromQL selectors (synthmon slo rules): a quote there would break them.
+        ("{probe: auth, step: 'get\"} or vector(1) #', objective: 99}", "slos[0].step", "pattern"),
     ],
     ids=[
         "unknown-probe",
@@ -80,6 +82,7 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
         "long-past-window",
         "zero-factor",
         "unknown-key",
+        "step-not-a-step-name",
     ],
 )
 def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
