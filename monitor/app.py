@@ -38,7 +38,7 @@ from monitor.history.sqlstore import SqlHistoryStore
 from monitor.location import DEFAULT_LOCATION, resolve_location
 from monitor.results import ResultSink, ResultTransformer
 from monitor.slo.config import SloConfig
-from monitor.slo.service import SloMetrics, SloService
+from monitor.slo.service import EVALUATE_EVERY_S, SloMetrics, SloService
 from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
@@ -132,6 +132,7 @@ def build_store_features(
     open_now: bool = True,
     baselines_config: BaselinesConfig | None = None,
     slos: Sequence[SloConfig] = (),
+    spacing: Mapping[str, float] | None = None,
 ) -> StoreFeatures:
     """Build the store, history, incidents, notifications and the API: sinks, jobs and routes.
 
@@ -224,6 +225,7 @@ def build_store_features(
         gate=gate,
         buffer_size=store_config.buffer_size,
         location=location,
+        spacing=spacing,
     )
     baselines = LatencyBaselines(
         history_store,
@@ -302,6 +304,15 @@ def probe_dependencies(config: Config) -> dict[str, list[str]]:
     return deps
 
 
+def probe_spacing(config: Config) -> dict[str, float]:
+    """The longest time between two runs of each probe from one location (interval + jitter +
+    timeout; an SLO's pseudo-probe: two evaluations): the quorum window stretches to it, so the
+    locations' failures of a probe run less often than the window still overlap."""
+    spacing = {p.name: p.interval + p.jitter + p.timeout for p in config.probes}
+    spacing.update({slo.pseudo_probe: 2 * EVALUATE_EVERY_S for slo in config.slos})
+    return spacing
+
+
 def build_monitor(
     config: Config,
     *,
@@ -336,6 +347,7 @@ def build_monitor(
         logger=logger,
         baselines_config=config.baselines,
         slos=config.slos,
+        spacing=probe_spacing(config),
     )
     incidents = features.incidents
     baselines = features.baselines
@@ -350,7 +362,7 @@ def build_monitor(
         # Without this, a SIGHUP would reload probes but keep the start-up incident rules,
         # maintenance windows and depends_on: a window added for a deploy would not hold the page.
         if incidents is not None:
-            incidents.reconfigure(new.alerting, probe_dependencies(new))
+            incidents.reconfigure(new.alerting, probe_dependencies(new), probe_spacing(new))
         if baselines is not None:
             baselines.reconfigure(new.baselines)
         if features.slo is not None:

@@ -64,7 +64,7 @@ from monitor.configfile import (
     read_config_text,
 )
 from monitor.diagnosis import Signature
-from monitor.location import LOCATION_PATTERN
+from monitor.location import LOCATION_MAX, LOCATION_PATTERN
 from monitor.slo.config import SloConfig, check_slos
 from monitor.store.config import StoreConfig
 from monitor.webconfig import WebConfig
@@ -183,7 +183,9 @@ class Config(BaseModel):
 
     environment: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     #: Where this daemon probes from; None: found at start-up (monitor.location).
-    location: str | None = Field(default=None, min_length=1, pattern=LOCATION_PATTERN)
+    location: str | None = Field(
+        default=None, min_length=1, max_length=LOCATION_MAX, pattern=LOCATION_PATTERN
+    )
     listen: str = DEFAULT_LISTEN
     web: WebConfig = Field(default_factory=WebConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)

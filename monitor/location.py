@@ -26,6 +26,8 @@ import httpx
 DEFAULT_LOCATION = "default"
 #: Same grammar as ``environment``: it becomes a metric label value and a column.
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]+$"
+#: The stored column's width (``runs.location``, the quorum's rows): a longer one could not be stored.
+LOCATION_MAX = 100
 #: The ECS agent answers from the task's own host; anything slower is not the agent.
 METADATA_TIMEOUT_S = 2.0
 
@@ -51,9 +53,9 @@ def resolve_location(
         return configured
     from_env = env.get("SYNTHMON_LOCATION", "").strip()
     if from_env:
-        if _VALID.match(from_env):
+        if _valid(from_env):
             return from_env
-        _warn(logger, "location.invalid", source="SYNTHMON_LOCATION", reason="not [A-Za-z0-9_.-]+")
+        _warn(logger, "location.invalid", source="SYNTHMON_LOCATION", reason=_REASON)
     uri = env.get("ECS_CONTAINER_METADATA_URI_V4", "").strip()
     if uri:
         found = ecs_location(uri, env, logger=logger, timeout_s=timeout_s, transport=transport)
@@ -94,11 +96,18 @@ def ecs_location(
         ("AWS_REGION", env.get("AWS_REGION", "").strip()),
     ]
     for source, value in candidates:
-        if value and _VALID.match(value):
+        if value and _valid(value):
             return value
         if value:
-            _warn(logger, "location.invalid", source=source, reason="not [A-Za-z0-9_.-]+")
+            _warn(logger, "location.invalid", source=source, reason=_REASON)
     return None
+
+
+_REASON = f"not [A-Za-z0-9_.-]{{1,{LOCATION_MAX}}}"
+
+
+def _valid(value: str) -> bool:
+    return len(value) <= LOCATION_MAX and _VALID.match(value) is not None
 
 
 def _arn_region(arn: str) -> str:

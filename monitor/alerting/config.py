@@ -32,7 +32,8 @@ alerting:
     window: 15m
   quorum:                         # replicas in several locations: how many must see a failure
     min_locations: 2              # 1 when only one location is live
-    window: 5m                    # each location's last failing run must be this recent
+    window: 5m                    # each location's last failing run must be this recent (at least
+                                  # the probe's interval + jitter + timeout)
   outbox:
     dispatch_interval: 5s
     backoff_base: 5s

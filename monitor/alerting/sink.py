@@ -48,7 +48,9 @@ class IncidentSink:
 
     ``location`` is where this daemon probes from: each result updates that location's view of its
     probe, and the probe's incident counts the run only as the quorum of locations allows
-    (:mod:`monitor.alerting.quorum`).
+    (:mod:`monitor.alerting.quorum`). ``spacing`` maps a probe to the longest time between two of
+    its runs from one location (interval + jitter + timeout): the quorum window is stretched to it,
+    else the locations' failures of a probe run less often than the window never overlap.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class IncidentSink:
         gate: StoreGate | None = None,
         buffer_size: int = 10_000,
         location: str = DEFAULT_LOCATION,
+        spacing: Mapping[str, float] | None = None,
     ) -> None:
         self._store = store
+        self._spacing = dict(spacing or {})
         self.location = location
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
@@ -103,14 +107,20 @@ class IncidentSink:
     def _forget_known(self) -> None:
         self._known.clear()
 
-    def reconfigure(self, config: AlertingConfig, dependencies: Mapping[str, Sequence[str]]) -> None:
-        """Apply a reloaded config (SIGHUP): rules, maintenance windows and ``depends_on``.
+    def reconfigure(
+        self,
+        config: AlertingConfig,
+        dependencies: Mapping[str, Sequence[str]],
+        spacing: Mapping[str, float] | None = None,
+    ) -> None:
+        """Apply a reloaded config (SIGHUP): rules, maintenance windows, ``depends_on``, spacing.
 
         They take effect with the next evaluation. The channels stay as they were: the notifiers
         behind them are built at start-up, so a changed Slack setting needs a restart.
         """
         self._config = config
         self._deps = {k: tuple(v) for k, v in dependencies.items()}
+        self._spacing = dict(spacing or {})
         self._forget_known()  # new rules may judge the same run differently
 
     async def handle(self, result: ProbeResult) -> None:
@@ -203,9 +213,10 @@ class IncidentSink:
         cause = step.diagnosis.cause if step is not None and step.diagnosis else None
         judged = verdict(result, rule)
         location = self.location
+        window = max(config.quorum.window, self._spacing.get(probe, 0.0))
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
-            failing = failing_locations(view.views.values(), now, config.quorum.window)
+            failing = failing_locations(view.views.values(), now, window)
             # Live locations that probe this probe at all (a probe may run in some locations only).
             need = required(config.quorum.min_locations, len(view.live & view.views.keys()))
             counted = gate(judged, failing, need)

@@ -36,6 +36,8 @@ Severity = Literal["page", "ticket"]
 #: The pseudo-probe name of an SLO's burn-rate incidents (``slo:auth``): not a valid probe name
 #: (probe names are ``[a-z0-9_]``), so it can never collide with a real probe.
 PSEUDO_PREFIX = "slo:"
+#: The longest SLO name: its pseudo-probe must fit the store's 100-character probe columns.
+NAME_MAX = 90
 
 
 def window_text(seconds: float) -> str:
@@ -90,9 +92,10 @@ class SloConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(default=None, pattern=r"^[a-z0-9_/.-]+$", max_length=90)
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9_/.-]+$", max_length=NAME_MAX)
     probe: str
-    step: str | None = Field(default=None, min_length=1, max_length=100)
+    #: A step name as probes write them (it goes into PromQL selectors and metric labels).
+    step: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$", max_length=100)
     objective: Annotated[float, Field(gt=0, lt=100)]
     window: PositiveDuration = 30 * 86400.0
     #: None: the defaults (:data:`DEFAULT_ALERTS`) whose long window fits in ``window``.
@@ -100,6 +103,13 @@ class SloConfig(BaseModel):
 
     @model_validator(mode="after")
     def _alerts_fit_the_window(self) -> SloConfig:
+        if self.name is None and len(self.slo_name) > NAME_MAX:
+            # The pseudo-probe names the SLO's incidents in 100-character columns.
+            raise path_error(
+                ("step",),
+                f"the SLO's name {self.slo_name[:40]!r}… would be longer than {NAME_MAX} characters; "
+                "give it a shorter one with name:",
+            )
         for i, alert in enumerate(self.alerts or ()):
             if alert.long > self.window:
                 raise path_error(

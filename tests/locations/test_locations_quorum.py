@@ -21,6 +21,8 @@ from monitor.alerting.incidents import Phase, Verdict
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.quorum import LIVE_S, LocationView, failing_locations, gate, observe, required
 from monitor.alerting.sink import IncidentSink
+from monitor.app import probe_spacing
+from monitor.config import load_config
 from monitor.store.metrics import StoreMetrics
 from probes.base import Status
 from tests.history.conftest import BACKENDS
@@ -101,7 +103,13 @@ CONFIG = AlertingConfig(
 class Locations:
     """One incident sink per location on one store; ``round`` feeds each a run, 10 s apart."""
 
-    def __init__(self, store: FullStore, names: tuple[str, ...], config: AlertingConfig = CONFIG) -> None:
+    def __init__(
+        self,
+        store: FullStore,
+        names: tuple[str, ...],
+        config: AlertingConfig = CONFIG,
+        spacing: dict[str, float] | None = None,
+    ) -> None:
         self.store = store
         self.clock = FakeClock(T0)
         self.registry = CollectorRegistry()
@@ -115,6 +123,7 @@ class Locations:
                 metrics,
                 StoreMetrics(CollectorRegistry()),
                 location=name,
+                spacing=spacing,
             )
             for name in names
         }
@@ -186,6 +195,27 @@ async def test_a_single_location_pages_as_without_locations(store: FullStore) ->
     assert events[0]["locations"] == []
 
 
+async def test_a_probe_run_less_often_than_the_window_still_reaches_its_quorum(store: FullStore) -> None:
+    """registration runs every 15 min (jitter 1 min, timeout 3 min) from a and b, 7 min apart:
+    with a 60 s window the two locations' failures would never overlap and a platform outage
+    would never page. The window stretches to the probe's spacing, so it pages."""
+    locs = Locations(store, ("a", "b"), spacing={"registration": (15 + 1 + 3) * 60.0})
+    await locs.round({"a": PASS, "b": PASS}, probe="registration")
+
+    def beat() -> None:  # both daemons stay live in between (their heartbeat job)
+        for name in ("a", "b"):
+            store.alerting.heartbeat(name, locs.clock.now())
+
+    for _ in range(3):
+        await locs.round({"a": FAIL}, probe="registration")
+        locs.clock.advance(7 * 60)
+        beat()
+        await locs.round({"b": FAIL}, probe="registration")
+        locs.clock.advance(8 * 60)
+        beat()
+    assert [(e["probe"], e["kind"]) for e in locs.events()] == [("registration", "opened")]
+
+
 async def test_a_location_no_longer_live_leaves_the_quorum(store: FullStore) -> None:
     """b stops heartbeating: after LIVE_S only a is live, so a alone seeing a failure pages."""
     locs = Locations(store, ("a", "b"))
@@ -244,3 +274,13 @@ async def test_the_heartbeat_job_marks_the_location_live_once_the_store_is_open(
     Gate.ready = True
     await beat()
     assert store.alerting.location_heartbeats() == {"eu-west-1a": T0.timestamp()}
+
+
+def test_the_daemon_stretches_the_window_to_each_probes_spacing() -> None:
+    """The shipped config: registration (every 15 min, jitter 1 min, timeout 3 min) gets 19 min,
+    an SLO's pseudo-probe two evaluations; both are what the daemon hands its incident sink."""
+    config = load_config(Path(__file__).parents[2] / "config.yaml", env={"SYNTHMON_API_KEY": "k"})
+    spacing = probe_spacing(config)
+    assert spacing["registration"] == 19 * 60
+    assert spacing["slo:auth"] == 120
+    assert config.alerting.quorum.window < spacing["registration"]

@@ -138,3 +138,17 @@ def test_config_location_is_validated_with_the_config() -> None:
     assert parse_config(base).location is None
     with pytest.raises(ConfigError, match="location"):
         parse_config(base + "location: 'eu west'\n")
+    # The location is a column of 100 characters: a longer one would fail every stored run.
+    with pytest.raises(ConfigError, match="location"):
+        parse_config(base + f"location: {'a' * 101}\n")
+
+
+def test_a_location_too_long_to_store_is_skipped_from_every_source(metadata: Metadata) -> None:
+    """An environment or metadata value longer than the stored column is refused like a bad one."""
+    with capture_logs() as logs:
+        got = resolve_location(None, {"SYNTHMON_LOCATION": "a" * 101}, logger=structlog.get_logger("t"))
+    assert got == DEFAULT_LOCATION
+    assert logs[0]["event"] == "location.invalid"
+    metadata.document = {"AvailabilityZone": "z" * 101, "TaskARN": TASK_ARN}
+    got = resolve_location(None, {"ECS_CONTAINER_METADATA_URI_V4": metadata.uri}, timeout_s=1)
+    assert got == "eu-west-1"

@@ -69,6 +69,8 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
             "",
         ),
         ("{probe: auth, objective: 99, severity: page}", "slos[0]", "unknown key 'severity'"),
+        # A step goes into PromQL selectors (synthmon slo rules): a quote there would break them.
+        ("{probe: auth, step: 'get\"} or vector(1) #', objective: 99}", "slos[0].step", "pattern"),
     ],
     ids=[
         "unknown-probe",
@@ -80,6 +82,7 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
         "long-past-window",
         "zero-factor",
         "unknown-key",
+        "step-not-a-step-name",
     ],
 )
 def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
@@ -88,6 +91,18 @@ def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
         parse_config(BASE + f"  - {slo}\n")
     assert exc.value.path.startswith(path)
     assert words in str(exc.value)
+
+
+def test_a_derived_name_too_long_for_its_incidents_is_refused() -> None:
+    """``slo:<probe>/<step>`` names the SLO's incidents (a column of 100 characters): a step name
+    that makes it longer needs a shorter ``name``, at start-up rather than at the first burn."""
+    step = "s" * 100
+    with pytest.raises(ConfigError) as exc:
+        parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99}}\n")
+    assert exc.value.path == "slos[0].step"
+    assert "name:" in str(exc.value)
+    named = parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99, name: auth-long}}\n")
+    assert named.slos[0].pseudo_probe == "slo:auth-long"
 
 
 def test_two_slos_with_one_name_are_refused() -> None:
