@@ -245,6 +245,7 @@ def build_store_features(
         SloMetrics(registry),
         feed=incidents.handle,
         environment=environment,
+        location=location,
         run=executor.run,
         gate=gate,
         logger=logger,

@@ -355,6 +355,36 @@ class SqlHistoryStore:
             out[key] = (max(good, 0), row.failures)
         return out
 
+    def good_bad_at(
+        self, *, since: datetime, until: datetime, location: str
+    ) -> dict[tuple[str, str | None], tuple[int, int]]:
+        """:meth:`good_bad` of the runs made from ``location`` only, from raw rows (rollups do not
+        keep the location): meant for short windows, where the raw rows are few."""
+        start, end = to_epoch(since), to_epoch(until)
+        good, fail = (Status.PASS.value, Status.DEGRADED.value), Status.FAIL.value
+        where = (runs.c.started_at >= start, runs.c.started_at < end, runs.c.location == location)
+        run_q = (
+            select(runs.c.probe, literal(None).label("step"), runs.c.status, func.count())
+            .where(*where)
+            .group_by(runs.c.probe, runs.c.status)
+        )
+        step_q = (
+            select(steps.c.probe, steps.c.name, steps.c.status, func.count())
+            .select_from(steps.join(runs, steps.c.run_pk == runs.c.id))
+            .where(*where)
+            .group_by(steps.c.probe, steps.c.name, steps.c.status)
+        )
+        out: dict[tuple[str, str | None], tuple[int, int]] = {}
+        with self.db.read() as conn:
+            for probe, step, status, n in [*conn.execute(run_q), *conn.execute(step_q)]:
+                g, b = out.get((probe, step), (0, 0))
+                if status in good:
+                    g += int(n)
+                elif status == fail:
+                    b += int(n)
+                out[(probe, step)] = (g, b)
+        return out
+
     def _whole_hours(self, start: float, end: float, now: float) -> tuple[int, int] | None:
         """The whole hours ``[first, last)`` of a window to read from the rollups, or None when it
         holds none (raw rows only). Raw rows cover the partial hours at either edge; a start past raw

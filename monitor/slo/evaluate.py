@@ -129,31 +129,53 @@ def windows_of(slos: Sequence[SloConfig]) -> list[float]:
     return sorted(found)
 
 
-def evaluate(slos: Sequence[SloConfig], counts: CountsByWindow, now: datetime) -> list[SloStatus]:
-    """Each SLO's status from the counts of every window length it needs (see :func:`windows_of`)."""
+def evaluate(
+    slos: Sequence[SloConfig], counts: CountsByWindow, now: datetime, local: CountsByWindow | None = None
+) -> list[SloStatus]:
+    """Each SLO's status from the counts of every window length it needs (see :func:`windows_of`).
+
+    ``local``: the short windows' counts of this daemon's own location only. A pair then fires when
+    the budget burns overall (long window) *and* this location sees it now (short window), so a
+    burn fed to the incident path passes the quorum of locations only when enough of them see it:
+    one zone whose own network fails does not page through its SLOs either.
+    """
     out = []
     for slo in slos:
 
-        def of(window: float, slo: SloConfig = slo) -> Counts:
-            good, bad = counts.get(window, {}).get((slo.probe, slo.step), (0, 0))
+        def of(window: float, slo: SloConfig = slo, source: CountsByWindow = counts) -> Counts:
+            good, bad = source.get(window, {}).get((slo.probe, slo.step), (0, 0))
             return Counts(good, bad)
+
+        def here(window: float, slo: SloConfig = slo) -> Counts:
+            return of(window, slo, local) if local is not None else of(window, slo)
 
         objective = slo.objective / 100.0
         lengths = sorted({w for a in slo.burn_alerts for w in (a.long, a.short)})
         pairs = tuple(
-            PairStatus(a, budget.pair(of(a.long), of(a.short), a.factor, objective)) for a in slo.burn_alerts
+            PairStatus(a, budget.pair(of(a.long), here(a.short), a.factor, objective))
+            for a in slo.burn_alerts
         )
         rates = {w: budget.burn_rate(of(w), objective) for w in lengths}
         out.append(SloStatus(slo, now, of(slo.window), rates, pairs))
     return out
 
 
-def read_statuses(store: HistoryStore, slos: Sequence[SloConfig], now: datetime) -> list[SloStatus]:
-    """Each SLO's status at ``now`` from the history store (blocking)."""
+def read_statuses(
+    store: HistoryStore, slos: Sequence[SloConfig], now: datetime, location: str | None = None
+) -> list[SloStatus]:
+    """Each SLO's status at ``now`` from the history store (blocking); with ``location``, the pairs'
+    short windows count that location's runs only (see :func:`evaluate`)."""
     counts = {
         w: store.good_bad(since=now - timedelta(seconds=w), until=now, now=now) for w in windows_of(slos)
     }
-    return evaluate(slos, counts, now)
+    local = None
+    if location is not None:
+        shorts = {a.short for slo in slos for a in slo.burn_alerts}
+        local = {
+            w: store.good_bad_at(since=now - timedelta(seconds=w), until=now, location=location)
+            for w in shorts
+        }
+    return evaluate(slos, counts, now, local)
 
 
 def _percent(value: float) -> str:

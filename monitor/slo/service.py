@@ -103,6 +103,7 @@ class SloService:
         *,
         feed: Callable[[ProbeResult], Awaitable[None]] | None = None,
         environment: str = "",
+        location: str | None = None,
         run: RunInThread | None = None,
         gate: StoreGate | None = None,
         logger: Any = None,
@@ -114,6 +115,8 @@ class SloService:
         self._metrics = metrics
         self._feed = feed
         self._env = environment
+        #: This daemon's location: the pairs' short windows count its runs only (see evaluate()).
+        self._location = location
         self._run: RunInThread = run or asyncio.to_thread
         self._gate = gate
         self._log = logger if logger is not None else structlog.get_logger("synthmon.slo")
@@ -133,7 +136,7 @@ class SloService:
 
     def statuses(self, now: datetime) -> list[SloStatus]:
         """Every SLO's status at ``now`` (blocking: call on a store thread)."""
-        statuses = read_statuses(self._store, self._slos, now)
+        statuses = read_statuses(self._store, self._slos, now, self._location)
         self._last = (now, statuses)
         return statuses
 

@@ -116,6 +116,23 @@ def test_evaluate_reads_each_window_for_the_slo_and_says_its_state() -> None:
     assert status.rates[300.0] == pytest.approx(200.0)
 
 
+def test_the_short_window_is_this_location_s_own() -> None:
+    """With ``local`` counts, a pair fires only when this location's short window burns too: the
+    overall burn of another zone's failures alone does not make this daemon report a burn."""
+    slo = _slo(alerts=[{"long": "1h", "short": "5m", "factor": 14.4, "severity": "page"}])
+    key = ("auth", None)
+    # Overall: one location of three failing for the last hour (a third of the runs bad).
+    counts = {30 * 86400.0: {key: (8600, 40)}, 3600.0: {key: (120, 60)}, 300.0: {key: (10, 5)}}
+    (burning,) = evaluate([slo], counts, NOW, local={300.0: {key: (0, 5)}})
+    (quiet,) = evaluate([slo], counts, NOW, local={300.0: {key: (5, 0)}})
+    (no_runs_here,) = evaluate([slo], counts, NOW, local={})
+    (overall,) = evaluate([slo], counts, NOW)
+    assert [p.firing for p in burning.pairs] == [True]
+    assert [p.firing for p in quiet.pairs] == [False]
+    assert [p.firing for p in no_runs_here.pairs] == [False]
+    assert [p.firing for p in overall.pairs] == [True]
+
+
 def test_the_burn_reads_in_words_and_becomes_a_failing_pseudo_run() -> None:
     """The incident text names the SLO, the factor, each window's rate and the budget left."""
     slo = _slo(probe="auth", objective=99.9)

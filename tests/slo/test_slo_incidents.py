@@ -137,3 +137,79 @@ async def test_no_runs_is_no_data_and_feeds_nothing(store: FullStore) -> None:
         0.995
     )
     assert store.alerting.incident_states() == {}
+
+
+async def test_one_zone_failing_does_not_page_through_the_slo_a_platform_burn_does(store: FullStore) -> None:
+    """Three locations on one store, each with its incident sink and SLO evaluation. Only c fails:
+    the budget burns overall, but the pairs' short windows are each location's own, so only c
+    reports a burn and the quorum (2) holds the page. Then all three fail: one SLO incident."""
+    from dataclasses import replace
+
+    from monitor.alerting.config import QuorumConfig
+
+    clock = FakeClock(T0)
+    metrics = AlertingMetrics(CollectorRegistry())
+    alerting = AlertingConfig(
+        probes={"auth": RuleOverride(failure_threshold=1000)},  # only the SLO's burn may page here
+        quorum=QuorumConfig(min_locations=2, window=120),
+    )
+    names = ("a", "b", "c")
+    sinks = {
+        n: IncidentSink(
+            store.alerting,
+            alerting,
+            {"auth": [], "slo:auth": ["auth"]},
+            clock,
+            metrics,
+            StoreMetrics(CollectorRegistry()),
+            location=n,
+        )
+        for n in names
+    }
+    slos = {
+        n: SloService(
+            [SloConfig(probe="auth", objective=99.5)],
+            store.history,
+            clock,
+            SloMetrics(CollectorRegistry()),
+            feed=sinks[n].handle,
+            location=n,
+        )
+        for n in names
+    }
+    store.append_runs(
+        [
+            replace(run("auth", T0 + timedelta(minutes=m), P, P, P), location=n)
+            for m in range(1440)
+            for n in names
+        ]
+    )
+    clock.advance(86400)
+
+    async def minute(failing: set[str]) -> None:
+        for n in names:
+            status = F if n in failing else P
+            result = replace(run("auth", clock.now(), P, status, P), location=n)
+            store.append_runs([result])
+            await sinks[n].handle(result)
+        for n in names:
+            await slos[n].evaluate()
+            assert await sinks[n].flush(10)
+        clock.advance(60)
+
+    def burns() -> list[tuple[str, str]]:
+        return [
+            (str(e["kind"]), str(e["probe"]))
+            for e in (json.loads(str(row["payload"])) for row in store.outbox_rows())
+            if e["probe"] == "slo:auth"
+        ]
+
+    for _ in range(30):  # a third of the runs fail for half an hour: a 66x burn overall
+        await minute({"c"})
+    statuses = slos["c"].recent(clock.now())
+    assert statuses[0].state == "page"  # c sees its own burn ...
+    assert slos["a"].recent(clock.now())[0].state != "page"  # ... a does not
+    assert burns() == []
+    for _ in range(6):
+        await minute({"a", "b", "c"})
+    assert burns() == [("opened", "slo:auth")]

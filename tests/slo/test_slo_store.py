@@ -3,6 +3,7 @@ and ERROR left out, on every backend."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from probes.base import Status
@@ -56,3 +57,26 @@ def test_an_empty_window_has_no_counts(slo_store: FullStore) -> None:
     slo_store.append_runs([run("auth", T0, P, P, P)])
     later = T0 + timedelta(days=2)
     assert slo_store.history.good_bad(since=later - timedelta(hours=1), until=later, now=later) == {}
+
+
+def test_good_bad_at_counts_one_location_s_runs_and_steps(slo_store: FullStore) -> None:
+    """The location-filtered counts (the SLO pairs' short windows) see only that location's runs."""
+    at = T0 + timedelta(minutes=58)
+    slo_store.append_runs(
+        [
+            replace(run("auth", at, P, F, S), location="eu-west-1a"),
+            replace(run("auth", at, P, F, S), location="eu-west-1a"),
+            replace(run("auth", at, P, P, P), location="eu-west-1b"),
+            replace(run("auth", at, P, E, S), location="eu-west-1b"),
+        ]
+    )
+    now = T0 + timedelta(minutes=60)
+    since = now - timedelta(minutes=5)
+    a = slo_store.history.good_bad_at(since=since, until=now, location="eu-west-1a")
+    b = slo_store.history.good_bad_at(since=since, until=now, location="eu-west-1b")
+    assert a[("auth", None)] == (0, 2)
+    assert a[("auth", "get")] == (0, 2)
+    assert b[("auth", None)] == (1, 0)
+    assert b[("auth", "get")] == (1, 0)
+    assert b[("auth", "setup")] == (2, 0)
+    assert slo_store.history.good_bad_at(since=since, until=now, location="elsewhere") == {}
