@@ -53,7 +53,11 @@ class PromAPI:
             with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback http only
                 body: dict[str, Any] = json.load(resp)
         except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
-            body = json.load(exc)
+            text = exc.read().decode("utf-8", "replace")
+            try:
+                body = json.loads(text)
+            except ValueError:  # 503 "Service Unavailable" while the TSDB is still starting
+                body = {"status": "error", "errorType": "unavailable", "error": text}
         return body
 
     def query(self, expr: str) -> dict[str, Any]:
