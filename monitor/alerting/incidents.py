@@ -21,7 +21,7 @@ One :class:`IncidentState` per probe. Rules (see README, "Incident rules"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -106,21 +106,38 @@ class IncidentState:
         """JSON-ready form for the store."""
         d = asdict(self)
         d["phase"] = self.phase.value
-        for key in ("since", "opened_at", "last_notified_at"):
-            value = d[key]
-            d[key] = value.isoformat() if value is not None else None
-        return d
+        return times_to_json(d, _STATE_TIMES)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IncidentState:
         """The inverse of :meth:`to_dict`; unknown keys are ignored."""
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known = known_fields(cls, d, _STATE_TIMES)
         known["phase"] = Phase(known.get("phase", Phase.OK.value))
-        for key in ("since", "opened_at", "last_notified_at"):
-            if known.get(key) is not None:
-                known[key] = datetime.fromisoformat(str(known[key]))
         known["locations"] = tuple(known.get("locations") or ())
         return cls(**known)
+
+
+#: The datetime fields of :class:`IncidentState`, stored as ISO text.
+_STATE_TIMES = ("since", "opened_at", "last_notified_at")
+
+
+def times_to_json(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """``d`` (a dataclass's ``asdict``) with the datetimes under ``keys`` as ISO text: the stored form
+    of the alerting states (this one's and the per-location views')."""
+    for key in keys:
+        value = d[key]
+        d[key] = value.isoformat() if value is not None else None
+    return d
+
+
+def known_fields(cls: Any, d: Mapping[str, Any], times: Sequence[str]) -> dict[str, Any]:
+    """The keys of stored ``d`` that are fields of dataclass ``cls`` (unknown keys ignored: a newer
+    synthmon may have written more), the datetimes under ``times`` parsed back."""
+    known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+    for key in times:
+        if known.get(key) is not None:
+            known[key] = datetime.fromisoformat(str(known[key]))
+    return known
 
 
 def is_latency_regression(result: ProbeResult) -> bool:

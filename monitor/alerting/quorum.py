@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.alerting.incidents import Verdict, failing_step
+from monitor.alerting.incidents import Verdict, failing_step, known_fields, times_to_json
 from monitor.results import ProbeResult
 
 #: How often each daemon tells the store its location is live.
@@ -57,20 +57,12 @@ class LocationView:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the store and the API."""
-        d = asdict(self)
-        for key in _TIMES:
-            value = d[key]
-            d[key] = value.isoformat() if value is not None else None
-        return d
+        return times_to_json(asdict(self), _TIMES)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LocationView:
         """The inverse of :meth:`to_dict`; unknown keys are ignored."""
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        for key in _TIMES:
-            if known.get(key) is not None:
-                known[key] = datetime.fromisoformat(str(known[key]))
-        return cls(**known)
+        return cls(**known_fields(cls, d, _TIMES))
 
 
 def observe(view: LocationView, result: ProbeResult, judged: Verdict, now: datetime) -> LocationView:
