@@ -51,6 +51,8 @@ class SloSection:
 
     store: StoreSection
     slos: tuple[SloConfig, ...]
+    #: ``alerting.quorum.min_locations``: the generated rules judge locations as the daemon does.
+    min_locations: int = 2
 
 
 def load_slo_section(path: str) -> SloSection:
@@ -60,6 +62,7 @@ def load_slo_section(path: str) -> SloSection:
     """
     from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+    from monitor.alerting.config import QuorumConfig
     from monitor.cliutil import load_store_section
     from monitor.config import _to_config_error, interpolate
     from monitor.configfile import load_document, read_config_text
@@ -67,9 +70,14 @@ def load_slo_section(path: str) -> SloSection:
 
     store = load_store_section(path)
 
+    class _Alerting(BaseModel):
+        model_config = ConfigDict(extra="ignore", frozen=True)
+        quorum: QuorumConfig = Field(default_factory=QuorumConfig)
+
     class _Section(BaseModel):
         model_config = ConfigDict(extra="ignore", frozen=True)
         slos: list[SloConfig] = Field(default_factory=list)
+        alerting: _Alerting = Field(default_factory=_Alerting)
 
         @model_validator(mode="after")
         def _cross(self, info: ValidationInfo) -> _Section:
@@ -79,13 +87,17 @@ def load_slo_section(path: str) -> SloSection:
             return self
 
     data, lines = load_document(read_config_text(path), source=path)
-    raw = data.get("slos") if isinstance(data, dict) else None
-    section = interpolate({"slos": raw or []}, os.environ)
+    doc = data if isinstance(data, dict) else {}
+    alerting = doc.get("alerting")
+    quorum = alerting.get("quorum") if isinstance(alerting, dict) else None
+    section = interpolate({"slos": doc.get("slos") or [], "alerting": {"quorum": quorum or {}}}, os.environ)
     try:
         parsed = _Section.model_validate(section)
     except ValidationError as exc:
         raise _to_config_error(exc, lines, path, section) from None
-    return SloSection(store=store, slos=tuple(parsed.slos))
+    return SloSection(
+        store=store, slos=tuple(parsed.slos), min_locations=parsed.alerting.quorum.min_locations
+    )
 
 
 def _section(args: argparse.Namespace, err: TextIO) -> SloSection | None:
@@ -159,7 +171,7 @@ def cmd_rules(args: argparse.Namespace, out: TextIO | None = None, err: TextIO |
     if "{alert}" not in pattern:
         print("synthmon: --runbook-url-pattern must contain {alert}", file=err)
         return EXIT_CONFIG
-    text = render_rules(section.slos, runbook_url_pattern=pattern)
+    text = render_rules(section.slos, runbook_url_pattern=pattern, min_locations=section.min_locations)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:

@@ -9,6 +9,12 @@ with ``or``: ``SynthmonErrorBudgetBurn`` with ``severity: critical`` for ``page`
 applies). A window without a counted run is NaN in Prometheus, and NaN never fires: no data is not
 a burn.
 
+Locations are judged as synthmon judges them (``alerting.quorum``): a pair's long window counts the
+runs of every location together (``synthmon:<level>_error_ratio:<window>``), its short window is
+recorded per location (``synthmon_location:<level>_error_ratio:<window>``) and burns only when
+``min(min_locations, locations reporting the probe)`` of them burn. So one zone whose network
+fails every check does not page through the SLOs, while a platform-wide burn pages once per SLO.
+
 :func:`render_rules` is pure; ``synthmon slo rules`` prints it for a config, and the copy shipped in
 ``dashboards/rules/`` is tested to equal the output for the shipped config.
 """
@@ -37,6 +43,9 @@ _HEADER = """\
 # Runs count as in synthmon: bad = FAIL; checked = PASS, DEGRADED or FAIL (ERROR and SKIPPED are
 # left out). A burn rate of 1 spends exactly the error budget over the SLO's window.
 # Severity: `critical` (page pairs) pages on-call, `warning` (ticket pairs) goes to the team channel.
+# Locations: a pair's long window counts every location's runs together; its short window must burn
+# in min(alerting.quorum.min_locations, locations reporting the probe) locations, so one zone's own
+# network failing every check does not page.
 """
 
 
@@ -44,17 +53,26 @@ def _window(seconds: float) -> str:
     return window_text(seconds)
 
 
-def record_name(level: str, seconds: float) -> str:
-    """``synthmon:probe_error_ratio:rate1h``: the recorded error ratio of ``level`` (probe/step)."""
-    return f"synthmon:{level}_error_ratio:rate{_window(seconds)}"
+#: Labels summed away: the replica's own (``instance``, ``pod``), and for the all-locations ratio
+#: the location too (SynthmonProbeFailing in synthmon.rules.yml aggregates the same way).
+_REPLICA_LABELS = "status, instance, pod"
 
 
-def _ratio_expr(metric: str, seconds: float) -> str:
+def record_name(level: str, seconds: float, *, per_location: bool = False) -> str:
+    """``synthmon:probe_error_ratio:rate1h`` (every location together) or
+    ``synthmon_location:probe_error_ratio:rate5m`` (one series per location): the recorded error
+    ratio of ``level`` (probe/step)."""
+    prefix = "synthmon_location" if per_location else "synthmon"
+    return f"{prefix}:{level}_error_ratio:rate{_window(seconds)}"
+
+
+def _ratio_expr(metric: str, seconds: float, *, per_location: bool) -> str:
     w = _window(seconds)
+    by = _REPLICA_LABELS if per_location else f"{_REPLICA_LABELS}, location"
     return (
-        f'sum without (status) (rate({metric}{{status="FAIL"}}[{w}]))\n'
+        f'sum without ({by}) (rate({metric}{{status="FAIL"}}[{w}]))\n'
         f"/\n"
-        f'sum without (status) (rate({metric}{{status=~"PASS|DEGRADED|FAIL"}}[{w}]))'
+        f'sum without ({by}) (rate({metric}{{status=~"PASS|DEGRADED|FAIL"}}[{w}]))'
     )
 
 
@@ -65,12 +83,15 @@ def _selector(slo: SloConfig) -> str:
     return "{" + ",".join(labels) + "}"
 
 
-def _pair_expr(slo: SloConfig, alert: BurnAlert) -> str:
+def _pair_expr(slo: SloConfig, alert: BurnAlert, min_locations: int) -> str:
+    """Long window over every location, and a quorum of locations burning over the short one."""
     level = "step" if slo.step else "probe"
     threshold = f"{alert.factor:g} * {slo.budget:.6g}"
+    short = f"{record_name(level, alert.short, per_location=True)}{_selector(slo)}"
     return (
         f"(\n  {record_name(level, alert.long)}{_selector(slo)} >= ({threshold})\n"
-        f"and\n  {record_name(level, alert.short)}{_selector(slo)} >= ({threshold})\n)"
+        f"and\n  count without (location) ({short} >= ({threshold}))\n"
+        f"  >= clamp_max(count without (location) ({short}), {min_locations})\n)"
     )
 
 
@@ -78,7 +99,7 @@ def _windows_text(alerts: Sequence[BurnAlert]) -> str:
     return ", ".join(f"{a.label} at {a.factor:g}×" for a in alerts)
 
 
-def _alert_rules(slo: SloConfig, runbook_pattern: str) -> list[dict[str, Any]]:
+def _alert_rules(slo: SloConfig, runbook_pattern: str, min_locations: int) -> list[dict[str, Any]]:
     out = []
     days = f"{slo.window / 86400:g}-day" if slo.window % 86400 == 0 else _window(slo.window)
     for severity in ("page", "ticket"):
@@ -89,7 +110,7 @@ def _alert_rules(slo: SloConfig, runbook_pattern: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "alert": ALERT,
-                "expr": "\nor\n".join(_pair_expr(slo, a) for a in alerts) + "\n",
+                "expr": "\nor\n".join(_pair_expr(slo, a, min_locations) for a in alerts) + "\n",
                 "labels": labels,
                 "annotations": {
                     "summary": (
@@ -99,7 +120,7 @@ def _alert_rules(slo: SloConfig, runbook_pattern: str) -> list[dict[str, Any]]:
                     "runbook_url": runbook_pattern.format(alert=ALERT.lower()),
                     "description": (
                         f"{{{{ $value | humanizePercentage }}}} of {slo.slo_name}'s checked runs failed "
-                        f"over the long window (instance {{{{ $labels.instance }}}}); the objective "
+                        f"over the long window, every location together; the objective "
                         f"{slo.objective:g} % allows {slo.budget * 100:.3g} %. Burn-rate pairs "
                         f"(long/short window at factor): {_windows_text(alerts)}. `synthmon slo` "
                         "shows the budget left; the probe's own alert or Slack thread says what fails."
@@ -110,18 +131,31 @@ def _alert_rules(slo: SloConfig, runbook_pattern: str) -> list[dict[str, Any]]:
     return out
 
 
-def render_rules(slos: Sequence[SloConfig], *, runbook_url_pattern: str = RUNBOOK_URL_PATTERN) -> str:
-    """The rules file for ``slos`` (recording rules for every window they use, alerts per SLO)."""
+def render_rules(
+    slos: Sequence[SloConfig],
+    *,
+    runbook_url_pattern: str = RUNBOOK_URL_PATTERN,
+    min_locations: int = 2,
+) -> str:
+    """The rules file for ``slos``: recording rules for every window they use (every location
+    together) and per location for their short windows; alerts per SLO, whose short windows need
+    ``min_locations`` (``alerting.quorum.min_locations``) locations burning, or all there are."""
     windows = set(BASE_WINDOWS)
+    short_windows: set[float] = set()
     for slo in slos:
         windows.add(slo.window)
         for a in slo.burn_alerts:
             windows |= {a.long, a.short}
+            short_windows.add(a.short)
     recording: list[dict[str, Any]] = []
     for level, metric in (("probe", "synthmon_probe_runs_total"), ("step", "synthmon_step_runs_total")):
         for w in sorted(windows):
-            recording.append({"record": record_name(level, w), "expr": _ratio_expr(metric, w) + "\n"})
-    alerts = [rule for slo in slos for rule in _alert_rules(slo, runbook_url_pattern)]
+            expr = _ratio_expr(metric, w, per_location=False)
+            recording.append({"record": record_name(level, w), "expr": expr + "\n"})
+        for w in sorted(short_windows):
+            expr = _ratio_expr(metric, w, per_location=True)
+            recording.append({"record": record_name(level, w, per_location=True), "expr": expr + "\n"})
+    alerts = [rule for slo in slos for rule in _alert_rules(slo, runbook_url_pattern, min_locations)]
     # One group: its rules run in order at each evaluation, so every alert reads the error ratios
     # recorded a moment before, never those of the previous evaluation (separate groups run
     # independently, and a burn would be judged a minute late, or early, depending on which ran first).

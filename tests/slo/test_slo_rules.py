@@ -38,7 +38,8 @@ def test_the_shipped_rules_are_the_generator_output_for_the_shipped_config() -> 
     """dashboards/rules/synthmon-slo.rules.yml cannot drift from config.yaml's slos: (regenerate
     with `synthmon slo rules -o dashboards/rules/synthmon-slo.rules.yml`)."""
     config = load_config(ROOT / "config.yaml", env={"SYNTHMON_API_KEY": "k"})
-    assert SHIPPED.read_text(encoding="utf-8") == render_rules(config.slos)
+    expected = render_rules(config.slos, min_locations=config.alerting.quorum.min_locations)
+    assert SHIPPED.read_text(encoding="utf-8") == expected
 
 
 @needs_promtool
@@ -148,3 +149,37 @@ def test_the_rules_count_runs_as_synthmon_does() -> None:
         'synthmon_step_runs_total{status=~"PASS|DEGRADED|FAIL"}[30d]'
         in records["synthmon:step_error_ratio:rate30d"]
     )
+
+
+_QUORUM_CONFIG = """\
+environment: production
+probes:
+  - {name: auth, kind: http, url: "http://127.0.0.1:9/health"}
+alerting:
+  quorum: {min_locations: %s}
+slos:
+  - {probe: auth, objective: 99.5}
+"""
+
+
+def test_the_rules_take_the_configured_location_quorum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`synthmon slo rules` judges locations as the daemon does: its short windows need
+    alerting.quorum.min_locations locations burning (or all there are); a bad value stops it with
+    the field's path."""
+    from monitor.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(_QUORUM_CONFIG % 3)
+    assert main(["slo", "rules", "--config", str(config)]) == 0
+    doc: dict[str, Any] = yaml.safe_load(capsys.readouterr().out)
+    (page,) = [
+        r for g in doc["groups"] for r in g["rules"] if r.get("labels", {}).get("severity") == "critical"
+    ]
+    assert "count without (location) (synthmon_location:probe_error_ratio:rate5m" in page["expr"]
+    assert re.search(r"clamp_max\(count without \(location\) \([^)]*\), 3\)", page["expr"])
+
+    config.write_text(_QUORUM_CONFIG % 0)
+    assert main(["slo", "rules", "--config", str(config)]) == 2
+    assert "alerting.quorum.min_locations" in capsys.readouterr().err
