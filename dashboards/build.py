@@ -577,6 +577,32 @@ def probe_detail() -> dict[str, Any]:
             ),
         ],
     )
+    # The history's own judgement (monitor/baselines): each step's usual latency over the baseline
+    # window, and whether it is regressed now. step="" is the run as a whole.
+    baseline = Row(
+        "Latency of $probe against its baseline",
+        [
+            series(
+                "Step duration p95 and its baseline",
+                Target(quantile(0.95, "synthmon_step_duration_seconds", ssel, "step"), "{{step}} now"),
+                Target(f"max by (step) (synthmon_latency_baseline_seconds{{{ssel}}})", "{{step}} baseline"),
+                unit="s",
+                description="The baseline is the step's usual latency (p95 over the last 7 days by "
+                "default) from synthmon's history. It appears once a step has enough runs.",
+                width=16,
+                height=8,
+            ),
+            timeline(
+                "Latency regression",
+                Target(f"max by (step) (synthmon_latency_regression{{{ssel}}})", "{{step}}"),
+                description="1 (FAILING here) while a step has been several times slower than its "
+                "baseline for several runs in a row: its runs are DEGRADED with the cause "
+                "latency_regression.",
+                width=8,
+                height=8,
+            ),
+        ],
+    )
     measures = Row(
         "Measurements of $probe",
         [
@@ -596,7 +622,7 @@ def probe_detail() -> dict[str, Any]:
         "synthmon-probe",
         "synthmon / probe drill-down",
         "One probe, step by step: which step fails, how long each takes, and where the HTTP time goes.",
-        [steps, phases, measures],
+        [steps, phases, baseline, measures],
         [probe_var(multi=False), step_var],
     )
 

@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.alerting.metrics import AlertingMetrics
+from monitor.baselines.judge import Baseline
+from monitor.baselines.metrics import BaselineMetrics
 from monitor.history.metrics import HistoryMetrics
 from monitor.metrics import Metrics
 from monitor.results import ProbeResult
@@ -51,6 +53,7 @@ class FakeSynthmon:
         self.alerting = AlertingMetrics(self.registry)
         self.store = StoreMetrics(self.registry)
         self.history = HistoryMetrics(self.registry)
+        self.baselines = BaselineMetrics(self.registry)
         # The default config's intervals (registration every 15 minutes, the others every few).
         self.metrics.declare(PROBES, intervals={p: 900.0 if p == "registration" else 60.0 for p in PROBES})
         self._rng = random.Random(seed)
@@ -74,6 +77,22 @@ class FakeSynthmon:
             self.alerting.location_failing.labels(probe="artifact_roundtrip", location="default").set(
                 1 if self._runs % 3 == 0 else 0
             )
+            # Every step has its baseline; the artifact upload is regressed every third run.
+            self.baselines.baselines(
+                {
+                    (p, s): Baseline(
+                        p,
+                        s,
+                        seconds=0.2,
+                        runs=1000,
+                        since=datetime(2025, 7, 15, tzinfo=UTC),
+                        name="7-day p95",
+                    )
+                    for p, steps in PROBES.items()
+                    for s in steps
+                }
+            )
+            self.baselines.regressed([(("artifact_roundtrip", "upload"), self._runs % 3 == 1)])
             # Now and then the store hiccups and a housekeeping job fails, as in production.
             if self._runs % 4 == 0:
                 self.store.errors.labels(operation="append").inc()

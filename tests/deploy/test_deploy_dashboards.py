@@ -35,6 +35,8 @@ CONTRACT = {
     "synthmon_step_measurement",
     "synthmon_notifications_total",
     "synthmon_tls_cert_expiry_timestamp_seconds",
+    "synthmon_latency_baseline_seconds",
+    "synthmon_latency_regression",
 }
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
 _METRIC = re.compile(r"\bsynthmon_[a-z0-9_]+")
