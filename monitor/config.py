@@ -271,10 +271,10 @@ class Config(BaseModel):
             raise path_error(
                 ("probes", names[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle)
             )
-        self._check_alerting_probes(names)
         slo_error = check_slos(self.slos, list(names), retention_days=self.store.retention_days)
         if slo_error is not None:
             raise slo_error
+        self._check_alerting_probes([*names, *(slo.pseudo_probe for slo in self.slos)])
         for i, signature in enumerate(self.diagnosis):
             if not set(signature.model_dump(exclude_none=True)) - _SIGNATURE_OUTPUT:
                 # A row without conditions matches every failing step and hides the built-in table.
@@ -285,8 +285,11 @@ class Config(BaseModel):
                 )
         return self
 
-    def _check_alerting_probes(self, names: Mapping[str, int]) -> None:
-        """Probe names referenced from ``alerting:`` must exist (a typo would silently never apply)."""
+    def _check_alerting_probes(self, names: Sequence[str]) -> None:
+        """Probe names referenced from ``alerting:`` must exist (a typo would silently never apply).
+
+        An SLO's burn incidents are those of its pseudo-probe ``slo:<name>``, which takes overrides
+        and maintenance windows like any probe."""
         known = ", ".join(names) or "(none)"
         for probe in self.alerting.probes:
             if probe not in names:

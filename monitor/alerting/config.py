@@ -11,6 +11,7 @@ alerting:
     alert_on_latency_regression: true  # a DEGRADED run with cause latency_regression counts as failing
   probes:                         # per-probe overrides of any rule field
     registration: {failure_threshold: 1}
+    "slo:auth": {failure_threshold: 3}   # an SLO's burn incidents: its pseudo-probe slo:<name>
   maintenance:                    # weekly windows: notifications stop, probing does not
     - name: sunday-patching
       probes: [registration]      # empty or absent = every probe

@@ -136,3 +136,25 @@ def test_the_shipped_config_declares_slos_for_auth_and_registration() -> None:
         ("auth", 99.5, 30 * 86400.0),
         ("registration", 99.5, 30 * 86400.0),
     ]
+
+
+def test_alerting_overrides_and_maintenance_can_name_an_slo() -> None:
+    """An SLO's burn incidents belong to its pseudo-probe ``slo:<name>``: alerting.probes and
+    maintenance windows may name it like a probe; a name no SLO has stops start-up at its path."""
+    alerting = """
+alerting:
+  probes:
+    "slo:auth": {failure_threshold: 5}
+  maintenance:
+    - {name: backups, days: [sun], start: "02:00", duration: 1h, probes: ["slo:auth/get"]}
+"""
+    slos = "  - {probe: auth, objective: 99.9}\n  - {probe: auth, step: get, objective: 99}\n"
+    config = parse_config(BASE + slos + alerting)
+    assert config.alerting.rule_for("slo:auth").failure_threshold == 5
+    assert (
+        config.alerting.rule_for("slo:auth/get").failure_threshold == config.alerting.rules.failure_threshold
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE + slos + alerting.replace('"slo:auth"', '"slo:registry"'))
+    assert info.value.path == "alerting.probes.slo:registry"
+    assert "unknown probe 'slo:registry'" in str(info.value)
