@@ -21,8 +21,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 if TYPE_CHECKING:  # only for annotations: importing them costs what ``synthmon --help`` must not
     from monitor.config import Config, ProbeConfig
@@ -62,9 +61,12 @@ def load_or_report(args: argparse.Namespace, err: TextIO | None = None) -> Confi
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class StoreSection:
-    """What the store commands need from the config file."""
+class StoreSection(NamedTuple):
+    """What the store commands need from the config file.
+
+    A named tuple rather than a frozen dataclass: every command module imports this module, and
+    :mod:`dataclasses` (with :mod:`inspect`) would be a tenth of what ``synthmon --help`` costs.
+    """
 
     store: StoreConfig
     probes: tuple[str, ...]
