@@ -58,7 +58,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--mlflow-slow-s", type=float, help="mlflow-slow delay")
     up.add_argument("--artifacts-slow-s", type=float, help="artifacts-slow delay")
     up.add_argument(
-        "--upstream-timeout-s", type=float, help="proxy's MLflow timeout (mlflow-timeout answers 504 after it)"
+        "--upstream-timeout-s",
+        type=float,
+        help="proxy's MLflow timeout (mlflow-timeout answers 504 after it)",
     )
     up.set_defaults(func=cmd_up)
 
