@@ -87,8 +87,7 @@ def load_store_section(path: str, env: Mapping[str, str] | None = None) -> Store
     """
     from pydantic import ValidationError
 
-    from monitor.config import interpolate
-    from monitor.configfile import ConfigError, load_document, read_config_text
+    from monitor.configfile import ConfigError, interpolate, load_document, read_config_text
     from monitor.store.config import StoreConfig
 
     text = read_config_text(path)

@@ -60,8 +60,8 @@ def load_slo_section(path: str) -> SloSection:
     from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
     from monitor.cliutil import load_store_section
-    from monitor.config import _to_config_error, interpolate
-    from monitor.configfile import load_document, read_config_text
+    from monitor.config import _to_config_error
+    from monitor.configfile import interpolate, load_document, read_config_text
     from monitor.slo.config import SloConfig, check_slos  # noqa: F401 (pydantic reads it from locals)
 
     store = load_store_section(path)
