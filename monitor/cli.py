@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +34,7 @@ from monitor.cliutil import (
     load_or_report,
     open_database,
 )
-from monitor.logs import LEVELS, make_logger, route_stdlib_logging
+from monitor.logs import LEVELS
 from monitor.version import synthmon_version
 
 if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
@@ -61,12 +60,15 @@ COMMAND_MODULES: list[str] = [
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from prometheus_client import CollectorRegistry
     from sqlalchemy.exc import ArgumentError
 
     from monitor.app import build_monitor
+    from monitor.logs import make_logger
     from monitor.server import ListenError
+    from monitor.stdlib_logs import route_stdlib_logging
     from monitor.store.migrate import SchemaError
     from probes.base import SystemClock
     from probes.support.masking import SecretMasker
@@ -127,14 +129,17 @@ exit codes:
 
 def _cmd_once(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import os
 
     from prometheus_client import CollectorRegistry
 
     from monitor.app import build_daemon
     from monitor.location import resolve_location
+    from monitor.logs import make_logger
     from monitor.once_output import once_exit_code, once_table
     from monitor.runner import select_probes
+    from monitor.stdlib_logs import route_stdlib_logging
     from probes.base import SystemClock
     from probes.support.masking import SecretMasker
 
@@ -297,6 +302,27 @@ exit codes:
 """
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: looks the installed version up only when asked.
+
+    argparse's own ``version`` action takes the string when the parser is built, so every command
+    (``--help`` included) would pay for reading the distribution's metadata.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",  # argparse's own wording
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        sys.stdout.write(f"synthmon {synthmon_version()}\n")
+        parser.exit()
+
+
 class _DescribedSubparsers:
     """Wraps ``add_subparsers()`` so a command registered with only ``help=`` gets it as description.
 
@@ -409,7 +435,7 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
         epilog="Every command takes --config PATH (default: $SYNTHMON_CONFIG or ./config.yaml). "
         "Run 'synthmon COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"synthmon {synthmon_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     add_config_option(parser)
     subparsers = _DescribedSubparsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
     register(subparsers)

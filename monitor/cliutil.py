@@ -21,8 +21,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 if TYPE_CHECKING:  # only for annotations: importing them costs what ``synthmon --help`` must not
     from monitor.config import Config, ProbeConfig
@@ -62,9 +61,12 @@ def load_or_report(args: argparse.Namespace, err: TextIO | None = None) -> Confi
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class StoreSection:
-    """What the store commands need from the config file."""
+class StoreSection(NamedTuple):
+    """What the store commands need from the config file.
+
+    A named tuple rather than a frozen dataclass: every command module imports this module, and
+    :mod:`dataclasses` (with :mod:`inspect`) would be a tenth of what ``synthmon --help`` costs.
+    """
 
     store: StoreConfig
     probes: tuple[str, ...]
@@ -85,8 +87,7 @@ def load_store_section(path: str, env: Mapping[str, str] | None = None) -> Store
     """
     from pydantic import ValidationError
 
-    from monitor.config import interpolate
-    from monitor.configfile import ConfigError, load_document, read_config_text
+    from monitor.configfile import ConfigError, interpolate, load_document, read_config_text
     from monitor.store.config import StoreConfig
 
     text = read_config_text(path)

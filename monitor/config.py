@@ -21,8 +21,9 @@ does not parse, aliases that expand past :data:`MAX_VALUES` values ("billion lau
 configures is masked in the message, whichever field it landed in, and an unknown key comes with a
 "did you mean" naming the closest known field.
 
-Reading the file (bytes to plain data, :class:`ConfigError`) is :mod:`monitor.configfile`; the
-``web:`` section's models are :mod:`monitor.webconfig`. This module is long because the models and
+Reading the file (bytes to plain data, interpolation, :class:`ConfigError`) is
+:mod:`monitor.configfile`; the ``web:`` section's models are :mod:`monitor.webconfig`. This module
+is long because the models and
 the messages about them belong together: masking every secret of a config that did not validate
 and suggesting a known key both walk the models' own types.
 """
@@ -55,9 +56,11 @@ from pydantic import (
 from monitor.alerting.config import AlertingConfig
 from monitor.baselines.config import BaselinesConfig
 from monitor.configfile import (
+    VAR,
     ConfigError,
     Path_,
     format_path,
+    interpolate,
     line_for,
     load_document,
     path_error,
@@ -77,7 +80,6 @@ DEFAULT_LISTEN = "0.0.0.0:9710"
 MIN_INTERVAL_S = 1.0
 #: Signature fields that say what a row diagnoses; every other set field is a condition.
 _SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action", "title"})
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9_]+$"
 _INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")
 #: The longest interval, timeout, jitter or latency budget of a probe (the scheduler's timers and
@@ -371,32 +373,6 @@ def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
     return None
 
 
-def interpolate(value: Any, env: Mapping[str, str], path: Path_ = ()) -> Any:
-    """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively."""
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            var, default = match.group(1), match.group(2)
-            got = env.get(var)
-            if default is not None:
-                return got if got else default
-            if got is None:
-                raise ConfigError(
-                    f"environment variable {var} is not set (write ${{{var}:-default}} to give a default)",
-                    path=format_path(path),
-                )
-            return got
-
-        return _VAR.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: interpolate(v, env, (*path, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, env, (*path, i)) for i, v in enumerate(value)]
-    return value
-
-
 def _non_finite(value: Any, path: Path_ = ()) -> Path_ | None:
     """The path of the first ``.inf`` / ``.nan`` in ``value``: no field of a config means either."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -468,7 +444,7 @@ def _secret_sources(raw: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
         if key.endswith("_file"):
             out[key.removesuffix("_file")] = (key, f"file {value}")
         elif isinstance(value, str):
-            names = [m.group(1) for m in _VAR.finditer(value) if m.group(1)]
+            names = [m.group(1) for m in VAR.finditer(value) if m.group(1)]
             out[key] = (key, "environment variable " + " and ".join(names) if names else "")
     return out
 

@@ -1,10 +1,12 @@
-"""Reading a config file: bytes -> text -> YAML tree -> plain data, and the one error type.
+"""Reading a config file: bytes -> text -> YAML tree -> plain data, ``${VAR}`` interpolation of
+that data, and the one error type.
 
 Whatever the file holds, this ends in plain data (with the line of every value, for messages) or
 one :class:`ConfigError` on a single line: bytes that are not UTF-8, a file over
 :data:`MAX_CONFIG_BYTES`, YAML that does not parse, aliases that expand past :data:`MAX_VALUES`
 values ("billion laughs"), nesting past :data:`MAX_DEPTH`, a key written twice in one mapping (both
-lines named). Validation into typed models is :mod:`monitor.config`'s job.
+lines named). Validation into typed models is :mod:`monitor.config`'s job; interpolation is here so
+that the store commands can interpolate their one section without importing every section's models.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 #: Characters that would break "one line" or drive a terminal; shown escaped instead.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: ``$${`` (a literal ``${``), or ``${VAR}`` / ``${VAR:-default}`` (groups: the name, the default).
+VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Path_ = tuple[str | int, ...]
 
@@ -136,6 +140,32 @@ def load_document(text: str, *, source: str = "") -> tuple[Any, dict[Path_, int]
         return data, lines
     finally:
         loader.dispose()
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: Path_ = ()) -> Any:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            var, default = match.group(1), match.group(2)
+            got = env.get(var)
+            if default is not None:
+                return got if got else default
+            if got is None:
+                raise ConfigError(
+                    f"environment variable {var} is not set (write ${{{var}:-default}} to give a default)",
+                    path=format_path(path),
+                )
+            return got
+
+        return VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*path, i)) for i, v in enumerate(value)]
+    return value
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str, source: str) -> ConfigError:

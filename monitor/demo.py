@@ -23,7 +23,6 @@ The log channel is always on: it is what prints the incidents in the terminal.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import signal
@@ -34,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from monitor.alerting.base import EventKind
 from monitor.cliutil import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -58,8 +56,6 @@ DEFAULT_WORKDIR = "var/demo"
 #: The environment name every demo run reports (results, logs, the store's rows).
 DEMO_ENVIRONMENT = "demo"
 
-#: The log channel's events (``incident_opened``, ...), printed by :class:`IncidentPrinter`.
-EVENT_KINDS = frozenset(k.value for k in EventKind)
 #: Where a result's message starts, under the time column.
 MESSAGE_INDENT = " " * 10
 #: The fault the banner offers to switch on (the July 2025 incident), else the first other one.
@@ -177,10 +173,11 @@ def format_incident(event: str, fields: Mapping[str, Any], now: datetime, width:
     affected and still failing probes, the first action). With a ``width`` the hint and action wrap
     between words to it.
     """
+    from monitor.alerting.base import EventKind
     from monitor.alerting.slack_message import duration_words
 
     kind = event.removeprefix("incident_")
-    if kind == event or kind not in EVENT_KINDS:
+    if kind == event or kind not in {k.value for k in EventKind}:
         return None
     when = now.astimezone().strftime("%H:%M:%S")
     title = fields.get("root_cause") or fields.get("cause") or "failure"
@@ -422,13 +419,15 @@ def _load(args: argparse.Namespace, workdir: Path, *, keep_slack: bool) -> Confi
 
 def _run_daemon(args: argparse.Namespace, box: Any, workdir: Path, stream: TextIO) -> int:
     import asyncio
+    import logging
 
     from prometheus_client import CollectorRegistry
 
     from monitor.app import build_monitor
     from monitor.configfile import ConfigError
-    from monitor.logs import make_logger, route_stdlib_logging
+    from monitor.logs import make_logger
     from monitor.server import ListenError
+    from monitor.stdlib_logs import route_stdlib_logging
     from monitor.store.migrate import SchemaError
     from probes.base import SystemClock
     from probes.support.masking import SecretMasker

@@ -7,18 +7,20 @@ given, and the daemon passes it down through constructors. The masker
 into an exception text is masked everywhere. Its values can be replaced on config reload.
 
 Standard-library loggers (uvicorn, APScheduler) are forwarded into the same pipeline by
-:func:`route_stdlib_logging`, so their lines are masked and formatted like ours.
+:func:`monitor.stdlib_logs.route_stdlib_logging`, so their lines are masked and formatted like
+ours. That lives apart because it needs :mod:`logging`, and this module does not: every command's
+parser imports it for the level names, and ``synthmon --help`` should not load the logging package.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any, TextIO
 
 from probes.support.masking import SecretMasker
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+#: Level names and their numbers (the standard library's, written out: see the module docstring).
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
 def make_logger(
@@ -52,7 +54,7 @@ def make_logger(
     return structlog.wrap_logger(
         structlog.PrintLogger(out),
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, LEVELS["info"])),
         cache_logger_on_first_use=False,
     )
 
@@ -62,31 +64,3 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-class _ForwardHandler(logging.Handler):
-    """Sends standard-library log records into a structlog logger (masked, same format)."""
-
-    def __init__(self, logger: Any) -> None:
-        super().__init__()
-        self._logger = logger
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
-            method = record.levelname.lower()
-            log = getattr(self._logger, method if method in LEVELS else "info")
-            log(text, logger=record.name)
-        except Exception:  # logging must never take the daemon down
-            self.handleError(record)
-
-
-def route_stdlib_logging(logger: Any, level: str = "warning") -> logging.Handler:
-    """Forward the root stdlib logger to ``logger`` at ``level``; returns the handler (to remove)."""
-    handler = _ForwardHandler(logger)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(LEVELS.get(level, logging.WARNING))
-    return handler

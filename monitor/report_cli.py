@@ -21,7 +21,6 @@ is a document, not a pipeline gate: ``synthmon once`` tells the monitor's ERROR 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -162,13 +161,15 @@ def _gather_stored(args: argparse.Namespace, err: TextIO) -> Gathered | None:
 def _gather_run(args: argparse.Namespace, err: TextIO, clock: Clock) -> Gathered | None:
     """Run the selected probes now; the previous runs are the latest stored ones, if the store opens."""
     import asyncio
+    import logging
 
     from prometheus_client import CollectorRegistry
 
     from monitor.daemon import Daemon  # only --run needs the probe machinery
     from monitor.history.sqlstore import SqlHistoryStore
-    from monitor.logs import make_logger, route_stdlib_logging
+    from monitor.logs import make_logger
     from monitor.runner import select_probes
+    from monitor.stdlib_logs import route_stdlib_logging
     from probes.support.masking import SecretMasker
 
     config = load_or_report(args, err)

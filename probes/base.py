@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
-import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+if TYPE_CHECKING:  # imported where used: the store commands read durations, never the network
+    import httpx
 
 
 class Status(StrEnum):
@@ -241,6 +243,8 @@ def check_http_url(value: str) -> str:
     A typo such as ``auth.example.com`` (no scheme) must stop ``check-config``, not pass it and
     then report the platform down at every run.
     """
+    import httpx
+
     try:
         parsed = httpx.URL(value)
     except httpx.InvalidURL as exc:

@@ -20,7 +20,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sandbox.faults import DELAY_NAMES, FAULTS, UnknownFaultError, validate_delays, validate_fault_names
-from sandbox.settings import Delays, mask_key
 
 if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --help)
     from sandbox.control import SandboxState
@@ -31,6 +30,8 @@ if TYPE_CHECKING:  # annotations only: functions import what they run (a fast --
 DEFAULT_WORKDIR = "sandbox-work"
 #: The env file ``up`` always writes into the work directory (mode 0600: it holds the keys).
 ENV_FILE_NAME = "sandbox.env"
+#: The ``up`` options that override a :class:`sandbox.settings.Delays` default when given.
+UP_DELAYS = ("auth_slow_s", "mlflow_slow_s", "artifacts_slow_s", "upstream_timeout_s")
 
 
 def register(subparsers: Any) -> None:
@@ -51,16 +52,14 @@ def register(subparsers: Any) -> None:
     up.add_argument("--auth-port", type=int, default=8101, help="auth listener port (default 8101)")
     up.add_argument("--registry-port", type=int, default=8102, help="registry listener port (default 8102)")
     up.add_argument("--timeout", type=float, default=180.0, help="start-up deadline in seconds")
-    defaults = Delays()
-    up.add_argument("--auth-slow-s", type=float, default=defaults.auth_slow_s, help="auth-slow delay")
-    up.add_argument("--mlflow-slow-s", type=float, default=defaults.mlflow_slow_s, help="mlflow-slow delay")
-    up.add_argument(
-        "--artifacts-slow-s", type=float, default=defaults.artifacts_slow_s, help="artifacts-slow delay"
-    )
+    # No defaults here: cmd_up leaves an option not given to Delays, so building the parser does not
+    # import the sandbox's settings (dataclasses) on every ``synthmon`` command.
+    up.add_argument("--auth-slow-s", type=float, help="auth-slow delay")
+    up.add_argument("--mlflow-slow-s", type=float, help="mlflow-slow delay")
+    up.add_argument("--artifacts-slow-s", type=float, help="artifacts-slow delay")
     up.add_argument(
         "--upstream-timeout-s",
         type=float,
-        default=defaults.upstream_timeout_s,
         help="proxy's MLflow timeout (mlflow-timeout answers 504 after it)",
     )
     up.set_defaults(func=cmd_up)
@@ -101,6 +100,8 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
 
 
 def _print_ready(box: Sandbox, env_files: list[Path], out: TextIO) -> None:
+    from sandbox.settings import mask_key
+
     masked = {
         key: (mask_key(value) if value.startswith("hk_") else value) for key, value in box.env().items()
     }
@@ -161,18 +162,15 @@ def _progress(stream: TextIO, timeout_s: float) -> Iterator[None]:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox, print how to reach it, and run until SIGINT/SIGTERM (then stop every child)."""
     from sandbox.core import Sandbox, SandboxStartError
+    from sandbox.settings import Delays
 
     try:
         faults = validate_fault_names(args.fault)
     except UnknownFaultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    delays = Delays(
-        auth_slow_s=args.auth_slow_s,
-        mlflow_slow_s=args.mlflow_slow_s,
-        artifacts_slow_s=args.artifacts_slow_s,
-        upstream_timeout_s=args.upstream_timeout_s,
-    )
+    given = {name: getattr(args, name) for name in UP_DELAYS}
+    delays = Delays(**{name: value for name, value in given.items() if value is not None})
     box = Sandbox(
         args.workdir, auth_port=args.auth_port, registry_port=args.registry_port, faults=faults, delays=delays
     )

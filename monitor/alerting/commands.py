@@ -10,7 +10,6 @@ store.
 from __future__ import annotations
 
 import argparse
-import getpass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -49,6 +48,8 @@ def register(subparsers: Any) -> None:
 
 def _silence(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
     """``synthmon silence [add|list|clear]``: stored silences hold notifications, never probing."""
+    import getpass
+
     from monitor.alerting.silences import ALL_PROBES
     from monitor.alerting.sqlstore import SqlAlertingStore
     from probes.base import DurationError, SystemClock, format_duration, parse_duration

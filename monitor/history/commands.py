@@ -12,7 +12,6 @@ Exit codes: 0 done, 2 bad config or unusable store.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 from datetime import timedelta
@@ -88,6 +87,8 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
             }
         )
     if args.format == "csv":
+        import csv
+
         buf = io.StringIO()
         writer = csv.DictWriter(
             buf, fieldnames=list(rows[0]) if rows else ["started_at"], lineterminator="\n"

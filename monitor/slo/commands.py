@@ -12,9 +12,8 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from monitor.cliutil import EXIT_CONFIG, EXIT_OK, add_config_option, config_path, print_table
 
@@ -45,9 +44,9 @@ def register(subparsers: Any) -> None:
     r.set_defaults(func=cmd_rules)
 
 
-@dataclass(frozen=True, slots=True)
-class SloSection:
-    """What the SLO commands need from the config file."""
+class SloSection(NamedTuple):
+    """What the SLO commands need from the config file (a named tuple, for the reason
+    :class:`monitor.cliutil.StoreSection` is one)."""
 
     store: StoreSection
     slos: tuple[SloConfig, ...]
@@ -64,8 +63,8 @@ def load_slo_section(path: str) -> SloSection:
 
     from monitor.alerting.config import QuorumConfig
     from monitor.cliutil import load_store_section
-    from monitor.config import _to_config_error, interpolate
-    from monitor.configfile import load_document, read_config_text
+    from monitor.config import _to_config_error
+    from monitor.configfile import interpolate, load_document, read_config_text
     from monitor.slo.config import SloConfig, check_slos  # noqa: F401 (pydantic reads it from locals)
 
     store = load_store_section(path)

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.store import migrate
 from monitor.store.engine import WRITE_OPTION, create_store_engine, sqlite_path
@@ -83,4 +82,8 @@ class Database:
 
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT for ``table`` (``on_conflict_*`` available on both backends)."""
+        # Imported here: the PostgreSQL dialect alone costs a read-only SQLite command (``synthmon
+        # uptime``) a third of its start-up, and only writers need either module.
+        from sqlalchemy.dialects import postgresql, sqlite
+
         return (postgresql.insert if self.postgres else sqlite.insert)(table)

@@ -18,7 +18,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from sqlalchemy import Engine, inspect, text
 
 from monitor.store.engine import RunInThread
@@ -187,7 +186,11 @@ class StoreGate:
         self._on_change = on_change
         self._base = backoff_base
         self._max = backoff_max
-        self._log = logger if logger is not None else structlog.get_logger("synthmon.store")
+        if logger is None:
+            import structlog  # only the daemon's background opener logs: not the store commands
+
+            logger = structlog.get_logger("synthmon.store")
+        self._log = logger
         self._label = label
         self.ready = False
         self.fatal: SchemaError | None = None

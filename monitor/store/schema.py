@@ -80,6 +80,8 @@ rollups = Table(
     Column("duration_sum", Float, nullable=False),
     Column("duration_max", Float, nullable=False),
     *(Column(name, Integer, nullable=False, server_default="0") for name in BUCKET_COLUMNS),
+    # Reads over a time range of every probe and step (uptime windows, latency histograms).
+    Index("ix_rollups_hour", "hour"),
 )
 
 # The state machine's memory, one row per probe; the row is also the per-probe lock on PostgreSQL.

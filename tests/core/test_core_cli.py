@@ -100,3 +100,29 @@ def test_help_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_help_loads_no_metadata_logging_or_dataclasses() -> None:
+    """``synthmon --help`` reads no distribution metadata and loads neither logging nor dataclasses:
+    tens of milliseconds each, paid by every command that never logs or shows the version."""
+    slow = ["importlib.metadata", "logging", "dataclasses", "secrets"]
+    code = (
+        "import sys\n"
+        "from monitor.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        f"print(sorted(set(sys.modules) & set({slow!r})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``synthmon --version`` prints the installed distribution's version on stdout and exits 0."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"synthmon {version('synthmon')}\n"

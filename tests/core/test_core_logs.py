@@ -6,7 +6,8 @@ import io
 import json
 import logging
 
-from monitor.logs import make_logger, route_stdlib_logging
+from monitor.logs import make_logger
+from monitor.stdlib_logs import route_stdlib_logging
 from probes.support.masking import MASK, SecretMasker
 
 KEY = "hk_live_" + "z" * 32
