@@ -22,10 +22,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from probes.support.zygote import Zygote
 
 
 class Status(StrEnum):
@@ -221,6 +224,9 @@ class ProbeContext:
     ``deadline`` is the monotonic time by which the run must finish; probes size their own
     per-request timeouts from :meth:`remaining` so that a slow platform becomes a FAIL step rather
     than the runner's hard cut (an ERROR).
+
+    ``zygote`` is where isolated helpers (``run_isolated``) are forked from; None spawns a fresh
+    interpreter for each.
     """
 
     http: httpx.AsyncClient
@@ -229,6 +235,7 @@ class ProbeContext:
     logger: Any
     run_id: str
     deadline: float
+    zygote: Zygote | None = None
 
     def remaining(self) -> float:
         """Seconds left before the run's deadline (never negative)."""
