@@ -80,6 +80,10 @@ class ZygoteUnavailable(Exception):
     """This run cannot be forked by a zygote; the caller spawns a fresh interpreter instead."""
 
 
+class _NotReadyYet(ZygoteUnavailable):
+    """The zygote is still importing: no trouble, that run just does not wait for it."""
+
+
 def _startup_vars(env: dict[str, str]) -> dict[str, str]:
     """Variables the interpreter reads when it starts (``PYTHONPATH``...): a fork cannot apply them."""
     return {k: v for k, v in env.items() if k.startswith("PYTHON")}
@@ -209,6 +213,9 @@ class Zygote:
             if _startup_vars(env) != _startup_vars(instance.boot_env):
                 raise ZygoteUnavailable("the run's PYTHON* variables differ from the zygote's")
             child = await self._fork(instance, env)
+        except _NotReadyYet as exc:
+            self._log.info("isolation.zygote_not_ready", reason=str(exc), fallback="fresh interpreter")
+            return None
         except ZygoteUnavailable as exc:
             if not self._warned:
                 self._warned = True
@@ -241,6 +248,7 @@ class Zygote:
             self._log.info("isolation.zygote_recycled", pid=current.proc.pid, forks=current.forks)
             self._retire(current)
         elif current is not None:
+            self._current = None
             self._log.warning(
                 "isolation.zygote_lost", pid=current.proc.pid, returncode=current.proc.returncode
             )
@@ -253,7 +261,7 @@ class Zygote:
         try:
             instance = await asyncio.wait_for(asyncio.shield(self._booting), timeout=max(0.1, wait_s))
         except TimeoutError:
-            raise ZygoteUnavailable(f"the zygote was not ready within {wait_s:.1f}s") from None
+            raise _NotReadyYet(f"the zygote was not ready within {wait_s:.1f}s") from None
         if instance is None:
             raise ZygoteUnavailable("the zygote could not start")
         return instance
@@ -277,6 +285,12 @@ class Zygote:
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,  # terminal signals reach the daemon, which stops it in order
             )
+        except OSError as exc:  # no process to spare (EAGAIN, EMFILE...): fresh interpreters fail too
+            ours.close()
+            self._booting = None
+            self._failed_at = time.monotonic()
+            self._log.warning("isolation.zygote_failed", reason=f"cannot start: {exc}")
+            return None
         finally:
             theirs.close()
         ours.setblocking(False)
