@@ -17,10 +17,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client import CollectorRegistry
 
+from monitor.daemon import Daemon
+from probes.base import Status, SystemClock
+from probes.registry import PROBE_KINDS
 from probes.support.isolation import IsolationCrash, IsolationTimeout, run_isolated
 from probes.support.zygote import Zygote
-from tests.core.conftest import REPO, Captured
+from tests.core.conftest import REPO, Captured, config_from
+from tests.core.kinds import IsolatedEchoProbe
 
 HERE = Path(__file__).resolve().parent
 TARGETS = "probes_isolation_targets"
@@ -215,6 +220,28 @@ async def test_close_stops_the_zygote(zygote: Zygote) -> None:
     assert _gone(old)
     answer = await run_isolated(f"{TARGETS}:whoami", None, 30, zygote=zygote)
     assert answer.value["ppid"] not in (old, os.getpid())
+
+
+async def test_run_once_stops_the_zygote_it_started(
+    on_path: None, captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemon.run_once (``synthmon once``): an isolated kind runs forked, and no zygote outlives the call."""
+    monkeypatch.setitem(PROBE_KINDS, "t_iso_echo", IsolatedEchoProbe)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ["PYTHONPATH"]]))
+    config = config_from(
+        "environment: test\nsecrets:\n  api_key: ${KEY}\n"
+        "probes:\n  - {name: p, kind: t_iso_echo, timeout: 30s}\n"
+    )
+    zygote = Zygote(logger=captured.logger, preload=(TARGETS,))
+    daemon = Daemon(
+        config, registry=CollectorRegistry(), clock=SystemClock(), logger=captured.logger, zygote=zygote
+    )
+    [result] = await daemon.run_once()
+    assert result.steps[0].status is Status.FAIL  # what the echo kind reports: it ran
+    started = [json.loads(line) for line in captured.text.splitlines() if "isolation.zygote_started" in line]
+    assert len(started) == 1
+    assert zygote.pid is None
+    assert _gone(int(started[0]["pid"]))
 
 
 def _free_port() -> int:
