@@ -11,8 +11,11 @@ request, which may hold an API key, goes from the daemon straight into the child
 zygote never sees it.
 
 Forking is only safe in a process without other threads: a zygote whose imports started a Python
-thread refuses to serve. Any zygote trouble (it cannot start, refuses, dies, hangs) makes that run
-use a fresh interpreter, as before; a dead zygote is replaced at the next run. A zygote is
+thread refuses to serve. (Native threads of allocators that handle fork themselves, such as the
+jemalloc thread pyarrow starts, are not Python threads; BLAS pools are kept from starting.)
+
+Any zygote trouble (it cannot start, refuses, dies, hangs) makes that run use a fresh interpreter,
+as before; a dead zygote is replaced at the next run. A zygote is
 replaced after :data:`MAX_FORKS` children or :data:`MAX_AGE_S`, so a slow leak in what it
 imported cannot grow forever.
 
