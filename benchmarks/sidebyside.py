@@ -195,7 +195,10 @@ def client_check_cpu_s(env: dict[str, str], reps: int) -> dict[str, Any]:
             from probes.support.zygote import Zygote
         except ImportError:  # a tree without a zygote
             return out
-        zygote = Zygote()
+        import structlog
+
+        # Its log lines go to stderr with the progress: stdout carries only the results.
+        zygote = Zygote(logger=structlog.wrap_logger(structlog.PrintLogger(sys.stderr)))
         try:
             await run_isolated(target, payload, 120, zygote=zygote)  # starts the zygote
             assert zygote.pid is not None
