@@ -138,14 +138,85 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def tree_cpu_s(proc: psutil.Process) -> float:
-    """User+system CPU seconds of ``proc``, its reaped children and its live descendants."""
-    t = proc.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in proc.children(recursive=True):
+    """User+system CPU seconds of ``proc`` and its live descendants, each with its reaped children.
+
+    A descendant's reaped children matter: the isolated children forked by the daemon's zygote are
+    reaped by the zygote, so their CPU is in its ``children_*`` times, not the daemon's.
+    """
+    total = 0.0
+    for member in (proc, *proc.children(recursive=True)):
         with contextlib.suppress(psutil.Error):
-            c = child.cpu_times()
-            total += c.user + c.system
-    return float(total)
+            t = member.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def zygote_of(proc: psutil.Process) -> psutil.Process | None:
+    """The daemon's zygote (the helper its isolated children are forked from), if it runs one."""
+    for child in proc.children():
+        with contextlib.suppress(psutil.Error):
+            if "probes.support.zygote" in child.cmdline():
+                return child
+    return None
+
+
+def client_check_cpu_s(env: dict[str, str], reps: int) -> dict[str, Any]:
+    """CPU-seconds of one MLflow client check (``search_experiments`` against the sandbox), median of
+    ``reps``: in a fresh interpreter, and forked from a zygote (plus the zygote's one-off start)."""
+    import resource
+
+    from probes.support.isolation import run_isolated
+
+    target = "probes.support.mlflow_child:search_experiments"
+    payload = {
+        "tracking_uri": env["REGISTRY_URL"].rstrip("/") + "/api/mlflow",
+        "api_key": env["SYNTHMON_API_KEY"],
+        "step": "client_search",
+        "request_timeout_s": 20,
+    }
+
+    def reaped_s() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def zygote_s(z: psutil.Process) -> float:
+        t = z.cpu_times()
+        return float(t.user + t.system + t.children_user + t.children_system)
+
+    async def measure_all() -> dict[str, Any]:
+        fresh = []
+        for _ in range(reps):
+            c0 = reaped_s()
+            answer = await run_isolated(target, payload, 60)
+            fresh.append(reaped_s() - c0)
+            assert answer.value["status"] == "PASS", answer.value
+        out: dict[str, Any] = {"fresh_s": statistics.median(fresh), "reps": reps}
+        try:
+            from probes.support.zygote import Zygote
+        except ImportError:  # a tree without a zygote
+            return out
+        import structlog
+
+        # Its log lines go to stderr with the progress: stdout carries only the results.
+        zygote = Zygote(logger=structlog.wrap_logger(structlog.PrintLogger(sys.stderr)))
+        try:
+            await run_isolated(target, payload, 120, zygote=zygote)  # starts the zygote
+            assert zygote.pid is not None
+            proc = psutil.Process(zygote.pid)
+            out["zygote_start_s"] = proc.cpu_times().user + proc.cpu_times().system
+            forked = []
+            for _ in range(reps):
+                c0 = zygote_s(proc)
+                answer = await run_isolated(target, payload, 60, zygote=zygote)
+                forked.append(zygote_s(proc) - c0)
+                assert answer.value["status"] == "PASS", answer.value
+            out["forked_s"] = statistics.median(forked)
+            out["zygote_rss_mb"] = rss_mb(proc)
+        finally:
+            await zygote.close()
+        return out
+
+    return asyncio.run(measure_all())
 
 
 def rss_mb(proc: psutil.Process) -> float:
@@ -891,7 +962,9 @@ def shipped_figures(workdir: Path, minutes: float) -> dict[str, Any]:
             time.sleep(minutes * 60 - settle)
             c1, t1, m1 = tree_cpu_s(daemon.ps), time.monotonic(), daemon.metrics()
             runs = m1.get("synthmon_probe_runs_total", 0) - m0.get("synthmon_probe_runs_total", 0)
+            zygote = zygote_of(daemon.ps)
             out = {
+                "zygote_rss_mb": rss_mb(zygote) if zygote is not None else None,
                 "rss_mb": rss_mb(daemon.ps),
                 "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
                 "window_s": t1 - t0,
@@ -910,6 +983,8 @@ def shipped_figures(workdir: Path, minutes: float) -> dict[str, Any]:
             out["restart_settle_s"] = settle
         finally:
             daemon.stop()
+        say("shipped config: CPU of one MLflow client check, fresh interpreter vs zygote fork")
+        out["client_check"] = client_check_cpu_s(box.env(), reps=5)
         return out
 
 
@@ -1174,6 +1249,32 @@ def render(res: dict[str, Any], plan: Plan) -> str:
                 "≤ 2 %",
             )
         )
+        if shipped.get("zygote_rss_mb") is not None:
+            rows.append(
+                (
+                    "RSS of the zygote (mlflow imported; isolated children fork from it)",
+                    f"{shipped['zygote_rss_mb']:.1f} MB",
+                    "-",
+                    "-",
+                    "-",
+                )
+            )
+        check = shipped.get("client_check")
+        if check:
+            forked = (
+                f"; zygote fork {check['forked_s']:.2f} s (zygote start {check['zygote_start_s']:.2f} s once)"
+                if "forked_s" in check
+                else ""
+            )
+            rows.append(
+                (
+                    f"CPU of one MLflow client check (median of {check['reps']})",
+                    f"fresh interpreter {check['fresh_s']:.2f} s{forked}",
+                    "-",
+                    "-",
+                    "-",
+                )
+            )
     fail = res.get("ramp_fail")
     bb_fail = res.get("bb_ramp_fail")
     rows.append(

@@ -37,6 +37,7 @@ from monitor.version import synthmon_version
 from monitor.watchdog import EXIT_STUCK, Watchdog
 from probes.base import Clock
 from probes.support.masking import SecretMasker
+from probes.support.zygote import Zygote
 
 #: ECS stops a task with SIGTERM and SIGKILLs it 30 s later; finish before that.
 DEFAULT_GRACE_S = 25.0
@@ -89,6 +90,7 @@ class Daemon:
         watchdog_s: float = 0.0,
         on_stuck: Callable[[float], None] | None = None,
         location: str = DEFAULT_LOCATION,
+        zygote: Zygote | None = None,
     ) -> None:
         self._config = config
         #: Where this daemon probes from (resolved once at start-up; a change needs a restart).
@@ -99,6 +101,8 @@ class Daemon:
         self._masker = masker if masker is not None else SecretMasker(config.secret_values())
         # One factory for the daemon's life: it holds the shared TLS context.
         self._client_factory = client_factory or default_client_factory()
+        # Likewise one zygote, started at the first isolated run, stopped when serve/run_once end.
+        self.zygote = zygote if zygote is not None else Zygote(logger=logger)
         self.registry = registry
         self.metrics = Metrics(registry, version=synthmon_version())
         self.sinks: list[ResultSink] = list(sinks)
@@ -145,6 +149,7 @@ class Daemon:
             masker=self._masker,
             client_factory=self._client_factory,
             location=self.location,
+            zygote=self.zygote,
         )
 
     # --- the pipeline ------------------------------------------------------------------------
@@ -176,9 +181,14 @@ class Daemon:
         return result
 
     async def run_once(self, names: Sequence[str] = ()) -> list[ProbeResult]:
-        """Run the selected probes (every enabled one when empty) concurrently, in config order."""
+        """Run the selected probes (every enabled one when empty) concurrently, in config order.
+
+        A one-shot call: the zygote, if a run started one, is stopped before it returns."""
         probes = select_probes(self._config, names)
-        results = await asyncio.gather(*(self.run_and_publish(p.name) for p in probes))
+        try:
+            results = await asyncio.gather(*(self.run_and_publish(p.name) for p in probes))
+        finally:
+            await self.zygote.close()
         return list(results)
 
     # --- health ------------------------------------------------------------------------------
@@ -301,6 +311,7 @@ class Daemon:
         stop_wait.cancel()
         self.watchdog.stop()
         drained = await self.scheduler.drain(self.grace_s)
+        await self.zygote.close()
         await self._run_hooks("shutdown", self._shutdown_hooks)
         await self.server.stop()
         if install_signals:

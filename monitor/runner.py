@@ -7,7 +7,9 @@ result (the monitor could not run the check), never a FAIL blamed on the platfor
 Each run gets a fresh ``httpx.AsyncClient`` (no connection reuse) so connect and TLS phases are
 measured every time, like blackbox_exporter. Kinds with ``isolated = True`` run whole in a fresh
 subprocess (:mod:`probes.support.child`) that is killed with its process group at the deadline: a hang in
-heavy client code (MLflow) cannot block the event loop or leak into the daemon.
+heavy client code (MLflow) cannot block the event loop or leak into the daemon. With a
+:class:`~probes.support.zygote.Zygote` those subprocesses (and the ones probes start through
+``ctx.zygote``) are forked from it rather than started as fresh interpreters.
 
 Note the limit of the in-process mode: ``asyncio.timeout`` can only cut a probe at an ``await``.
 A probe that blocks the event loop in synchronous code must be an isolated kind.
@@ -19,7 +21,7 @@ import asyncio
 import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,6 +33,9 @@ from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
 from probes.registry import PROBE_KINDS
 from probes.support.isolation import IsolationError, IsolationTimeout, run_isolated
 from probes.support.masking import SecretMasker
+
+if TYPE_CHECKING:
+    from probes.support.zygote import Zygote
 
 #: The child's own deadline is this much shorter than the kill, so a slow platform is reported
 #: by the probe (a FAIL step) rather than by the kill (an ERROR).
@@ -76,6 +81,7 @@ class Runner:
         client_factory: ClientFactory | None = None,
         isolation_env: Mapping[str, str] | None = None,
         location: str = DEFAULT_LOCATION,
+        zygote: Zygote | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -84,6 +90,7 @@ class Runner:
         self._masker = masker
         self._client_factory = client_factory or default_client_factory()
         self._isolation_env = dict(isolation_env) if isolation_env is not None else None
+        self._zygote = zygote
         self._secrets = Secrets(config.secret_map())
         self._signatures: tuple[Signature, ...] = (*config.diagnosis, *BUILTIN_SIGNATURES)
         # Isolated kinds are built in the child; building them here would import their heavy code.
@@ -172,6 +179,7 @@ class Runner:
                 logger=log,
                 run_id=run_id,
                 deadline=start + cfg.timeout,
+                zygote=self._zygote,
             )
             async with asyncio.timeout(cfg.timeout):
                 return list(await self._probes[cfg.name].run(ctx))
@@ -190,7 +198,11 @@ class Runner:
             "timeout": max(0.5, cfg.timeout - ISOLATION_MARGIN_S),
         }
         answer = await run_isolated(
-            "probes.support.child:run_probe", payload, cfg.timeout, env=self._isolation_env
+            "probes.support.child:run_probe",
+            payload,
+            cfg.timeout,
+            env=self._isolation_env,
+            zygote=self._zygote,
         )
         self._log_stderr(log, answer.stderr_tail)
         return [StepResult.from_dict(d) for d in answer.value]

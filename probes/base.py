@@ -29,6 +29,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 if TYPE_CHECKING:  # imported where used: the store commands read durations, never the network
     import httpx
 
+    from probes.support.zygote import Zygote
+
 
 class Status(StrEnum):
     """The outcome of a step or a whole probe run."""
@@ -223,6 +225,9 @@ class ProbeContext:
     ``deadline`` is the monotonic time by which the run must finish; probes size their own
     per-request timeouts from :meth:`remaining` so that a slow platform becomes a FAIL step rather
     than the runner's hard cut (an ERROR).
+
+    ``zygote`` is where isolated helpers (``run_isolated``) are forked from; None spawns a fresh
+    interpreter for each.
     """
 
     http: httpx.AsyncClient
@@ -231,6 +236,7 @@ class ProbeContext:
     logger: Any
     run_id: str
     deadline: float
+    zygote: Zygote | None = None
 
     def remaining(self) -> float:
         """Seconds left before the run's deadline (never negative)."""

@@ -10,7 +10,12 @@ the store URL with its password and maybe the API key, none of which a probe nee
 allow-listed part of it (:func:`child_environment`: paths, locale, Python settings, proxies, CA
 bundles) plus whatever the caller passes explicitly.
 
-Child side: ``python -m probes.support.isolation`` reads ``{"target": "module:function", "payload": {...}}``.
+With a :class:`~probes.support.zygote.Zygote` the child is forked from a process that imported
+the heavy modules once, instead of a fresh interpreter; everything above holds the same way, and any
+zygote trouble makes that run spawn a fresh interpreter.
+
+Child side (:func:`run_child`; ``python -m probes.support.isolation`` for a fresh interpreter) reads
+``{"target": "module:function", "payload": {...}, "nonce": "..."}``.
 """
 
 from __future__ import annotations
@@ -21,15 +26,22 @@ import importlib
 import inspect
 import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# The answer is the last stdout line that starts with this marker; a library writing to the real
-# fd 1 (C extensions can) cannot be mistaken for it.
+if TYPE_CHECKING:
+    from probes.support.zygote import Zygote
+
+# The answer is the last stdout line that starts with this marker and the run's nonce (sent on
+# stdin only): whatever else writes to the real fd 1 (C extensions can) cannot be mistaken for it.
 _MARKER = "@@synthmon-result@@ "
+#: How long a killed child's pipes are drained before giving up on them (a helper that left its
+#: process group may still hold them).
+_DRAIN_S = 5.0
 #: stderr kept for the caller (the tail, where tracebacks are).
 STDERR_TAIL = 8000
 
@@ -103,7 +115,8 @@ class IsolatedAnswer:
     pid: int
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads (an isolated child and whatever it started)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -114,57 +127,71 @@ async def run_isolated(
     timeout_s: float,
     *,
     env: dict[str, str] | None = None,
+    zygote: Zygote | None = None,
 ) -> IsolatedAnswer:
     """Call ``target`` (``"package.module:function"``) with ``payload`` in a subprocess.
 
     The child's environment is :func:`child_environment` with ``env`` added on top (``env`` adds
-    to the allow-listed variables; it does not replace them). Raises :class:`IsolationTimeout`
-    when it runs past ``timeout_s`` (the process group is killed and reaped first),
-    :class:`IsolationCrash` when it exits without an answer. Cancelling the awaiting task also
-    kills the child.
+    to the allow-listed variables; it does not replace them). With ``zygote`` the child is forked
+    from it when it can be (waiting at most half of ``timeout_s`` for it to start), else spawned
+    as a fresh interpreter. Raises :class:`IsolationTimeout` when it runs past ``timeout_s`` (the
+    process group is killed and reaped first), :class:`IsolationCrash` when it exits without an
+    answer. Cancelling the awaiting task also kills the child.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     child_env = child_environment(extra=env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "probes.support.isolation",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env,
-        start_new_session=True,  # its own process group: killpg reaches grandchildren too
-    )
-    request = json.dumps({"target": target, "payload": payload}).encode()
+    nonce = secrets.token_hex(16)
+    request = json.dumps({"target": target, "payload": payload, "nonce": nonce}).encode()
+    proc: Any = await zygote.spawn(child_env, timeout_s / 2) if zygote is not None else None
+    if proc is None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "probes.support.isolation",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env,
+            start_new_session=True,  # its own process group: killpg reaches grandchildren too
+        )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(request), timeout=timeout_s)
+        out, err = await asyncio.wait_for(proc.communicate(request), timeout=max(0.0, deadline - loop.time()))
     except TimeoutError:
-        _kill_group(proc.pid)
-        out, err = await proc.communicate()
+        kill_group(proc.pid)
+        out, err = b"", b""
+        with contextlib.suppress(TimeoutError):
+            out, err = await asyncio.wait_for(proc.communicate(), _DRAIN_S)
         raise IsolationTimeout(
             f"{target} still running after {timeout_s:.1f}s; killed",
             err.decode(errors="replace")[-STDERR_TAIL:],
         ) from None
     except BaseException:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         with contextlib.suppress(Exception):
-            await proc.communicate()
+            await asyncio.wait_for(proc.communicate(), _DRAIN_S)
         raise
     finally:
         # A function that forked helpers must not leave them behind even when it answered.
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
     tail = err.decode(errors="replace")[-STDERR_TAIL:]
+    marker = f"{_MARKER}{nonce} "
     for line in reversed(out.decode(errors="replace").splitlines()):
-        if line.startswith(_MARKER):
+        if line.startswith(marker):
             try:
-                return IsolatedAnswer(json.loads(line[len(_MARKER) :]), tail, proc.pid)
+                return IsolatedAnswer(json.loads(line[len(marker) :]), tail, proc.pid)
             except ValueError:
                 break
-    raise IsolationCrash(f"{target} exited with code {proc.returncode} and no answer", tail)
+    code = "unknown (its zygote exited)" if proc.returncode is None else proc.returncode
+    raise IsolationCrash(f"{target} exited with code {code} and no answer", tail)
 
 
-def _child_main() -> int:
-    """Child side: read the request, call the function with stdout redirected, print the answer."""
+def run_child() -> int:
+    """Child side: read the request, call the function with stdout redirected, print the answer.
+
+    The answer starts a line of its own, whatever the function left unterminated on fd 1.
+    """
     request = json.loads(sys.stdin.read())
     module_name, _, func_name = str(request["target"]).partition(":")
     real_stdout = sys.stdout
@@ -176,7 +203,7 @@ def _child_main() -> int:
             value = asyncio.run(_await(value))
     finally:
         sys.stdout = real_stdout
-    real_stdout.write(_MARKER + json.dumps(value) + "\n")
+    real_stdout.write(f"\n{_MARKER}{request.get('nonce', '')} {json.dumps(value)}\n")
     real_stdout.flush()
     return 0
 
@@ -186,7 +213,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 if __name__ == "__main__":
-    code = _child_main()
+    code = run_child()
     sys.stdout.flush()
     sys.stderr.flush()
     # The answer is out. Skip interpreter shutdown: it would wait on atexit handlers and on any

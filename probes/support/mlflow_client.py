@@ -55,7 +55,9 @@ async def client_search_step(
 
     start = ctx.clock.monotonic()
     try:
-        answer = await run_isolated("probes.support.mlflow_child:search_experiments", payload, budget)
+        answer = await run_isolated(
+            "probes.support.mlflow_child:search_experiments", payload, budget, zygote=ctx.zygote
+        )
     except IsolationTimeout:
         return StepResult(
             name=name,
