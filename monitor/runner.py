@@ -118,6 +118,8 @@ class Runner:
         self._isolation_env = dict(isolation_env) if isolation_env is not None else None
         self._secrets = Secrets(config.secret_map())
         self._signatures: tuple[Signature, ...] = (*config.diagnosis, *BUILTIN_SIGNATURES)
+        # By name: ``Config.probe`` walks the list, at every run of every probe.
+        self._configs = {p.name: p for p in config.probes}
         # Isolated kinds are built in the child; building them here would import their heavy code.
         self._probes: dict[str, Probe] = {
             p.name: PROBE_KINDS[p.kind](p.name, p.options)
@@ -127,7 +129,7 @@ class Runner:
 
     async def run(self, name: str) -> ProbeResult:
         """Run probe ``name`` once; never raises for the probe's own failures."""
-        cfg = self.config.probe(name)
+        cfg = self._configs.get(name) or self.config.probe(name)  # the latter raises KeyError
         run_id = uuid.uuid4().hex
         log = self._log.bind(probe=name, run_id=run_id)
         forced: Status | None = None
