@@ -50,6 +50,12 @@ class Metrics:
         # What the last run of each (probe, step) exported, so the next run can remove the rest.
         self._phases: dict[tuple[str, str], set[str]] = {}
         self._measured: dict[tuple[str, str], set[str]] = {}
+        # (probe, step) whose certificate-expiry gauge exists: removing an absent child raises
+        # inside prometheus_client, which every run of every step without a certificate would pay.
+        self._expiring: set[tuple[str, str]] = set()
+        # What the last run of each probe set the one-hot status and the checks to: a run that
+        # changes neither (nearly every run) skips those eight gauge writes.
+        self._shown: dict[str, tuple[Status, int, int, int]] = {}
         # Children by metric and label values: ``labels()`` validates and sorts its arguments and
         # takes a lock on every call, about 20 calls a run; a dict lookup is a fraction of that.
         # Every removal goes through :meth:`_remove`, which forgets the cached child too.
@@ -191,13 +197,16 @@ class Metrics:
     def record(self, result: ProbeResult) -> None:
         """Update every series from one finished run."""
         probe = result.probe
-        self._child(self.probe_success, probe).set(1 if result.status.ok else 0)
-        for status in Status:
-            self._child(self.probe_status, probe, status.value).set(1 if status is result.status else 0)
         checks = result.checks
-        counts = {"passed": checks.passed, "failed": checks.failed, "skipped": checks.skipped}
-        for outcome in CHECK_RESULTS:
-            self._child(self.probe_checks, probe, outcome).set(counts[outcome])
+        shown = (result.status, checks.passed, checks.failed, checks.skipped)
+        if self._shown.get(probe) != shown:
+            self._shown[probe] = shown
+            self._child(self.probe_success, probe).set(1 if result.status.ok else 0)
+            for status in Status:
+                self._child(self.probe_status, probe, status.value).set(1 if status is result.status else 0)
+            counts = {"passed": checks.passed, "failed": checks.failed, "skipped": checks.skipped}
+            for outcome in CHECK_RESULTS:
+                self._child(self.probe_checks, probe, outcome).set(counts[outcome])
         self._child(self.probe_duration, probe).observe(result.duration_s)
         self._child(self.runs, probe, result.status.value).inc()
         self._child(self.last_run, probe).set(result.started_at.timestamp())
@@ -262,17 +271,25 @@ class Metrics:
         A certificate's expiry goes to its own gauge instead: an absolute timestamp plotted among
         throughputs and counts would flatten them, and alert rules want it under a stable name.
         """
+        key = (probe, step)
         expiry = values.get(CERT_EXPIRY_MEASUREMENT)
-        if expiry is None:
-            self._remove(self.cert_expiry, probe, step)
-        else:
+        if expiry is not None:
             self._child(self.cert_expiry, probe, step).set(expiry)
+            self._expiring.add(key)
+        elif key in self._expiring:
+            self._expiring.discard(key)
+            self._remove(self.cert_expiry, probe, step)
+        if not values and key not in self._measured:
+            return  # nothing reported, nothing to remove: the common case, kept cheap
         values = {name: value for name, value in values.items() if name != CERT_EXPIRY_MEASUREMENT}
-        for name in self._measured.get((probe, step), set()) - set(values):
+        for name in self._measured.get(key, set()) - set(values):
             self._remove(self.measurement, probe, step, name)
         for name, value in values.items():
             self._child(self.measurement, probe, step, name).set(value)
-        self._measured[(probe, step)] = set(values)
+        if values:
+            self._measured[key] = set(values)
+        else:
+            self._measured.pop(key, None)
 
     def _drop_step(self, probe: str, step: str) -> None:
         """Remove every series of one step."""
@@ -305,6 +322,8 @@ class Metrics:
         """Drop a probe's series (it was removed from config on reload)."""
         self._steps.pop(probe, None)
         self._consecutive.pop(probe, None)
+        self._shown.pop(probe, None)
+        self._expiring = {key for key in self._expiring if key[0] != probe}
         for key in [k for k in (*self._phases, *self._measured) if k[0] == probe]:
             self._phases.pop(key, None)
             self._measured.pop(key, None)

@@ -19,7 +19,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
@@ -140,9 +140,18 @@ class StepResult:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the subprocess runner and the history store use this shape)."""
-        d = asdict(self)
+        """A JSON-ready dict (the subprocess runner and the history store use this shape).
+
+        What ``dataclasses.asdict`` gives, without its deep copy of every value (the history store
+        calls this for every step of every run): every value here is immutable but the measurements,
+        which are copied.
+        """
+        d = {name: getattr(self, name) for name in _STEP_FIELDS}
         d["status"] = self.status.value
+        if self.timing is not None:
+            d["timing"] = _fields_dict(self.timing)
+        if self.diagnosis is not None:
+            d["diagnosis"] = _fields_dict(self.diagnosis)
         d["measurements"] = dict(self.measurements)
         return d
 
@@ -165,6 +174,14 @@ class StepResult:
             diagnosis=Diagnosis.from_dict(diag) if diag else None,
             measurements={str(k): float(v) for k, v in (d.get("measurements") or {}).items()},
         )
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepResult))
+
+
+def _fields_dict(value: HttpTiming | Diagnosis) -> dict[str, Any]:
+    """A flat dataclass of immutable values as a dict, in field order (as ``asdict`` makes it)."""
+    return {f.name: getattr(value, f.name) for f in fields(value)}
 
 
 def skipped(name: str, because: str) -> StepResult:

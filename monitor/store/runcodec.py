@@ -54,14 +54,22 @@ _ZDICT_V1 = (
 )
 
 
+#: Types whose values are kept as they are (the general path below handles everything else).
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def _compact(value: Any) -> Any:
     """``value`` without None, empty strings and empty containers, times rounded (recursively)."""
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            item = _compact(item)
-            if item is None or item == "" or item == {} or item == []:
-                continue
+            if type(item) in _PLAIN:
+                if item == "":
+                    continue
+            else:
+                item = _compact(item)
+                if item is None or item == "" or item == {} or item == []:
+                    continue
             if key in _TIME_KEYS and isinstance(item, float):
                 item = round(item, TIME_DECIMALS)
             out[key] = item

@@ -348,13 +348,14 @@ async def http_step(
     """
     clock = ctx.clock.monotonic
     trace = _Trace(clock)
-    path = httpx.URL(url).path
+    target = httpx.URL(url)  # parsed once: the request is built from it, the step records its path
+    path = target.path
     expected_set = set(expected)
     timeout = timeout_s if timeout_s is not None else max(0.1, ctx.remaining() - 0.5)
     start = clock()
     request = ctx.http.build_request(
         method,
-        url,
+        target,
         headers=dict(headers or {}),
         params=params,
         json=json_body,

@@ -19,6 +19,9 @@ MASK = "**********"
 # even when they are not in the config (e.g. a key echoed back by a misbehaving service).
 _PATTERNS = re.compile(r"\bhk_(?:live|test|dev)_[A-Za-z0-9]{8,}|\bxox[abposr]-[A-Za-z0-9-]{8,}")
 
+#: Values that can hold no secret.
+_UNMASKED = frozenset({int, float, bool})
+
 #: Shorter values would mask ordinary words (and are not credentials anyway).
 MIN_SECRET_LEN = 4
 
@@ -54,6 +57,8 @@ class SecretMasker:
         """Strings masked, containers walked, exceptions rendered and masked, other values unchanged."""
         if isinstance(value, str):
             return self.mask(value)
+        if value is None or type(value) in _UNMASKED:
+            return value  # most of a log line: skipped before the slower container checks
         if isinstance(value, Mapping):
             return {k: self.mask_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
