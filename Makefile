@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 FAULT  ?=
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (each worker starts its own sandbox when a test needs one).
-# The e2e tests mostly wait on subprocesses, so two workers nearly halve the time on two cores.
+# The e2e tests mostly wait on subprocesses, so two workers nearly halve the time on two cores;
+# worksteal rebalances when a worker is left with the long e2e tests.
 TEST_WORKERS ?= 2
 
 .PHONY: help venv demo test lint fmt unit clean
@@ -37,7 +38,7 @@ fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff check --fix .
 
 test: lint  ## lint, then the whole test suite (starts its own sandbox; Postgres tests need SYNTHMON_TEST_PG_URL)
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 unit: $(STAMP)  ## fast tests only (no sandbox)
 	$(BIN)/pytest -m "not sandbox" $(PYTEST_ARGS)
