@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 FAULT  ?=
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (each worker starts its own sandbox when a test needs one).
-# The e2e tests mostly wait on subprocesses, so two workers nearly halve the time on two cores;
+# Much of the suite's time is spent waiting on subprocesses and servers, which a second worker overlaps;
 # loadgroup keeps a module marked xdist_group on one worker (its expensive module fixture starts once).
 TEST_WORKERS ?= 2
 
