@@ -7,6 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FAULT  ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (each worker starts its own sandbox when a test needs one).
+# Much of the suite's time is spent waiting on subprocesses and servers, which a second worker overlaps;
+# loadgroup keeps a module marked xdist_group on one worker (its expensive module fixture starts once).
+TEST_WORKERS ?= 2
 
 .PHONY: help venv demo test lint fmt unit clean
 
@@ -34,7 +38,7 @@ fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff check --fix .
 
 test: lint  ## lint, then the whole test suite (starts its own sandbox; Postgres tests need SYNTHMON_TEST_PG_URL)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(STAMP)  ## fast tests only (no sandbox)
 	$(BIN)/pytest -m "not sandbox" $(PYTEST_ARGS)

@@ -58,7 +58,9 @@ def _env() -> dict[str, str]:
     return {**os.environ, "SYNTHMON_API_KEY": FAKE_KEY, "PYTHONPATH": str(REPO)}
 
 
-def _until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+def _until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll until ``predicate`` holds. A deadline, not a wait: generous because the first condition
+    includes the daemon's start, which takes many seconds on a loaded 2-core machine (two workers)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached before the deadline"

@@ -34,9 +34,14 @@ RULES = Path(__file__).resolve().parents[2] / "dashboards" / "rules" / "synthmon
 #: Samples per series to wait for: enough for every rate window the dashboards use (15 s, 1 m).
 MIN_SAMPLES = 10
 
-pytestmark = pytest.mark.skipif(
-    not Path(PROMETHEUS).exists(), reason="prometheus not installed (.ci/run installs Debian's prometheus)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(PROMETHEUS).exists(),
+        reason="prometheus not installed (.ci/run installs Debian's prometheus)",
+    ),
+    # One test worker runs the module, so the module's Prometheus starts once.
+    pytest.mark.xdist_group("prometheus"),
+]
 
 
 @dataclass

@@ -513,8 +513,12 @@ class Rig:
                 if len(runs) < 2 or any(r["status"] not in GOOD for r in runs[-2:]):
                     return False
             try:
-                pending = [r for r in self.outbox() if r.state == "pending"]
-                return not pending and self.open_incidents() == 0
+                # Incidents first: a resolution queues its event in the same transaction, so an
+                # outbox read after it sees that event (read the other way round, an incident
+                # resolving between the two reads left its event pending after "quiet").
+                if self.open_incidents() != 0:
+                    return False
+                return not [r for r in self.outbox() if r.state == "pending"]
             except sa.exc.OperationalError:
                 return False
 

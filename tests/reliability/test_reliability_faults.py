@@ -333,6 +333,9 @@ def test_the_matrix_covers_every_fault_class() -> None:
 
 @pytest.mark.sandbox
 @pytest.mark.timeout(400)
+# Every row on one test worker: the rig (a daemon on the sandbox) is started once, and the rows keep
+# their order (the PostgreSQL row last).
+@pytest.mark.xdist_group("fault_matrix")
 @pytest.mark.parametrize("row", PARAMS)
 def test_fault(rig: Rig, row: Row) -> None:
     """Through the fault: probing goes on, no traceback, no ERROR, each alert delivered exactly once

@@ -74,9 +74,13 @@ def close_mid_headers(conn: socket.socket) -> None:
 
 
 def shut_while_client_sends(conn: socket.socket) -> None:
-    # FIN first, then the client's data is answered with RST while the socket is in CLOSE_WAIT on
-    # the client side: Linux reports that as EPIPE on the next write — a broken pipe, every time.
-    conn.shutdown(socket.SHUT_RDWR)
+    # Once the headers are in, the client is writing the body. FIN first puts the client's socket in
+    # CLOSE_WAIT; the RST that follows (close with SO_LINGER 0) is reported there as EPIPE on the
+    # client's write: a broken pipe, every time. Waiting for the client's data to draw the RST would
+    # not be: with the receive window full, no new data arrives and the client hits its write timeout.
+    _read_request(conn)
+    conn.shutdown(socket.SHUT_WR)
+    _reset(conn)
 
 
 @contextlib.contextmanager
