@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
+from monitor.history.countsql import CountQueries, Part, bounds, counts
 from monitor.history.locations import LocationRun, latest_by_location
 from monitor.history.rows import RUN_COLUMNS, STATUS, RollupAgg, hour_bucket, run_row, stored_result
+from monitor.history.settled import SettledHours
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
@@ -237,60 +239,55 @@ class SqlHistoryStore:
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
     ) -> dict[str, dict[str, UptimeRow]]:
-        """Run counts per probe (no steps) for each window (non-empty label → start) up to ``until``,
-        in one query; by window label, then probe.
+        """Run counts per probe (no steps) for each window (non-empty label → start) up to ``until``;
+        by window label, then probe.
 
-        Whole hours come from the hourly rollups (one index range per probe, whatever the window);
-        the partial hours at both ends from raw runs, so a window is exact while its start is within
-        raw retention. An older start counts its first hour whole (hour-aligned, like :meth:`uptime`).
+        Whole hours come from the hourly rollups, the partial hours at both ends from raw runs, so a
+        window is exact while its start is within raw retention. An older start counts its first
+        hour whole (hour-aligned, like :meth:`uptime`). The settled hours (all but the newest whole
+        one) are read at most once a minute per window (:mod:`monitor.history.settled` says why that
+        is exact but for late writes of past hours); the rest comes fresh in one query.
         """
         if not probes or not windows:
             return {}
         names = list(probes)
         end = to_epoch(until)
         last_whole = hour_bucket(end)
-        # The partial hour before ``until`` is the same for every window: counted once (label "").
-        parts: list[Any] = []
+        newest_whole = last_whole - 3600
+        # The newest whole hour and the partial hour before ``until`` are the same for every window:
+        # counted once (label "").
+        shape: list[Part] = []
+        spans: list[tuple[float, float]] = []
         shared: list[str] = []
+        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
         for label, since in windows.items():
             start = to_epoch(since)
-            raw = select(literal(label), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
-            raw = raw.where(runs.c.probe.in_(names)).group_by(runs.c.probe)
             hours = self._whole_hours(start, end, to_epoch(now))
             if hours is None:  # within one or two partial hours: raw only
-                parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < end))
+                shape.append(("raw", label))
+                spans.append((start, end))
                 continue
             first_whole = hours[0]
-            parts.append(
-                select(
-                    literal(label),
-                    rollups.c.probe,
-                    func.sum(rollups.c.runs),
-                    func.sum(rollups.c.failures),
-                    func.sum(rollups.c.errors),
-                    func.sum(rollups.c.degraded),
-                    func.sum(rollups.c.duration_sum),
-                    func.max(rollups.c.duration_max),
+            if start < first_whole:
+                shape.append(("raw", label))
+                spans.append((start, first_whole))
+            if first_whole < newest_whole:
+                totals[label] = dict(
+                    self._settled.get(
+                        (tuple(names), first_whole, newest_whole),
+                        to_epoch(now),
+                        lambda first=first_whole: self._settled_read(names, first, newest_whole),
+                    )
                 )
-                .where(
-                    rollups.c.probe.in_(names),
-                    rollups.c.step == "",
-                    rollups.c.hour >= first_whole,
-                    rollups.c.hour < last_whole,
-                )
-                .group_by(rollups.c.probe)
-            )
-            parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole))
             shared.append(label)
         if shared:
-            tail = select(literal(""), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
-            tail = tail.where(
-                runs.c.probe.in_(names), runs.c.started_at >= last_whole, runs.c.started_at < end
-            )
-            parts.append(tail.group_by(runs.c.probe))
-        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
-        with self.db.read() as conn:
-            rows = [r for r in conn.execute(union_all(*parts)) if r[2] is not None and int(r[2]) > 0]
+            shape += [("rollup", ""), ("raw", "")]
+            spans += [(newest_whole, last_whole), (last_whole, end)]
+        rows: list[Any] = []
+        if shape:
+            with self.db.read() as conn:
+                found = conn.execute(self._count_queries.statement(shape), bounds(names, spans))
+                rows = [r for r in found if r[2] is not None and int(r[2]) > 0]
         for row in rows:
             label, probe = row[0], row[1]
             part = UptimeRow(probe, None, *self._nums(row[2:]))
@@ -298,6 +295,21 @@ class SqlHistoryStore:
                 seen = totals[name]
                 seen[probe] = _merge(seen[probe], part) if probe in seen else part
         return totals
+
+    @cached_property
+    def _settled(self) -> SettledHours[dict[str, UptimeRow]]:
+        return SettledHours()
+
+    @cached_property
+    def _count_queries(self) -> CountQueries:
+        return CountQueries()
+
+    def _settled_read(self, names: list[str], first: int, last: int) -> dict[str, UptimeRow]:
+        """The rollup counts of hours ``[first, last)`` per probe, for :attr:`_settled`."""
+        stmt = self._count_queries.statement([("rollup", "")])
+        with self.db.read() as conn:
+            rows = conn.execute(stmt, bounds(names, [(first, last)])).all()
+        return {r[1]: UptimeRow(r[1], None, *self._nums(r[2:])) for r in rows if r[2]}
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
         """Counts per probe (``step`` None) and per step between ``since`` and ``until``.
@@ -397,25 +409,14 @@ class SqlHistoryStore:
             first = hour_bucket(start)
         return first, last
 
-    @staticmethod
-    def _counts(status_col: Any, duration_col: Any) -> list[Any]:
-        return [
-            func.count(),
-            func.coalesce(func.sum(case((status_col == Status.FAIL.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((status_col == Status.ERROR.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((status_col == Status.DEGRADED.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(duration_col), 0.0),
-            func.coalesce(func.max(duration_col), 0.0),
-        ]
-
     def _uptime_raw(self, start: float, end: float) -> list[UptimeRow]:
         run_q = (
-            select(runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            select(runs.c.probe, *counts(runs.c.status, runs.c.duration_s))
             .where(runs.c.started_at >= start, runs.c.started_at < end)
             .group_by(runs.c.probe)
         )
         step_q = (
-            select(steps.c.probe, steps.c.name, *self._counts(steps.c.status, steps.c.duration_s))
+            select(steps.c.probe, steps.c.name, *counts(steps.c.status, steps.c.duration_s))
             .where(steps.c.started_at >= start, steps.c.started_at < end)
             .group_by(steps.c.probe, steps.c.name)
         )
