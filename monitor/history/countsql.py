@@ -3,8 +3,9 @@ built once per shape.
 
 A status read runs the same few ``UNION ALL`` shapes with new bounds every time; building the
 SQLAlchemy statement cost more CPU than the database spent on it. So each shape (which parts, raw
-runs or rollups, under which label) is built once with bound parameters (``names`` for the probes,
-``start<i>``/``end<i>`` for part ``i``) and reused; SQLAlchemy's compiled cache does the rest.
+runs or rollups) is built once with bound parameters (``names`` for the probes, ``start<i>`` and
+``end<i>`` for part ``i``) and reused; SQLAlchemy's compiled cache does the rest. Each row starts
+with the index of its part.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from sqlalchemy import bindparam, case, func, literal, select, union_all
 from monitor.store.schema import rollups, runs
 from probes.base import Status
 
-#: One part of a counts query: where it reads (raw runs or hourly rollups) and its label.
-Part = tuple[Literal["raw", "rollup"], str]
+#: Where one part of a counts query reads: raw runs or hourly rollups.
+Part = Literal["raw", "rollup"]
 
 
 def counts(status_col: Any, duration_col: Any) -> list[Any]:
@@ -33,18 +34,19 @@ def counts(status_col: Any, duration_col: Any) -> list[Any]:
     ]
 
 
-def _part(i: int, where: Literal["raw", "rollup"], label: str) -> Any:
-    names = bindparam("names", expanding=True)
-    start, end = bindparam(f"start{i}"), bindparam(f"end{i}")
+def _part(i: int, where: Part) -> Any:
+    names: Any = bindparam("names", expanding=True)
+    start: Any = bindparam(f"start{i}")
+    end: Any = bindparam(f"end{i}")
     if where == "raw":
         return (
-            select(literal(label), runs.c.probe, *counts(runs.c.status, runs.c.duration_s))
+            select(literal(i), runs.c.probe, *counts(runs.c.status, runs.c.duration_s))
             .where(runs.c.probe.in_(names), runs.c.started_at >= start, runs.c.started_at < end)
             .group_by(runs.c.probe)
         )
     return (
         select(
-            literal(label),
+            literal(i),
             rollups.c.probe,
             func.sum(rollups.c.runs),
             func.sum(rollups.c.failures),
@@ -60,7 +62,7 @@ def _part(i: int, where: Literal["raw", "rollup"], label: str) -> Any:
 
 
 class CountQueries:
-    """Counts statements by shape: label, probe and the six :func:`counts` per row."""
+    """Counts statements by shape: part index, probe and the six :func:`counts` per row."""
 
     def __init__(self) -> None:
         self._built: dict[tuple[Part, ...], Any] = {}
@@ -70,7 +72,7 @@ class CountQueries:
         key = tuple(shape)
         stmt = self._built.get(key)
         if stmt is None:
-            parts = [_part(i, where, label) for i, (where, label) in enumerate(key)]
+            parts = [_part(i, where) for i, where in enumerate(key)]
             stmt = self._built[key] = union_all(*parts) if len(parts) > 1 else parts[0]
         return stmt
 

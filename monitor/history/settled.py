@@ -15,7 +15,7 @@ partial hours and the newest whole hour's rollups, small index-range reads done 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import Generic, TypeVar
 
 #: Seconds a settled range is served from memory before it is read again (bounds how late another
@@ -41,12 +41,12 @@ class SettledHours(Generic[V]):
     def _fresh(self, read_at: float, now: float) -> bool:
         return 0.0 <= now - read_at <= self.max_age_s
 
-    def get(self, key: Hashable, now: float, read: Callable[[], V]) -> V:
-        """The value kept for ``key`` if read within ``max_age_s`` of ``now``, else ``read()`` kept."""
+    def get(self, key: Hashable, now: float) -> V | None:
+        """The value kept for ``key`` if it was read within ``max_age_s`` of ``now``, else None."""
         hit = self._entries.get(key)
-        if hit is not None and self._fresh(hit[0], now):
-            return hit[1]
-        value = read()
+        return hit[1] if hit is not None and self._fresh(hit[0], now) else None
+
+    def put(self, key: Hashable, now: float, value: V) -> None:
+        """Keep ``value``, read at ``now``, for ``key``; drop the entries past their age."""
         kept: Mapping[Hashable, tuple[float, V]] = self._entries
         self._entries = {k: e for k, e in kept.items() if self._fresh(e[0], now)} | {key: (now, value)}
-        return value
