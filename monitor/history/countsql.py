@@ -34,6 +34,12 @@ def counts(status_col: Any, duration_col: Any) -> list[Any]:
     ]
 
 
+def rollup_counts() -> list[Any]:
+    """:func:`counts` of the rollup rows grouped (their sums, the longest run)."""
+    sums = ("runs", "failures", "errors", "degraded", "duration_sum")
+    return [*(func.sum(rollups.c[name]) for name in sums), func.max(rollups.c.duration_max)]
+
+
 def _part(i: int, where: Part) -> Any:
     names: Any = bindparam("names", expanding=True)
     start: Any = bindparam(f"start{i}")
@@ -45,16 +51,7 @@ def _part(i: int, where: Part) -> Any:
             .group_by(runs.c.probe)
         )
     return (
-        select(
-            literal(i),
-            rollups.c.probe,
-            func.sum(rollups.c.runs),
-            func.sum(rollups.c.failures),
-            func.sum(rollups.c.errors),
-            func.sum(rollups.c.degraded),
-            func.sum(rollups.c.duration_sum),
-            func.max(rollups.c.duration_max),
-        )
+        select(literal(i), rollups.c.probe, *rollup_counts())
         .where(rollups.c.probe.in_(names), rollups.c.step == "")
         .where(rollups.c.hour >= start, rollups.c.hour < end)
         .group_by(rollups.c.probe)

@@ -30,7 +30,7 @@ class SettledHours(Generic[V]):
 
     Ages are measured on the ``now`` each caller passes (the store's methods take ``now``), so a
     test drives them with a fake clock; a clock that goes back reads again. Entries past their age
-    are dropped on each read, so only the current ranges are held. Safe to share between store
+    are dropped whenever a value is put, so only the current ranges are held. Safe to share between store
     threads: two threads missing together both read, and the last one's value stays.
     """
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
-from monitor.history.countsql import CountQueries, Part, bounds, counts
+from monitor.history.countsql import CountQueries, Part, bounds, counts, rollup_counts
 from monitor.history.locations import LocationRun, latest_by_location
 from monitor.history.rows import RUN_COLUMNS, STATUS, RollupAgg, hour_bucket, run_row, stored_result
 from monitor.history.settled import SettledHours
@@ -443,16 +443,7 @@ class SqlHistoryStore:
 
     def _uptime_rollups(self, start: float, end: float) -> list[UptimeRow]:
         q = (
-            select(
-                rollups.c.probe,
-                rollups.c.step,
-                func.sum(rollups.c.runs),
-                func.sum(rollups.c.failures),
-                func.sum(rollups.c.errors),
-                func.sum(rollups.c.degraded),
-                func.sum(rollups.c.duration_sum),
-                func.max(rollups.c.duration_max),
-            )
+            select(rollups.c.probe, rollups.c.step, *rollup_counts())
             .where(rollups.c.hour >= hour_bucket(start), rollups.c.hour < end)
             .group_by(rollups.c.probe, rollups.c.step)
         )
