@@ -13,17 +13,22 @@ from datetime import datetime
 from functools import cached_property, reduce
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, literal, select, union_all
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
+from monitor.history.countsql import CountQueries, Part, bounds, counts, rollup_counts
 from monitor.history.locations import LocationRun, latest_by_location
 from monitor.history.rows import RUN_COLUMNS, STATUS, RollupAgg, hour_bucket, run_row, stored_result
+from monitor.history.settled import SettledHours
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.latency import BUCKET_COLUMNS
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
+
+#: A settled hour range of some probes: (probes, first hour, end hour).
+Settled = tuple[tuple[str, ...], int, int]
 
 #: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
 PROBES_PER_QUERY = 100
@@ -178,53 +183,64 @@ class SqlHistoryStore:
         The probe names come first (one seek per name); the runs then come in one query (per
         :data:`PROBES_PER_QUERY` probes), a ``UNION ALL`` of one newest-first index range per probe,
         and their steps in one query by run key. Nothing grows with the history kept, and no stored
-        run is decoded.
+        run is decoded. The statements are built once (:meth:`_recent_query`): on every status read,
+        building them cost more CPU than running them.
         """
-        names = self._probe_names()
-        cols = (runs.c.id, runs.c.probe, runs.c.run_id, runs.c.started_at, runs.c.duration_s, runs.c.status)
+        if per_probe <= 0:
+            return {}
         with self.db.read() as conn:
-            probes = list(conn.execute(select(names.c.probe).where(names.c.probe.is_not(None))).scalars())
-            if not probes or per_probe <= 0:
-                return {}
+            probes = list(conn.execute(self._names_query).scalars())
             rows: list[Any] = []
             marks: dict[int, list[StepMark]] = {}
             # One query per PROBES_PER_QUERY probes: SQLite caps a compound SELECT at 500 parts.
             for i in range(0, len(probes), PROBES_PER_QUERY):
-                parts = [
-                    select(*cols, runs.c.failing_step)
-                    .where(runs.c.probe == p)
-                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-                    .limit(per_probe)
-                    .subquery()
-                    .select()
-                    for p in probes[i : i + PROBES_PER_QUERY]
-                ]
-                chunk = conn.execute(union_all(*parts)).all()
-                rows += chunk
-                step_q = (
-                    select(
-                        steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status
-                    )
-                    .where(steps.c.run_pk.in_([row[0] for row in chunk]))
-                    .order_by(steps.c.run_pk, steps.c.seq)
-                )
-                marks.update({row[0]: [] for row in chunk})
-                for pk, name, status, took, code in conn.execute(step_q).all():
+                chunk = probes[i : i + PROBES_PER_QUERY]
+                params = {"per_probe": per_probe, **{f"p{k}": p for k, p in enumerate(chunk)}}
+                found = conn.execute(self._recent_query(len(chunk)), params).all()
+                rows += found
+                marks.update({row[0]: [] for row in found})
+                pks = {"pks": [row[0] for row in found]}
+                for pk, name, status, took, code in conn.execute(self._steps_query, pks).all():
                     marks[pk].append(StepMark(name, STATUS[status], float(took), code))
         out: dict[str, list[RunMark]] = {p: [] for p in probes}
         for pk, probe, run_id, started, took, status, failing in sorted(rows, key=lambda r: (-r[3], -r[0])):
-            out[probe].append(
-                RunMark(
-                    probe,
-                    run_id,
-                    from_epoch(started),
-                    float(took),
-                    STATUS[status],
-                    failing,
-                    tuple(marks[pk]),
+            at, state = from_epoch(started), STATUS[status]
+            out[probe].append(RunMark(probe, run_id, at, float(took), state, failing, tuple(marks[pk])))
+        return out
+
+    @cached_property
+    def _names_query(self) -> Any:
+        names = self._probe_names()
+        return select(names.c.probe).where(names.c.probe.is_not(None))
+
+    @cached_property
+    def _steps_query(self) -> Any:
+        cols = (steps.c.run_pk, steps.c.name, steps.c.status, steps.c.duration_s, steps.c.http_status)
+        pks: Any = bindparam("pks", expanding=True)
+        return select(*cols).where(steps.c.run_pk.in_(pks)).order_by(steps.c.run_pk, steps.c.seq)
+
+    @cached_property
+    def _recent_queries(self) -> dict[int, Any]:
+        return {}
+
+    def _recent_query(self, n: int) -> Any:
+        """The newest ``per_probe`` runs of probes ``p0`` .. ``p<n-1>`` (bound parameters), built once
+        per ``n``."""
+        built = self._recent_queries
+        if n not in built:
+            cols = (runs.c.id, runs.c.probe, runs.c.run_id, runs.c.started_at, runs.c.duration_s)
+            built[n] = union_all(
+                *(
+                    select(*cols, runs.c.status, runs.c.failing_step)
+                    .where(runs.c.probe == bindparam(f"p{k}"))
+                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                    .limit(bindparam("per_probe"))
+                    .subquery()
+                    .select()
+                    for k in range(n)
                 )
             )
-        return out
+        return built[n]
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, ProbeResult]:
         """The stored runs with these ids (unknown ids are left out)."""
@@ -240,64 +256,76 @@ class SqlHistoryStore:
         """Run counts per probe (no steps) for each window (non-empty label → start) up to ``until``,
         in one query; by window label, then probe.
 
-        Whole hours come from the hourly rollups (one index range per probe, whatever the window);
-        the partial hours at both ends from raw runs, so a window is exact while its start is within
-        raw retention. An older start counts its first hour whole (hour-aligned, like :meth:`uptime`).
+        Whole hours come from the hourly rollups, the partial hours at both ends from raw runs, so a
+        window is exact while its start is within raw retention. An older start counts its first
+        hour whole (hour-aligned, like :meth:`uptime`). The settled hours (all but the newest whole
+        one) are read at most once a minute per window (:mod:`monitor.history.settled` says why that
+        is exact but for late writes of past hours); the rest is read every time.
         """
         if not probes or not windows:
             return {}
-        names = list(probes)
+        names, t_now = list(probes), to_epoch(now)
         end = to_epoch(until)
         last_whole = hour_bucket(end)
-        # The partial hour before ``until`` is the same for every window: counted once (label "").
-        parts: list[Any] = []
+        newest_whole = last_whole - 3600
+        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
+        shape: list[Part] = []
+        spans: list[tuple[float, float]] = []
+        # Per part: the window it counts for ("": every window with whole hours, as the newest whole
+        # hour and the partial hour before ``until`` are the same for all) and the settled key to keep.
+        targets: list[tuple[str, Settled | None]] = []
+        read: dict[Settled, dict[str, UptimeRow]] = {}
+
+        def add(where: Part, start: float, stop: float, label: str, keep: Settled | None = None) -> None:
+            shape.append(where)
+            spans.append((start, stop))
+            targets.append((label, keep))
+
         shared: list[str] = []
         for label, since in windows.items():
             start = to_epoch(since)
-            raw = select(literal(label), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
-            raw = raw.where(runs.c.probe.in_(names)).group_by(runs.c.probe)
-            hours = self._whole_hours(start, end, to_epoch(now))
+            hours = self._whole_hours(start, end, t_now)
             if hours is None:  # within one or two partial hours: raw only
-                parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < end))
+                add("raw", start, end, label)
                 continue
             first_whole = hours[0]
-            parts.append(
-                select(
-                    literal(label),
-                    rollups.c.probe,
-                    func.sum(rollups.c.runs),
-                    func.sum(rollups.c.failures),
-                    func.sum(rollups.c.errors),
-                    func.sum(rollups.c.degraded),
-                    func.sum(rollups.c.duration_sum),
-                    func.max(rollups.c.duration_max),
-                )
-                .where(
-                    rollups.c.probe.in_(names),
-                    rollups.c.step == "",
-                    rollups.c.hour >= first_whole,
-                    rollups.c.hour < last_whole,
-                )
-                .group_by(rollups.c.probe)
-            )
-            parts.append(raw.where(runs.c.started_at >= start, runs.c.started_at < first_whole))
+            if start < first_whole:
+                add("raw", start, first_whole, label)
+            if first_whole < newest_whole:
+                key = (tuple(names), first_whole, newest_whole)
+                kept = self._settled.get(key, t_now)
+                if kept is None:
+                    read[key] = {}
+                    add("rollup", first_whole, newest_whole, label, key)
+                else:
+                    totals[label] = dict(kept)
             shared.append(label)
         if shared:
-            tail = select(literal(""), runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
-            tail = tail.where(
-                runs.c.probe.in_(names), runs.c.started_at >= last_whole, runs.c.started_at < end
-            )
-            parts.append(tail.group_by(runs.c.probe))
-        totals: dict[str, dict[str, UptimeRow]] = {label: {} for label in windows}
+            add("rollup", newest_whole, last_whole, "")
+            add("raw", last_whole, end, "")
         with self.db.read() as conn:
-            rows = [r for r in conn.execute(union_all(*parts)) if r[2] is not None and int(r[2]) > 0]
-        for row in rows:
-            label, probe = row[0], row[1]
-            part = UptimeRow(probe, None, *self._nums(row[2:]))
+            found = conn.execute(self._count_queries.statement(shape), bounds(names, spans)).all()
+        for row in found:
+            if row[2] is None or int(row[2]) <= 0:
+                continue
+            label, keep = targets[int(row[0])]
+            part = UptimeRow(row[1], None, *self._nums(row[2:]))
+            if keep is not None:
+                read[keep][part.probe] = part
             for name in [label] if label else shared:
                 seen = totals[name]
-                seen[probe] = _merge(seen[probe], part) if probe in seen else part
+                seen[part.probe] = _merge(seen[part.probe], part) if part.probe in seen else part
+        for key, value in read.items():
+            self._settled.put(key, t_now, value)
         return totals
+
+    @cached_property
+    def _settled(self) -> SettledHours[dict[str, UptimeRow]]:
+        return SettledHours()
+
+    @cached_property
+    def _count_queries(self) -> CountQueries:
+        return CountQueries()
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
         """Counts per probe (``step`` None) and per step between ``since`` and ``until``.
@@ -397,25 +425,14 @@ class SqlHistoryStore:
             first = hour_bucket(start)
         return first, last
 
-    @staticmethod
-    def _counts(status_col: Any, duration_col: Any) -> list[Any]:
-        return [
-            func.count(),
-            func.coalesce(func.sum(case((status_col == Status.FAIL.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((status_col == Status.ERROR.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((status_col == Status.DEGRADED.value, 1), else_=0)), 0),
-            func.coalesce(func.sum(duration_col), 0.0),
-            func.coalesce(func.max(duration_col), 0.0),
-        ]
-
     def _uptime_raw(self, start: float, end: float) -> list[UptimeRow]:
         run_q = (
-            select(runs.c.probe, *self._counts(runs.c.status, runs.c.duration_s))
+            select(runs.c.probe, *counts(runs.c.status, runs.c.duration_s))
             .where(runs.c.started_at >= start, runs.c.started_at < end)
             .group_by(runs.c.probe)
         )
         step_q = (
-            select(steps.c.probe, steps.c.name, *self._counts(steps.c.status, steps.c.duration_s))
+            select(steps.c.probe, steps.c.name, *counts(steps.c.status, steps.c.duration_s))
             .where(steps.c.started_at >= start, steps.c.started_at < end)
             .group_by(steps.c.probe, steps.c.name)
         )
@@ -426,16 +443,7 @@ class SqlHistoryStore:
 
     def _uptime_rollups(self, start: float, end: float) -> list[UptimeRow]:
         q = (
-            select(
-                rollups.c.probe,
-                rollups.c.step,
-                func.sum(rollups.c.runs),
-                func.sum(rollups.c.failures),
-                func.sum(rollups.c.errors),
-                func.sum(rollups.c.degraded),
-                func.sum(rollups.c.duration_sum),
-                func.max(rollups.c.duration_max),
-            )
+            select(rollups.c.probe, rollups.c.step, *rollup_counts())
             .where(rollups.c.hour >= hour_bucket(start), rollups.c.hour < end)
             .group_by(rollups.c.probe, rollups.c.step)
         )

@@ -4,7 +4,7 @@ retention, incident transitions with the outbox, outbox claiming, silences)."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from monitor.alerting.base import Event, EventKind
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentView
-from monitor.history import sqlstore
+from monitor.history import settled, sqlstore
 from monitor.store import migrate
 from monitor.store.engine import create_store_engine
 from probes.base import Status
@@ -359,3 +359,25 @@ def test_uptime_from_rollups_and_edges_equals_raw_counts(
         ), key
         assert mixed.duration_sum == pytest.approx(row.duration_sum)
         assert mixed.duration_max == pytest.approx(row.duration_max)
+
+
+def test_probe_uptime_reads_settled_hours_again_after_their_max_age(store: FullStore) -> None:
+    """A late run of a settled hour (another replica's) counts once the kept sums are older than
+    their max age; runs of the newest whole hour and of the current partial hour count at once."""
+    store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(0, 300, 10)])
+    now = T0 + timedelta(hours=5, minutes=20)
+
+    def counts(at: datetime) -> tuple[int, int]:
+        row = store.probe_uptime(probes=["auth"], windows={"24h": at - timedelta(hours=24)}, until=at, now=at)
+        return row["24h"]["auth"].runs, row["24h"]["auth"].failures
+
+    assert counts(now) == (30, 0)
+    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])  # a settled hour
+    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(hours=4, minutes=1))])  # newest whole hour
+    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(hours=5, minutes=1))])  # partial hour
+    assert counts(now) == (32, 2)
+    assert counts(now + timedelta(seconds=settled.MAX_AGE_S)) == (32, 2)
+    assert counts(now + timedelta(seconds=settled.MAX_AGE_S + 1)) == (33, 3)
+    # The hour boundary moves: a new range, read at once.
+    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=66))])
+    assert counts(T0 + timedelta(hours=6, minutes=1)) == (34, 4)
