@@ -116,8 +116,13 @@ class MlflowApiProbe:
             check=check if shape is not None else None,
         )
 
-    async def _experiment(self, ctx: ProbeContext, key: str) -> StepResult:
-        """Get the synthetic experiment by name, restoring or creating it when needed."""
+    async def _experiment(self, ctx: ProbeContext, key: str, *, may_race: bool = True) -> StepResult:
+        """Get the synthetic experiment by name, restoring or creating it when needed.
+
+        Another writer (the registration probe sets the same experiment, another replica runs this
+        probe) may create it between the lookup and the create: MLflow then answers 400
+        ``RESOURCE_ALREADY_EXISTS``, and the experiment is looked up once more instead of failing.
+        """
         o = self.options
         got = await self._call(
             ctx,
@@ -157,6 +162,9 @@ class MlflowApiProbe:
                 )
             if created.step.status.ok:
                 return created.step.with_(message=f"created experiment {o.experiment_name!r}")
+            raced = isinstance(body, dict) and body.get("error_code") == "RESOURCE_ALREADY_EXISTS"
+            if may_race and created.step.http_status == 400 and raced:
+                return await self._experiment(ctx, key, may_race=False)
             return created.step
         experiment = doc.get("experiment") if isinstance(doc, dict) else None
         if not isinstance(experiment, dict) or "experiment_id" not in experiment:

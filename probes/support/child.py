@@ -40,7 +40,9 @@ async def run_probe(payload: dict[str, Any]) -> list[dict[str, Any]]:
     name = str(payload["name"])
     options = kind.Options.model_validate(payload.get("options") or {})
     probe = kind(name, options)
-    timeout = float(payload["timeout"])
+    # The payload's timeout counts from the parent's start; getting this child may have used some
+    # of it (probes.support.isolation adds "isolation_spent_s").
+    timeout = max(0.5, float(payload["timeout"]) - float(payload.get("isolation_spent_s") or 0.0))
     clock = SystemClock()
     logger = structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),

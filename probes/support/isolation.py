@@ -42,6 +42,9 @@ _MARKER = "@@synthmon-result@@ "
 #: How long a killed child's pipes are drained before giving up on them (a helper that left its
 #: process group may still hold them).
 _DRAIN_S = 5.0
+#: Key added to a dict payload: seconds of ``timeout_s`` already gone when the child got its request
+#: (waiting for a zygote to start, spawning an interpreter).
+SPENT_KEY = "isolation_spent_s"
 #: stderr kept for the caller (the tail, where tracebacks are).
 STDERR_TAIL = 8000
 
@@ -139,11 +142,11 @@ async def run_isolated(
     answer. Cancelling the awaiting task also kills the child.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    started = loop.time()
+    deadline = started + timeout_s
     child_env = child_environment(extra=env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     nonce = secrets.token_hex(16)
-    request = json.dumps({"target": target, "payload": payload, "nonce": nonce}).encode()
     proc: Any = await zygote.spawn(child_env, timeout_s / 2) if zygote is not None else None
     if proc is None:
         proc = await asyncio.create_subprocess_exec(
@@ -156,6 +159,12 @@ async def run_isolated(
             env=child_env,
             start_new_session=True,  # its own process group: killpg reaches grandchildren too
         )
+    # The time spent getting a child (a zygote starting under load can take seconds) is gone from
+    # the deadline: a dict payload carries it as SPENT_KEY, so a child with its own budget can end
+    # it before the kill.
+    if isinstance(payload, dict):
+        payload = {**payload, SPENT_KEY: loop.time() - started}
+    request = json.dumps({"target": target, "payload": payload, "nonce": nonce}).encode()
     try:
         out, err = await asyncio.wait_for(proc.communicate(request), timeout=max(0.0, deadline - loop.time()))
     except TimeoutError:

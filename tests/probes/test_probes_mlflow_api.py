@@ -67,6 +67,42 @@ async def test_mlflow_api_creates_synthetic_experiment_with_tag_and_sends_max_re
     assert all(r.headers["authorization"].startswith("Bearer hk_test_") for r in calls)
 
 
+@pytest.mark.parametrize("exists_after_race", [True, False], ids=["created_by_another", "broken_platform"])
+async def test_an_experiment_created_by_another_writer_meanwhile_is_looked_up_again(
+    exists_after_race: bool,
+) -> None:
+    """Lookup 404, then create 400 RESOURCE_ALREADY_EXISTS: another writer (the registration probe,
+    another replica) created it in between, so it is looked up once more and found (PASS). A
+    platform that keeps saying "does not exist" and "already exists" fails at the create."""
+    lookups: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/get-by-name"):
+            lookups.append(1)
+            if len(lookups) > 1 and exists_after_race:
+                return httpx.Response(
+                    200, json={"experiment": {"experiment_id": "9", "lifecycle_stage": "active"}}
+                )
+            return httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST"})
+        if path.endswith("/experiments/create"):
+            return httpx.Response(400, json={"error_code": "RESOURCE_ALREADY_EXISTS"})
+        return httpx.Response(200, json={})
+
+    ctx = make_ctx(mock(handler))
+    async with ctx.http:
+        steps = await MlflowApiProbe("m", MlflowApiOptions(client_search=False)).run(ctx)
+    experiment = steps[2]
+    assert len(lookups) == 2  # one more lookup, never a loop
+    if exists_after_race:
+        assert (experiment.status, experiment.message) == (
+            Status.PASS,
+            "experiment 'synthmon-synthetic' is 9",
+        )
+    else:
+        assert (experiment.status, experiment.http_status) == (Status.FAIL, 400)
+
+
 async def test_mlflow_api_skips_after_first_failure() -> None:
     """After experiments_search fails, the later steps are SKIPPED rather than failed again."""
     ctx = make_ctx(mock(lambda r: httpx.Response(403, json={"error": "REGISTRY_ADMIN_REQUIRED"})))

@@ -299,3 +299,17 @@ def test_daemon_forks_the_mlflow_client_check_and_stops_its_zygote(tmp_path: Pat
     finished = [e for e in events if e["event"] == "probe.finished"]
     # The client ran in the child and failed on the closed port: a FAIL, not a lost run.
     assert (finished[0]["failing_step"], finished[0]["status"]) == ("mlflow_client", "FAIL")
+
+
+async def test_a_child_learns_the_time_its_zygote_took_to_start(on_path: None, captured: Captured) -> None:
+    """Waiting for a slow zygote uses the run's deadline: the child's payload says how much, so a
+    child with its own budget (probes.support.child) ends it before the parent's kill."""
+    zygote = Zygote(logger=captured.logger, preload=(TARGETS, "probes_slow_import"))
+    try:
+        answer = await run_isolated(f"{TARGETS}:echo", {"timeout": 20.0}, 30, zygote=zygote)
+        assert answer.value["timeout"] == 20.0
+        assert 1.5 <= answer.value["isolation_spent_s"] < 15.0  # the import's sleep, at most half the budget
+        again = await run_isolated(f"{TARGETS}:echo", {"timeout": 20.0}, 30, zygote=zygote)
+        assert again.value["isolation_spent_s"] < answer.value["isolation_spent_s"]  # the zygote is up now
+    finally:
+        await zygote.close()
