@@ -20,6 +20,7 @@ import structlog
 
 from probes.base import ProbeContext, ProbeKind, Secrets, SystemClock
 from probes.registry import PROBE_KINDS
+from probes.support.budget import budget_left
 
 
 def _resolve_kind(payload: dict[str, Any]) -> ProbeKind:
@@ -40,9 +41,8 @@ async def run_probe(payload: dict[str, Any]) -> list[dict[str, Any]]:
     name = str(payload["name"])
     options = kind.Options.model_validate(payload.get("options") or {})
     probe = kind(name, options)
-    # The payload's timeout counts from the parent's start; getting this child may have used some
-    # of it (probes.support.isolation adds "isolation_spent_s").
-    timeout = max(0.5, float(payload["timeout"]) - float(payload.get("isolation_spent_s") or 0.0))
+    # The payload's timeout counts from the parent's start; getting this child may have used some.
+    timeout = budget_left(payload, float(payload["timeout"]))
     clock = SystemClock()
     logger = structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),

@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from probes.support.budget import SPENT_KEY
+
 if TYPE_CHECKING:
     from probes.support.zygote import Zygote
 
@@ -42,9 +44,6 @@ _MARKER = "@@synthmon-result@@ "
 #: How long a killed child's pipes are drained before giving up on them (a helper that left its
 #: process group may still hold them).
 _DRAIN_S = 5.0
-#: Key added to a dict payload: seconds of ``timeout_s`` already gone when the child got its request
-#: (waiting for a zygote to start, spawning an interpreter).
-SPENT_KEY = "isolation_spent_s"
 #: stderr kept for the caller (the tail, where tracebacks are).
 STDERR_TAIL = 8000
 

@@ -30,10 +30,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from probes.support.budget import budget_left
 from probes.support.masking import MaskingStream, SecretMasker
 
 #: How much of an error body or exception text is returned (diagnosis matches on it).
 EXCERPT_CHARS = 300
+#: A child's own timeout ends this long before the parent's kill, to leave time for its answer.
+_ANSWER_MARGIN_S = 0.5
 
 
 def configure_client_env(payload: dict[str, Any]) -> None:
@@ -306,10 +309,17 @@ def search_experiments(payload: dict[str, Any]) -> dict[str, Any]:
     """The seed's check #10: the MLflow client's own ``search_experiments(max_results=1)``.
 
     Payload: ``tracking_uri``, ``api_key``, ``step`` (the step name), optional ``max_retries``,
-    ``request_timeout_s``. Returns one StepResult-shaped dict.
+    ``request_timeout_s``, ``budget_s`` (the parent's deadline for this child). Returns one
+    StepResult-shaped dict.
     """
     secrets = prepare_environment(payload)
     name = str(payload.get("step") or "client_search")
+    timeout_s: float | None = None
+    if payload.get("budget_s"):
+        # What the parent's kill leaves once getting this child is paid, less a moment to answer:
+        # a hung server then reads "client_search still running after N s" from the child itself.
+        timeout_s = budget_left(payload, float(payload["budget_s"]) - _ANSWER_MARGIN_S)
+        set_request_timeout(min(float(payload.get("request_timeout_s", 30)), timeout_s))
 
     def call() -> int:
         import mlflow
@@ -318,7 +328,7 @@ def search_experiments(payload: dict[str, Any]) -> dict[str, Any]:
         mlflow.set_tracking_uri(str(payload["tracking_uri"]))
         return len(MlflowClient().search_experiments(max_results=1))
 
-    step, count = timed_step(name, call, secrets)
+    step, count = timed_step(name, call, secrets, timeout_s=timeout_s)
     if step["status"] == "PASS":
         step["message"] = f"MLflow client search_experiments(max_results=1) returned {count} experiment(s)"
         step["measurements"] = {"experiments_returned": float(count)}

@@ -48,6 +48,7 @@ async def client_search_step(
         "api_key": api_key,
         "step": name,
         "request_timeout_s": max(1, int(min(request_timeout_s, budget))),
+        "budget_s": budget,
     }
     # Imported here, not at module level: ``python -m probes.support.isolation`` imports the ``probes``
     # package first, and a module-level import would load probes.support.isolation twice in the child.

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from probes_helpers import generated_key, make_ctx
 
 from probes.base import Status
+from probes.support.budget import SPENT_KEY
 from probes.support.isolation import child_environment, run_isolated
 from probes.support.mlflow_client import client_search_step
 
@@ -109,3 +113,47 @@ async def test_child_that_answered_exits_despite_a_lingering_worker() -> None:
     )
     assert answer.value == "answered"
     assert loop.time() - start < 20  # the worker would hold interpreter shutdown for 120 s
+
+
+def test_client_search_child_ends_within_what_getting_it_left(tmp_path: Path) -> None:
+    """The MLflow-client child subtracts the time its parent spent getting it (a zygote starting
+    under load) from its budget: a hung server reads as the child's own FAIL timeout, not a kill."""
+    # A stand-in mlflow whose client never answers.
+    (tmp_path / "mlflow" / "tracking").mkdir(parents=True)
+    (tmp_path / "mlflow" / "__init__.py").write_text("def set_tracking_uri(uri):\n    pass\n")
+    (tmp_path / "mlflow" / "tracking" / "__init__.py").write_text(
+        "import time\n\n"
+        "class MlflowClient:\n"
+        "    def search_experiments(self, max_results):\n"
+        "        time.sleep(120)\n"
+    )
+    payload = {
+        "tracking_uri": "http://127.0.0.1:9/api/mlflow",
+        "api_key": generated_key(),
+        "step": "client_search",
+        "request_timeout_s": 30,
+        "budget_s": 10.0,
+        SPENT_KEY: 7.0,
+    }
+    request = json.dumps(
+        {"target": "probes.support.mlflow_child:search_experiments", "payload": payload, "nonce": "n"}
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.support.isolation"],
+        input=request,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    answers = [
+        line.split(" ", 2)[2]
+        for line in done.stdout.splitlines()
+        if line.startswith("@@synthmon-result@@ n ")
+    ]
+    step = json.loads(answers[-1])
+    assert (step["status"], step["error_class"]) == ("FAIL", "timeout")
+    # 10 s budget, 7 s gone, half a second kept for the answer.
+    assert "client_search still running after 2.5s" in step["message"]
