@@ -60,6 +60,7 @@ COMMAND_MODULES: list[str] = [
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import gc
     import logging
 
     from prometheus_client import CollectorRegistry
@@ -100,6 +101,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # An unparseable store URL is a config error. The message may hold the URL (password).
             print("synthmon: invalid config: store.url: not a valid database URL", file=sys.stderr)
             return EXIT_CONFIG
+        # What is built by now lives as long as the process. Out of the collector's sight, a full
+        # collection scans what runs allocate instead of ~80k start-up objects as well: a 40 ms
+        # stop of the event loop that made runs start late and billed its time to the platform.
+        gc.collect()
+        gc.freeze()
         return asyncio.run(daemon.serve())
     except ListenError as exc:
         # The one start-up failure that comes from the host, not the config: exit 1, not 2.
