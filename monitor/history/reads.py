@@ -4,7 +4,8 @@ up, apart from how the statements are run.
 The same reads serve the daemon (through SQLAlchemy, :class:`monitor.history.sqlstore.SqlHistoryStore`)
 and the read commands on SQLite (through the sqlite3 module, :mod:`monitor.history.sqlitereads`), so
 this module imports neither: it names the statements of :data:`monitor.history.readsql.READS` and
-hands them with their parameters to a :data:`Fetch`.
+hands them with their parameters to a :data:`Fetch`. Errors are the fetcher's: SQLAlchemy's through
+the daemon's store, ``sqlite3.Error`` on the commands' path (neither is caught here).
 """
 
 from __future__ import annotations
