@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # loadgroup keeps a module marked xdist_group on one worker (its expensive module fixture starts once).
 TEST_WORKERS ?= 2
 
-.PHONY: help venv demo test lint fmt unit clean
+.PHONY: help venv demo test lint fmt unit clean sqltext
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -32,6 +32,10 @@ lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+sqltext: $(STAMP)  ## regenerate monitor/history/sqltext.py (the history reads' SQLite text) after changing their statements
+	$(BIN)/python -m monitor.history.readsql
+	$(BIN)/ruff format monitor/history/sqltext.py
 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format .

@@ -21,15 +21,18 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO, TypeVar
 
 if TYPE_CHECKING:  # only for annotations: importing them costs what ``synthmon --help`` must not
+    from pathlib import Path
+
     from monitor.config import Config, ProbeConfig
     from monitor.results import ProbeResult
     from monitor.store.config import StoreConfig
     from monitor.store.database import Database
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+T = TypeVar("T")
 DEFAULT_CONFIG = "./config.yaml"
 
 
@@ -71,11 +74,15 @@ class StoreSection(NamedTuple):
     store: StoreConfig
     probes: tuple[str, ...]
 
+    def sqlite_file(self) -> Path | None:
+        """The absolute store file of a SQLite store, else None."""
+        from monitor.store.url import parse_store_url
+
+        return parse_store_url(self.store.url).sqlite_file()
+
     def label(self) -> str:
         """Which store this is, safe to print: the absolute file for SQLite, else the masked URL."""
-        from monitor.store.engine import sqlite_path
-
-        path = sqlite_path(self.store.url)
+        path = self.sqlite_file()
         return f"sqlite:///{path}" if path is not None else self.store.safe_url()
 
 
@@ -122,21 +129,28 @@ def store_section(args: argparse.Namespace, err: TextIO) -> StoreSection | None:
 
 def open_database(section: StoreSection, err: TextIO, *, migrate: bool = False) -> Database | None:
     """The store's database (migrated first when ``migrate``), or None after one line on ``err``."""
-    from sqlalchemy.exc import ArgumentError
-
     from monitor.store.database import Database
+
+    return open_or_report(section, err, Database.open if migrate else Database.open_existing)
+
+
+def open_or_report(section: StoreSection, err: TextIO, opener: Callable[[str], T]) -> T | None:
+    """``opener(url)`` of the store's URL, or None after one line on ``err`` naming the store (the
+    caller exits 2): every store command reports a store it cannot use the same way."""
     from monitor.store.migrate import SchemaError
 
-    opener = Database.open if migrate else Database.open_existing
     try:
         return opener(section.store.url)
     except SchemaError as exc:
         print(f"synthmon: store {section.label()}: {exc}", file=err)
-    except ArgumentError:
-        # The parser's message may quote the URL, password and all.
-        print("synthmon: invalid config: store.url: not a valid database URL", file=err)
     except Exception as exc:  # unreachable database: one line naming the (masked) store, not a traceback
-        print(f"synthmon: cannot open store {section.label()}: {type(exc).__name__}", file=err)
+        # SQLAlchemy is loaded only if it parsed the URL; its parser's message may quote the URL,
+        # password and all.
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is not None and isinstance(exc, sa_exc.ArgumentError):
+            print("synthmon: invalid config: store.url: not a valid database URL", file=err)
+        else:
+            print(f"synthmon: cannot open store {section.label()}: {type(exc).__name__}", file=err)
     return None
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from monitor.history.locations import LocationRun
 from monitor.results import ProbeResult
 from probes.base import Status
+
+if TYPE_CHECKING:  # annotations only: the module imports SQLAlchemy, which the read commands skip
+    from monitor.history.locations import LocationRun
 
 
 @dataclass(frozen=True, slots=True)

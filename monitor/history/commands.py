@@ -6,6 +6,10 @@ they read (the absolute file for SQLite) in a ``store:`` line: the first output 
 stderr for JSON and CSV (so pipelines get clean data). ``synthmon migrate`` (or the daemon, at
 start-up) creates and upgrades the store.
 
+history and uptime run :class:`monitor.history.reads.HistoryReads`: on SQLite through the sqlite3
+module (:mod:`monitor.history.sqlitereads`; SQLAlchemy's import alone would be most of their time),
+on PostgreSQL through the daemon's SQLAlchemy store (the network round trips dominate there).
+
 Exit codes: 0 done, 2 bad config or unusable store.
 """
 
@@ -14,12 +18,24 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from monitor.cliutil import EXIT_CONFIG, EXIT_OK, StoreSection, add_config_option, print_table, with_store
+from monitor.cliutil import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    StoreSection,
+    add_config_option,
+    open_or_report,
+    print_table,
+    store_section,
+    with_store,
+)
 
 if TYPE_CHECKING:  # annotations only: the handlers import what they run (fast --help)
+    from monitor.history.reads import HistoryReads
     from monitor.store.database import Database
 
 UPTIME_WINDOWS = ("1h", "24h", "7d", "30d")
@@ -54,9 +70,57 @@ def _header(args: argparse.Namespace, section: StoreSection, out: TextIO, err: T
     print(f"store: {section.label()}", file=out if args.format == "table" else err)
 
 
-def _history(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
-    """``synthmon history``: runs newest first, as a table, JSON lines or CSV."""
+def open_reads(section: StoreSection, err: TextIO) -> tuple[HistoryReads, Callable[[], None]] | None:
+    """The history reads of the store and how to close it, or None after one line on ``err``."""
+    path = section.sqlite_file()
+    if path is not None:
+        from monitor.history.sqlitereads import SqliteReads
+
+        lite = open_or_report(section, err, lambda _url: SqliteReads.open(path))
+        if lite is None:
+            return None
+        return lite.history(retention_days=section.store.retention_days), lite.close
     from monitor.history.sqlstore import SqlHistoryStore
+    from monitor.store.database import Database
+
+    db = open_or_report(section, err, Database.open_existing)
+    if db is None:
+        return None
+    return SqlHistoryStore(db, retention_days=section.store.retention_days).reads, db.close
+
+
+#: ``fn(args, reads, section, out, err) -> exit code``: a read command run on an open store.
+ReadCommand = Callable[[argparse.Namespace, "HistoryReads", StoreSection, TextIO, TextIO], int]
+
+
+def with_reads(fn: ReadCommand) -> Callable[..., int]:
+    """A command handler that loads the store section, opens the store's history reads (without
+    SQLAlchemy on SQLite), runs ``fn`` and closes the store."""
+
+    def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+        # Resolved per call, not at import: tests and wrappers may swap sys.stdout.
+        out = out or sys.stdout
+        err = err or sys.stderr
+        section = store_section(args, err)
+        if section is None:
+            return EXIT_CONFIG
+        opened = open_reads(section, err)
+        if opened is None:
+            return EXIT_CONFIG
+        reads, close = opened
+        try:
+            return fn(args, reads, section, out, err)
+        finally:
+            close()
+
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def _history(
+    args: argparse.Namespace, reads: HistoryReads, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
+    """``synthmon history``: runs newest first, as a table, JSON lines or CSV."""
     from probes.base import DurationError, SystemClock, parse_duration
 
     try:
@@ -65,7 +129,7 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
         print(f"synthmon: --since: {exc}", file=err)
         return EXIT_CONFIG
     _header(args, section, out, err)
-    runs = SqlHistoryStore(db).runs(probe=args.probe, since=since, limit=args.limit)
+    runs = reads.runs(probe=args.probe, since=since, limit=args.limit)
     if args.format == "json":
         for r in runs:
             out.write(json.dumps(r.to_dict()) + "\n")
@@ -105,19 +169,19 @@ def _history(args: argparse.Namespace, db: Database, section: StoreSection, out:
     return EXIT_OK
 
 
-def _uptime(args: argparse.Namespace, db: Database, section: StoreSection, out: TextIO, err: TextIO) -> int:
+def _uptime(
+    args: argparse.Namespace, reads: HistoryReads, section: StoreSection, out: TextIO, err: TextIO
+) -> int:
     """``synthmon uptime``: share of non-failing checked runs per probe and step, per window."""
-    from monitor.history.sqlstore import SqlHistoryStore
     from probes.base import SystemClock, parse_duration
 
     _header(args, section, out, err)
     now = SystemClock().now()
     table: dict[tuple[str, str], dict[str, str]] = {}
     data: dict[str, Any] = {}
-    store = SqlHistoryStore(db, retention_days=section.store.retention_days)
     for window in UPTIME_WINDOWS:
         since = now - timedelta(seconds=parse_duration(window))
-        for row in store.uptime(since=since, until=now, now=now):
+        for row in reads.uptime(since=since, until=now, now=now):
             if args.probe and row.probe != args.probe:
                 continue
             key = (row.probe, row.step or "(run)")
@@ -150,6 +214,6 @@ def _migrate(args: argparse.Namespace, db: Database, section: StoreSection, out:
     return EXIT_OK
 
 
-cmd_history = with_store(_history)
-cmd_uptime = with_store(_uptime)
+cmd_history = with_reads(_history)
+cmd_uptime = with_reads(_uptime)
 cmd_migrate = with_store(_migrate, migrate=True)

@@ -11,7 +11,6 @@ from monitor.results import ProbeResult
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.latency import BUCKET_COLUMNS, LATENCY_BUCKETS, bucket_index
 from monitor.store.runcodec import pack_steps, unpack_steps
-from monitor.store.schema import runs
 from probes.base import Status, StepResult
 
 #: Stored status text → Status (a dict lookup: the status page reads about a thousand step rows).
@@ -64,20 +63,6 @@ class RollupAgg:
         return row
 
 
-#: What a stored run is rebuilt from: its row's columns and its packed steps.
-RUN_COLUMNS = (
-    runs.c.probe,
-    runs.c.kind,
-    runs.c.run_id,
-    runs.c.environment,
-    runs.c.location,
-    runs.c.started_at,
-    runs.c.duration_s,
-    runs.c.status,
-    runs.c.detail,
-)
-
-
 def run_row(result: ProbeResult) -> dict[str, Any]:
     """The ``runs`` row of ``result``: its columns and its packed steps."""
     failing = result.failing_step
@@ -96,15 +81,17 @@ def run_row(result: ProbeResult) -> dict[str, Any]:
 
 
 def stored_result(row: Any) -> ProbeResult:
-    """The run stored in ``row`` (selected as :data:`RUN_COLUMNS`)."""
+    """The run stored in ``row``, selected as :data:`monitor.history.readsql.RUN_COLUMNS` (read by
+    position: a SQLAlchemy row and a DB-API tuple alike)."""
+    probe, kind, run_id, environment, location, started_at, duration_s, status, detail = row
     return ProbeResult(
-        probe=row.probe,
-        kind=row.kind,
-        run_id=row.run_id,
-        started_at=from_epoch(row.started_at),
-        duration_s=float(row.duration_s),
-        status=STATUS[row.status],
-        steps=tuple(StepResult.from_dict(s) for s in unpack_steps(row.detail)),
-        environment=row.environment,
-        location=row.location,
+        probe=probe,
+        kind=kind,
+        run_id=run_id,
+        started_at=from_epoch(started_at),
+        duration_s=float(duration_s),
+        status=STATUS[status],
+        steps=tuple(StepResult.from_dict(s) for s in unpack_steps(detail)),
+        environment=environment,
+        location=location,
     )

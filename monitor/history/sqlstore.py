@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, literal, select, union_all
 
 from monitor.history.base import LatencyHistogram, RunMark, StepMark, UptimeRow
-from monitor.history.countsql import CountQueries, Part, bounds, counts, rollup_counts
+from monitor.history.countsql import CountQueries, Part, bounds
 from monitor.history.locations import LocationRun, latest_by_location
-from monitor.history.rows import RUN_COLUMNS, STATUS, RollupAgg, hour_bucket, run_row, stored_result
+from monitor.history.reads import HistoryReads, Read, merge, nums
+from monitor.history.readsql import READS, RUN_COLUMNS
+from monitor.history.rows import STATUS, RollupAgg, hour_bucket, run_row, stored_result
 from monitor.history.settled import SettledHours
 from monitor.results import ProbeResult
 from monitor.store.database import Database
@@ -34,29 +36,6 @@ Settled = tuple[tuple[str, ...], int, int]
 PROBES_PER_QUERY = 100
 
 
-def _merge(a: UptimeRow, b: UptimeRow) -> UptimeRow:
-    """Counts of two disjoint parts of one window."""
-    return UptimeRow(
-        a.probe,
-        a.step,
-        a.runs + b.runs,
-        a.failures + b.failures,
-        a.errors + b.errors,
-        a.degraded + b.degraded,
-        a.duration_sum + b.duration_sum,
-        max(a.duration_max, b.duration_max),
-    )
-
-
-def _merge_uptime(rows: Sequence[UptimeRow]) -> list[UptimeRow]:
-    """Rows of adjacent time ranges added up per probe and step."""
-    merged: dict[tuple[str, str | None], UptimeRow] = {}
-    for row in rows:
-        key = (row.probe, row.step)
-        merged[key] = _merge(merged[key], row) if key in merged else row
-    return sorted(merged.values(), key=lambda u: (u.probe, u.step or ""))
-
-
 class SqlHistoryStore:
     """The :class:`monitor.history.base.HistoryStore` on a :class:`Database` (see module docstring)."""
 
@@ -64,6 +43,23 @@ class SqlHistoryStore:
         self.db = db
         self.retention_s = retention_days * 86400.0
         self.rollup_retention_s = rollup_retention_days * 86400.0
+        self.reads = HistoryReads(self._fetch, retention_days=retention_days)
+
+    def _fetch(self, reads: Sequence[Read]) -> list[list[Any]]:
+        """The :data:`monitor.history.reads.Fetch` of this store: the statements of ``reads``
+        (built once each) in one read transaction."""
+        with self.db.read() as conn:
+            return [list(conn.execute(self._read_statement(name), dict(params))) for name, params in reads]
+
+    def _read_statement(self, name: str) -> Any:
+        built = self._read_statements
+        if name not in built:
+            built[name] = READS[name]()
+        return built[name]
+
+    @cached_property
+    def _read_statements(self) -> dict[str, Any]:
+        return {}
 
     def append_runs(self, results: Sequence[ProbeResult]) -> int:
         """Store ``results`` (skipping run ids already stored) and fold them into the hourly rollups,
@@ -141,12 +137,7 @@ class SqlHistoryStore:
 
     def runs(self, *, probe: str | None, since: datetime, limit: int) -> list[ProbeResult]:
         """Runs started at or after ``since`` (newest first), optionally of one probe."""
-        q = select(*RUN_COLUMNS).where(runs.c.started_at >= to_epoch(since))
-        if probe is not None:
-            q = q.where(runs.c.probe == probe)
-        q = q.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-        with self.db.read() as conn:
-            return [stored_result(row) for row in conn.execute(q)]
+        return self.reads.runs(probe=probe, since=since, limit=limit)
 
     def _probe_names(self) -> Any:
         """A recursive CTE of the distinct probe names in ``runs``, found by one index seek per name
@@ -170,7 +161,7 @@ class SqlHistoryStore:
         pks = select(newest).where(names.c.probe.is_not(None))
         with self.db.read() as conn:
             rows = conn.execute(select(*RUN_COLUMNS).where(runs.c.id.in_(pks))).all()
-        return {row.probe: stored_result(row) for row in rows}
+        return {row[0]: stored_result(row) for row in rows}
 
     def latest_by_location(self, *, since: datetime) -> list[LocationRun]:
         """The newest run of each probe from each location, among runs since ``since``."""
@@ -248,7 +239,7 @@ class SqlHistoryStore:
             return {}
         q = select(*RUN_COLUMNS).where(runs.c.run_id.in_(list(run_ids)))
         with self.db.read() as conn:
-            return {row.run_id: stored_result(row) for row in conn.execute(q)}
+            return {row[2]: stored_result(row) for row in conn.execute(q)}
 
     def probe_uptime(
         self, *, probes: Sequence[str], windows: Mapping[str, datetime], until: datetime, now: datetime
@@ -284,7 +275,7 @@ class SqlHistoryStore:
         shared: list[str] = []
         for label, since in windows.items():
             start = to_epoch(since)
-            hours = self._whole_hours(start, end, t_now)
+            hours = self.reads.whole_hours(start, end, t_now)
             if hours is None:  # within one or two partial hours: raw only
                 add("raw", start, end, label)
                 continue
@@ -309,12 +300,12 @@ class SqlHistoryStore:
             if row[2] is None or int(row[2]) <= 0:
                 continue
             label, keep = targets[int(row[0])]
-            part = UptimeRow(row[1], None, *self._nums(row[2:]))
+            part = UptimeRow(row[1], None, *nums(row[2:]))
             if keep is not None:
                 read[keep][part.probe] = part
             for name in [label] if label else shared:
                 seen = totals[name]
-                seen[part.probe] = _merge(seen[part.probe], part) if part.probe in seen else part
+                seen[part.probe] = merge(seen[part.probe], part) if part.probe in seen else part
         for key, value in read.items():
             self._settled.put(key, t_now, value)
         return totals
@@ -328,27 +319,9 @@ class SqlHistoryStore:
         return CountQueries()
 
     def uptime(self, *, since: datetime, until: datetime, now: datetime) -> list[UptimeRow]:
-        """Counts per probe (``step`` None) and per step between ``since`` and ``until``.
-
-        Windows inside raw retention are exact: the whole hours in them are read from the hourly
-        rollups (folded in the same transaction as the runs, so they agree with the raw rows), only
-        the partial hours at either edge from raw rows, so a 30-day window reads about 720 rollup
-        rows per probe and step instead of every run. Windows reaching past raw retention come from
-        the rollups alone (hour-aligned).
-        """
-        start, end = to_epoch(since), to_epoch(until)
-        if start < to_epoch(now) - self.retention_s:
-            return self._uptime_rollups(start, end)
-        hours = self._whole_hours(start, end, to_epoch(now))
-        if hours is None:
-            return self._uptime_raw(start, end)  # no whole hour in it: raw rows are few
-        first, last = hours
-        parts = [
-            *self._uptime_raw(start, first),
-            *self._uptime_rollups(first, last),
-            *self._uptime_raw(last, end),
-        ]
-        return _merge_uptime(parts)
+        """Counts per probe (``step`` None) and per step between ``since`` and ``until``
+        (:meth:`monitor.history.reads.HistoryReads.uptime` says how)."""
+        return self.reads.uptime(since=since, until=until, now=now)
 
     def good_bad(
         self, *, since: datetime, until: datetime, now: datetime
@@ -412,48 +385,6 @@ class SqlHistoryStore:
                     b += int(n)
                 out[(probe, step)] = (g, b)
         return out
-
-    def _whole_hours(self, start: float, end: float, now: float) -> tuple[int, int] | None:
-        """The whole hours ``[first, last)`` of a window to read from the rollups, or None when it
-        holds none (raw rows only). Raw rows cover the partial hours at either edge; a start past raw
-        retention counts its first hour whole, as there are no raw rows left to read it from."""
-        last = hour_bucket(end)
-        first = hour_bucket(start) if start % 3600 == 0 else hour_bucket(start) + 3600
-        if first >= last:
-            return None
-        if start < now - self.retention_s:
-            first = hour_bucket(start)
-        return first, last
-
-    def _uptime_raw(self, start: float, end: float) -> list[UptimeRow]:
-        run_q = (
-            select(runs.c.probe, *counts(runs.c.status, runs.c.duration_s))
-            .where(runs.c.started_at >= start, runs.c.started_at < end)
-            .group_by(runs.c.probe)
-        )
-        step_q = (
-            select(steps.c.probe, steps.c.name, *counts(steps.c.status, steps.c.duration_s))
-            .where(steps.c.started_at >= start, steps.c.started_at < end)
-            .group_by(steps.c.probe, steps.c.name)
-        )
-        with self.db.read() as conn:
-            out = [UptimeRow(r[0], None, *self._nums(r[1:])) for r in conn.execute(run_q)]
-            out += [UptimeRow(r[0], r[1], *self._nums(r[2:])) for r in conn.execute(step_q)]
-        return sorted(out, key=lambda u: (u.probe, u.step or ""))
-
-    def _uptime_rollups(self, start: float, end: float) -> list[UptimeRow]:
-        q = (
-            select(rollups.c.probe, rollups.c.step, *rollup_counts())
-            .where(rollups.c.hour >= hour_bucket(start), rollups.c.hour < end)
-            .group_by(rollups.c.probe, rollups.c.step)
-        )
-        with self.db.read() as conn:
-            out = [UptimeRow(r[0], r[1] or None, *self._nums(r[2:])) for r in conn.execute(q)]
-        return sorted(out, key=lambda u: (u.probe, u.step or ""))
-
-    @staticmethod
-    def _nums(row: Sequence[Any]) -> tuple[int, int, int, int, float, float]:
-        return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), float(row[4]), float(row[5]))
 
     def latency_histograms(self, *, since: datetime) -> list[LatencyHistogram]:
         """The latency buckets of every probe and step from the hour holding ``since`` on, summed:

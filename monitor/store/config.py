@@ -15,9 +15,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+from monitor.store.url import NotAUrlError, parse_store_url
 from probes.base import PositiveDuration
 
 #: The database backends the SQL store speaks (any driver: ``postgresql+psycopg``, ...).
@@ -41,8 +40,8 @@ class StoreConfig(BaseModel):
         # Checked here so a typo stops start-up with the field path, not at the first write.
         # The messages never repeat the URL: it may carry a password.
         try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError:
+            backend = parse_store_url(value).backend
+        except NotAUrlError:
             raise ValueError(
                 "not a database URL (expected e.g. sqlite:///var/synthmon.db or "
                 "postgresql+psycopg://user:password@host/db)"
@@ -63,10 +62,14 @@ class StoreConfig(BaseModel):
 
     def passwords(self) -> list[str]:
         """The URL's password as written (percent-encoded) and decoded, for the log masker."""
+        from sqlalchemy.engine import make_url  # the daemon's and PostgreSQL's: SQLAlchemy is loaded
+
         decoded = make_url(self.url).password
         written = urlsplit(self.url).password
         return sorted({p for p in (decoded, written) if p})
 
     def safe_url(self) -> str:
         """The URL with any password masked: the only form that may be logged or shown."""
+        from sqlalchemy.engine import make_url
+
         return make_url(self.url).render_as_string(hide_password=True)

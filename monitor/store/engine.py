@@ -22,6 +22,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from monitor.store.url import parse_store_url
+
 T = TypeVar("T")
 
 #: Execution option that makes a SQLite transaction take the write lock up front (BEGIN IMMEDIATE).
@@ -181,10 +183,7 @@ def create_store_engine(
 def sqlite_path(url: str) -> Path | None:
     """The absolute file path of a SQLite ``url`` (resolved against the working directory, as the
     daemon resolves it), or None for other backends and in-memory databases."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database).resolve()
+    return parse_store_url(url).sqlite_file()
 
 
 class StoreExecutor(Executor):

@@ -11,20 +11,21 @@ Exceptions::
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, inspect, text
+if TYPE_CHECKING:  # SQLAlchemy and asyncio are imported where used: the SQLite read commands check
+    # the schema revision with neither.
+    import asyncio
 
-from monitor.store.engine import RunInThread
-
-if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy import Engine
+
+    from monitor.store.engine import RunInThread
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 HOW_TO_MIGRATE = "run `synthmon migrate` (or start the daemon once) to create or upgrade it"
@@ -92,6 +93,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision stamped in the database, or None for an empty database."""
+    from sqlalchemy import inspect, text
+
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None  # nothing was migrated yet
@@ -125,8 +128,12 @@ def _refuse_unknown(script: ScriptDirectory, current: str) -> None:
 def check(engine: Engine) -> str:
     """Return the head revision when the database is exactly at it; otherwise raise the matching
     :class:`SchemaError` (missing, outdated, too new). Changes nothing."""
+    return check_revision(current_revision(engine))
+
+
+def check_revision(current: str | None) -> str:
+    """:func:`check` of a database stamped ``current`` (None: no schema), however it was read."""
     head = head_revision()
-    current = current_revision(engine)
     if current == head:
         return head
     script = _script()
@@ -182,6 +189,8 @@ class StoreGate:
     ) -> None:
         self._engine = engine
         self._monotonic = monotonic
+        import asyncio
+
         self._run: RunInThread = run or asyncio.to_thread
         self._on_change = on_change
         self._base = backoff_base
@@ -264,6 +273,8 @@ class StoreGate:
     async def ensure(self, *, force: bool = False) -> bool:
         """True when the store is usable; otherwise try to open it (unless backing off, or ``force``)
         and say whether that worked. Never raises."""
+        import asyncio
+
         if self.ready:
             return True
         if self.fatal is not None:

@@ -14,6 +14,7 @@ from monitor.alerting.base import Event, EventKind
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentView
 from monitor.history import settled, sqlstore
+from monitor.history.reads import HistoryReads
 from monitor.store import migrate
 from monitor.store.engine import create_store_engine
 from probes.base import Status
@@ -347,7 +348,8 @@ def test_uptime_from_rollups_and_edges_equals_raw_counts(
     since, until = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
     now = T0 + timedelta(hours=7)
     got = {(u.probe, u.step): u for u in store.uptime(since=since, until=until, now=now)}
-    expected = {(u.probe, u.step): u for u in store.history._uptime_raw(since.timestamp(), until.timestamp())}
+    raw = store.history.reads.counts(HistoryReads.raw(since.timestamp(), until.timestamp()))
+    expected = {(u.probe, u.step): u for u in raw}
     assert set(got) == set(expected)
     for key, row in expected.items():
         mixed = got[key]
