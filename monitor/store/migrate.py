@@ -195,7 +195,10 @@ def upgrade_in_child(engine: Engine) -> str:
     try:
         outcome = json.loads(done.stdout.strip().splitlines()[-1])[_CHILD_OUTCOME]
     except (IndexError, KeyError, TypeError, ValueError):
-        failed = f"the migration child exited {done.returncode} without an outcome"
+        # It died before it could answer (its traceback went to a pipe that may hold the URL).
+        failed = (
+            f"the migration child exited {done.returncode} without an outcome; `synthmon migrate` shows why"
+        )
         raise MigrationFailedError(failed) from None
     if "revision" in outcome:
         return str(outcome["revision"])
