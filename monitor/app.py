@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from starlette.routing import BaseRoute
 
 from monitor.alerting.base import Notifier
@@ -43,7 +44,7 @@ from monitor.store.config import StoreConfig
 from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
 from monitor.store.metrics import StoreMetrics
-from monitor.store.migrate import StoreGate
+from monitor.store.migrate import StoreGate, upgrade, upgrade_in_child
 from monitor.store.retention import RetentionJob
 from probes.base import Clock
 from probes.support.masking import SecretMasker
@@ -133,6 +134,7 @@ def build_store_features(
     baselines_config: BaselinesConfig | None = None,
     slos: Sequence[SloConfig] = (),
     spacing: Mapping[str, float] | None = None,
+    migrate: Callable[[Engine], str] = upgrade,
 ) -> StoreFeatures:
     """Build the store, history, incidents, notifications and the API: sinks, jobs and routes.
 
@@ -140,7 +142,8 @@ def build_store_features(
     than this code raises ``monitor.store.migrate.SchemaTooNewError`` (refuse to start). Any
     other failure (database down, DNS, auth) does not: the store is opened in the background
     (:class:`StoreGate`, bounded backoff) while results queue in memory. An unparseable URL raises
-    ``sqlalchemy.exc.ArgumentError``.
+    ``sqlalchemy.exc.ArgumentError``. ``migrate`` creates or upgrades the schema (the daemon's runs
+    Alembic in a child process, see :func:`build_monitor`).
     """
     store_metrics = StoreMetrics(registry)
 
@@ -170,6 +173,7 @@ def build_store_features(
         on_change=lambda ok: store_metrics.ready.set(1 if ok else 0),
         logger=logger,
         label=store_config.safe_url(),
+        migrate=migrate,
     )
     if open_now:
         try:
@@ -349,6 +353,9 @@ def build_monitor(
         baselines_config=config.baselines,
         slos=config.slos,
         spacing=probe_spacing(config),
+        # A daemon runs for months and migrates at most once per upgrade: the migration machinery
+        # (Alembic, Mako, Pygments: about 8 MB) is loaded by a child that exits, never by the daemon.
+        migrate=upgrade_in_child,
     )
     incidents = features.incidents
     baselines = features.baselines

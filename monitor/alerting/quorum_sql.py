@@ -11,10 +11,9 @@ import json
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.alerting.quorum import LIVE_S, LocationView
+from monitor.store.database import dialect_insert
 from monitor.store.schema import location_heartbeats, location_views
 
 
@@ -43,10 +42,10 @@ def write_view(conn: Connection, view: LocationView, t: float, *, exists: bool) 
 
 def beat(conn: Connection, location: str, t: float) -> None:
     """Mark ``location`` live at ``t`` (an upsert: replicas in one location beat concurrently)."""
-    dialect = conn.dialect.name
-    ins = pg_insert(location_heartbeats) if dialect == "postgresql" else sqlite_insert(location_heartbeats)
-    stmt = ins.values(location=location, last_seen=t).on_conflict_do_update(
-        index_elements=[location_heartbeats.c.location], set_={"last_seen": t}
+    stmt = (
+        dialect_insert(conn.dialect.name, location_heartbeats)
+        .values(location=location, last_seen=t)
+        .on_conflict_do_update(index_elements=[location_heartbeats.c.location], set_={"last_seen": t})
     )
     conn.execute(stmt)
 

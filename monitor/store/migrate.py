@@ -11,7 +11,9 @@ Exceptions::
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
@@ -164,6 +166,79 @@ def upgrade(engine: Engine) -> str:
     return head_revision()
 
 
+class MigrationFailedError(RuntimeError):
+    """The migration child could not bring the database to the head revision (its reason inside)."""
+
+
+#: What the migration child prints on stdout: the revision reached, or the error's class and text.
+_CHILD_OUTCOME = "outcome"
+
+
+def upgrade_in_child(engine: Engine) -> str:
+    """:func:`upgrade`, but what needs Alembic runs in a child interpreter that exits afterwards.
+
+    Why: Alembic, Mako and the Pygments lexers Mako pulls in stay in a process once imported (about
+    8 MB a long-running daemon would carry for a step it takes once per upgrade; deleting the modules
+    returns nothing to the OS). A store already at the head is recognised here without Alembic, as
+    :func:`upgrade` does; otherwise the child migrates and this raises what :func:`upgrade` would
+    (:class:`SchemaTooNewError`), or :class:`MigrationFailedError` with the child's reason. An
+    in-memory SQLite database exists only in this process, so it is migrated here.
+    """
+    current = current_revision(engine)
+    if current is not None and current == _linear_head():
+        return current
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return upgrade(engine)
+    import subprocess  # here, not at module level: the SQLite read commands import this module
+
+    # The URL (with its password) goes through a pipe, never the command line (``ps`` shows that).
+    request = json.dumps({"url": engine.url.render_as_string(hide_password=False)})
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.store.migrate"],
+        input=request,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        outcome = json.loads(done.stdout.strip().splitlines()[-1])[_CHILD_OUTCOME]
+    except (IndexError, KeyError, TypeError, ValueError):
+        # It died before it could answer (its traceback went to a pipe that may hold the URL).
+        failed = (
+            f"the migration child exited {done.returncode} without an outcome; `synthmon migrate` shows why"
+        )
+        raise MigrationFailedError(failed) from None
+    if "revision" in outcome:
+        return str(outcome["revision"])
+    if outcome["error"] == SchemaTooNewError.__name__:
+        raise SchemaTooNewError(outcome["message"])
+    raise MigrationFailedError(": ".join(part for part in (outcome["error"], outcome["message"]) if part))
+
+
+def _child_main() -> int:
+    """``python -m monitor.store.migrate``: read ``{"url": ...}`` on stdin, upgrade that database,
+    print ``{"outcome": {"revision": ...}}`` or ``{"outcome": {"error": class, "message": ...}}``.
+
+    Only a SQLite error's text is passed on: it names a file and SQLite's reason; a network
+    driver's text may carry host names or a connection string, so only its class is.
+    """
+    from monitor.store.engine import create_store_engine
+
+    url = json.loads(sys.stdin.read())["url"]
+    engine = create_store_engine(url)
+    try:
+        outcome: dict[str, str] = {"revision": upgrade(engine)}
+    except Exception as exc:
+        orig = getattr(exc, "orig", None) or exc
+        sqlite = engine.dialect.name == "sqlite" or isinstance(exc, SchemaError)
+        message = " ".join(str(orig).split())[:500] if sqlite else ""
+        outcome = {"error": type(exc).__name__, "message": message}
+    finally:
+        engine.dispose()
+    print(json.dumps({_CHILD_OUTCOME: outcome}))
+    return 0 if "revision" in outcome else 1
+
+
 class StoreGate:
     """Whether the store may be used yet; it migrates the database on the first successful attempt.
 
@@ -172,7 +247,8 @@ class StoreGate:
     at a time, and no sooner than the backoff allows) tries to connect and migrate. Attempts back
     off from ``backoff_base`` doubling to ``backoff_max`` seconds. A schema newer than this code is
     final: the gate stays closed (``fatal`` holds the error) and is logged, never retried.
-    ``on_change(ready)`` is told every change (e.g. a gauge).
+    ``on_change(ready)`` is told every change (e.g. a gauge). ``migrate`` opens and upgrades the
+    database: :func:`upgrade`, or :func:`upgrade_in_child` in the long-running daemon.
     """
 
     def __init__(
@@ -186,8 +262,10 @@ class StoreGate:
         backoff_max: float = 60.0,
         logger: Any = None,
         label: str = "",
+        migrate: Callable[[Engine], str] = upgrade,
     ) -> None:
         self._engine = engine
+        self._migrate = migrate
         self._monotonic = monotonic
         import asyncio
 
@@ -261,7 +339,7 @@ class StoreGate:
         """One blocking attempt (start-up, before the event loop). Raises :class:`SchemaTooNewError`
         so the daemon can refuse to start; any other failure leaves the gate closed (False)."""
         try:
-            revision = upgrade(self._engine)
+            revision = self._migrate(self._engine)
         except SchemaTooNewError:
             raise
         except Exception as exc:
@@ -288,7 +366,7 @@ class StoreGate:
 
     async def _try(self) -> bool:
         try:
-            revision = await self._run(lambda: upgrade(self._engine))
+            revision = await self._run(lambda: self._migrate(self._engine))
         except Exception as exc:
             self._failed(exc)
             return False
@@ -302,3 +380,7 @@ class StoreGate:
             await self.ensure()
 
         return ("store-open", interval_s, _open)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

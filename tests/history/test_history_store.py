@@ -58,6 +58,27 @@ def test_newer_schema_is_refused_clearly(store: FullStore) -> None:
         migrate.upgrade(store.engine)
 
 
+def test_migration_child_refuses_a_newer_schema_clearly(store: FullStore) -> None:
+    """The daemon's migration child refuses a newer schema with the same error as an in-process
+    upgrade, and leaves a store at the head as it is without starting a child."""
+    assert migrate.upgrade_in_child(store.engine) == migrate.head_revision()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(migrate.SchemaTooNewError, match="9999_future"):
+        migrate.upgrade_in_child(store.engine)
+
+
+def test_migration_child_creates_the_schema_of_a_fresh_sqlite_store(tmp_path: Path) -> None:
+    """A fresh SQLite store is created at the head revision by the migration child."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert migrate.current_revision(engine) is None
+        assert migrate.upgrade_in_child(engine) == migrate.head_revision()
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
 def test_runs_round_trip_filter_and_order(store: FullStore) -> None:
     """Stored runs come back equal, newest first, filtered by probe and since, limited; duplicates skip."""
     a1 = result("auth", Status.PASS, T0)
