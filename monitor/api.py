@@ -84,6 +84,10 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
 #: Open incident rows read for the page (one row per probe and incident).
 OPEN_INCIDENTS_SHOWN = 200
 
+#: Seconds between background status reads (:meth:`StatusApi.warm`): less than the time after which
+#: kept settled hours are due to be read again, so no request finds them expired.
+WARM_EVERY_S = 15.0
+
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -262,7 +266,8 @@ class StatusApi:
 
     ``run`` crosses to the store's threads (default ``asyncio.to_thread``); ``gate`` tells whether
     the store is open; ``store_status()`` adds details (buffer depths, masked URL) to
-    ``/api/v1/store``.
+    ``/api/v1/store``; ``renew(now)`` reads again the history's kept sums that are due (see
+    :meth:`warm`).
     """
 
     def __init__(
@@ -280,8 +285,13 @@ class StatusApi:
         dependencies: Mapping[str, Sequence[str]] | None = None,
         latency: Callable[[], LatencyView] | None = None,
         sections: Sequence[Callable[[datetime], str]] = (),
+        renew: Callable[[datetime], Any] | None = None,
     ) -> None:
         self._deps = dict(dependencies or {})
+        self._renew = renew
+        #: The background read under way (:meth:`warm`): a request arriving meanwhile waits for it
+        #: rather than paying the same cold read beside it.
+        self._warming: asyncio.Future[Any] | None = None
         self._latency = latency
         self._location = location
         #: Other features' page sections: blocking, read on the store thread with the rest.
@@ -385,7 +395,26 @@ class StatusApi:
             return self._unavailable(exc)
         return JSONResponse(locations_json(snap))
 
+    def _warm_read(self, now: datetime) -> None:
+        if self._renew is not None:
+            self._renew(now)
+        self._read(now)
+
+    async def warm(self) -> None:
+        """Read what a status request reads, on the store thread, and drop the result: at start-up,
+        so the first request finds its statements compiled, the settled hours kept and the
+        database pages cached; then every :data:`WARM_EVERY_S`, so kept sums are read again before
+        they expire and a new hour's range is read before a request needs it. Nothing while the
+        store is not open."""
+        if self._gate is not None and not self._gate.ready:
+            return
+        warming = self._warming = asyncio.ensure_future(self._call(self._warm_read, now=self._clock.now()))
+        await warming
+
     async def _snapshot(self) -> Snapshot:
+        warming = self._warming
+        if warming is not None and not warming.done():
+            await asyncio.wait({warming}, timeout=self._timeout_s)
         now = self._clock.now()
         reads: _Reads = await self._call(self._read, now=now)
         latest = {
@@ -449,6 +478,17 @@ class StatusApi:
             return JSONResponse({"error": "store not ready (synthmon keeps retrying)"}, status_code=503)
         return JSONResponse({"error": f"store unavailable ({type(exc).__name__})"}, status_code=503)
 
+    def routes(self) -> list[BaseRoute]:
+        """The routes to mount in the core server."""
+        return [
+            Route("/api/v1/store", self.store, methods=["GET"]),
+            Route("/api/v1/runs", self.runs, methods=["GET"]),
+            Route("/api/v1/status", self.status, methods=["GET"]),
+            Route("/api/v1/incidents", self.incidents, methods=["GET"]),
+            Route("/api/v1/locations", self.locations, methods=["GET"]),
+            Route("/", self.page, methods=["GET"]),
+        ]
+
 
 def routes(
     history: HistoryStore,
@@ -464,10 +504,10 @@ def routes(
     latency: Callable[[], LatencyView] | None = None,
     sections: Sequence[Callable[[datetime], str]] = (),
 ) -> list[BaseRoute]:
-    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``;
-    ``latency``: the latency baselines' view, shown per probe; ``sections``: page sections of other
-    features, see :class:`StatusApi`)."""
-    api = StatusApi(
+    """The routes of a :class:`StatusApi` without background reads (``dependencies``: each probe's
+    ``depends_on``; ``latency``: the latency baselines' view, shown per probe; ``sections``: page
+    sections of other features, see :class:`StatusApi`)."""
+    return StatusApi(
         history,
         incidents,
         clock,
@@ -479,12 +519,4 @@ def routes(
         dependencies=dependencies,
         latency=latency,
         sections=sections,
-    )
-    return [
-        Route("/api/v1/store", api.store, methods=["GET"]),
-        Route("/api/v1/runs", api.runs, methods=["GET"]),
-        Route("/api/v1/status", api.status, methods=["GET"]),
-        Route("/api/v1/incidents", api.incidents, methods=["GET"]),
-        Route("/api/v1/locations", api.locations, methods=["GET"]),
-        Route("/", api.page, methods=["GET"]),
-    ]
+    ).routes()
