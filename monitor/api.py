@@ -289,8 +289,7 @@ class StatusApi:
     ) -> None:
         self._deps = dict(dependencies or {})
         self._renew = renew
-        #: The background read under way (:meth:`warm`): a request arriving meanwhile waits for it
-        #: rather than paying the same cold read beside it.
+        #: The background read under way (:meth:`warm`): a request waits for it, not reads beside it.
         self._warming: asyncio.Future[Any] | None = None
         self._latency = latency
         self._location = location
@@ -505,8 +504,7 @@ def routes(
     sections: Sequence[Callable[[datetime], str]] = (),
 ) -> list[BaseRoute]:
     """The routes of a :class:`StatusApi` without background reads (``dependencies``: each probe's
-    ``depends_on``; ``latency``: the latency baselines' view, shown per probe; ``sections``: page
-    sections of other features, see :class:`StatusApi`)."""
+    ``depends_on``; ``latency``: the baselines' view per probe; ``sections``: see the class)."""
     return StatusApi(
         history,
         incidents,

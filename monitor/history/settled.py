@@ -57,6 +57,10 @@ class SettledHours(Generic[V]):
         #: Reads begun (a miss or a renewal), for tests and profiling.
         self.reads = 0
 
+    def __len__(self) -> int:
+        """Ranges kept (one past its age stays counted until the next put)."""
+        return len(self._entries)
+
     def _fresh(self, read_at: float, now: float, age_s: float) -> bool:
         return 0.0 <= now - read_at <= age_s
 

@@ -55,7 +55,7 @@ def test_writes_to_current_hours_do_not_spoil_reads_under_way() -> None:
 
 
 def test_ages_follow_the_callers_clock() -> None:
-    """Kept for max_age on the caller's clock, due for renewal after renew_after; a clock gone back reads again."""
+    """Kept for max_age on the caller's clock, due for renewal after renew_after; a clock gone back misses."""
     cache = _kept(at=100.0)
     assert cache.due(130.0) == []
     assert cache.due(131.0) == [KEY]
