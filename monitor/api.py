@@ -397,14 +397,14 @@ class StatusApi:
     def _warm_read(self, now: datetime) -> None:
         if self._renew is not None:
             self._renew(now)
-        self._read(now)
+        for _ in range(2):  # the 2nd compiles what a request runs when it finds settled hours kept
+            self._read(now)
 
     async def warm(self) -> None:
-        """Read what a status request reads, on the store thread, and drop the result: at start-up,
-        so the first request finds its statements compiled, the settled hours kept and the
-        database pages cached; then every :data:`WARM_EVERY_S`, so kept sums are read again before
-        they expire and a new hour's range is read before a request needs it. Nothing while the
-        store is not open."""
+        """Read what a status request reads, on the store thread, and drop it: at start-up, so the
+        first request finds statements compiled, settled hours kept and database pages cached; then
+        every :data:`WARM_EVERY_S`, so kept sums are renewed before they expire and a new hour's
+        range is read before a request needs it. Nothing while the store is not open."""
         if self._gate is not None and not self._gate.ready:
             return
         warming = self._warming = asyncio.ensure_future(self._call(self._warm_read, now=self._clock.now()))

@@ -184,8 +184,9 @@ def test_store_down_answers_503_page_and_json(seeded: FullStore, tmp_path: Path)
 
 
 def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
-    """/api/v1/status and the page each cost a handful of statements, none of which scans a whole
-    table of runs, steps or rollups (SQLite's query plans), so they stay fast on a year of history."""
+    """/api/v1/status and the page each cost a handful of statements; none of theirs or of
+    /api/v1/locations scans a whole table of runs, steps or rollups or an index of one (SQLite's
+    query plans), so they stay fast on a year of history."""
     with open_store("sqlite", tmp_path) as store:
         fill_seed(store, NOW)
         statements: list[tuple[str, Any]] = []
@@ -196,14 +197,14 @@ def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
         sa.event.listen(store.engine, "before_cursor_execute", record)
         client = _client(store)
         reads: dict[str, list[tuple[str, Any]]] = {}
-        for path in ("/api/v1/status", "/"):
+        for path in ("/api/v1/status", "/", "/api/v1/locations"):
             statements.clear()
             assert client.get(path).status_code == 200
             reads[path] = [s for s in statements if s[0].lstrip().upper().startswith(("SELECT", "WITH"))]
         sa.event.remove(store.engine, "before_cursor_execute", record)
         assert 1 <= len(reads["/"]) == len(reads["/api/v1/status"]) <= 8, reads
         with store.engine.connect() as conn:
-            for sql, params in reads["/"]:
+            for sql, params in [*reads["/"], *reads["/api/v1/locations"]]:
                 plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
                 scans = [
                     p
