@@ -289,6 +289,7 @@ class StatusApi:
     ) -> None:
         self._deps = dict(dependencies or {})
         self._renew = renew
+        self._probes: list[str] = []  # the probes of the last status read (for keep_warm)
         #: The background read under way (:meth:`warm`): a request waits for it, not reads beside it.
         self._warming: asyncio.Future[Any] | None = None
         self._latency = latency
@@ -365,12 +366,8 @@ class StatusApi:
         # Decoded in full: each probe's newest run and newest failing one (messages, diagnoses).
         shown = {m.run_id for marks in recent.values() for m in (marks[0], newest_failing(marks)) if m}
         full = self._history.runs_by_id(sorted(shown))
-        uptime = self._history.probe_uptime(
-            probes=names,
-            windows={label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()},
-            until=now,
-            now=now,
-        )
+        self._probes = names
+        uptime = self._uptime(names, now)
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
         # The page shows each location's incident view only: one small read (runs per location
@@ -394,20 +391,36 @@ class StatusApi:
             return self._unavailable(exc)
         return JSONResponse(locations_json(snap))
 
+    def _uptime(self, names: list[str], now: datetime) -> dict[str, dict[str, UptimeRow]]:
+        windows = {label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()}
+        return self._history.probe_uptime(probes=names, windows=windows, until=now, now=now)
+
     def _warm_read(self, now: datetime) -> None:
-        if self._renew is not None:
-            self._renew(now)
         for _ in range(2):  # the 2nd compiles what a request runs when it finds settled hours kept
             self._read(now)
 
+    def _keep_warm_read(self, now: datetime) -> None:
+        if self._renew is not None:
+            self._renew(now)
+        if not self._probes:  # no status read yet (the store opened late): the whole read
+            self._warm_read(now)
+        else:  # a new hour's settled ranges, if the hour just turned
+            self._uptime(self._probes, now)
+
     async def warm(self) -> None:
-        """Read what a status request reads, on the store thread, and drop it: at start-up, so the
-        first request finds statements compiled, settled hours kept and database pages cached; then
-        every :data:`WARM_EVERY_S`, so kept sums are renewed before they expire and a new hour's
-        range is read before a request needs it. Nothing while the store is not open."""
+        """Read what a status request reads, on the store thread, and drop it (start-up): the first
+        request finds statements compiled, settled hours kept and database pages cached."""
+        await self._background(self._warm_read)
+
+    async def keep_warm(self) -> None:
+        """Every :data:`WARM_EVERY_S`: renew kept settled hours before they expire and read a new
+        hour's ranges before a request needs them (the uptime read only: cheap at any probe count)."""
+        await self._background(self._keep_warm_read)
+
+    async def _background(self, read: Callable[[datetime], None]) -> None:
         if self._gate is not None and not self._gate.ready:
-            return
-        warming = self._warming = asyncio.ensure_future(self._call(self._warm_read, now=self._clock.now()))
+            return  # nothing while the store is not open
+        warming = self._warming = asyncio.ensure_future(self._call(read, now=self._clock.now()))
         await warming
 
     async def _snapshot(self) -> Snapshot:
@@ -487,34 +500,3 @@ class StatusApi:
             Route("/api/v1/locations", self.locations, methods=["GET"]),
             Route("/", self.page, methods=["GET"]),
         ]
-
-
-def routes(
-    history: HistoryStore,
-    incidents: IncidentStore,
-    clock: Clock,
-    *,
-    environment: str = "",
-    location: str = DEFAULT_LOCATION,
-    run: RunInThread | None = None,
-    gate: StoreGate | None = None,
-    store_status: Callable[[], dict[str, Any]] | None = None,
-    dependencies: Mapping[str, Sequence[str]] | None = None,
-    latency: Callable[[], LatencyView] | None = None,
-    sections: Sequence[Callable[[datetime], str]] = (),
-) -> list[BaseRoute]:
-    """The routes of a :class:`StatusApi` without background reads (``dependencies``: each probe's
-    ``depends_on``; ``latency``: the baselines' view per probe; ``sections``: see the class)."""
-    return StatusApi(
-        history,
-        incidents,
-        clock,
-        environment=environment,
-        location=location,
-        run=run,
-        gate=gate,
-        store_status=store_status,
-        dependencies=dependencies,
-        latency=latency,
-        sections=sections,
-    ).routes()

@@ -300,7 +300,7 @@ def build_store_features(
     # nor one a minute later pays the cold read (see StatusApi.warm).
     features.routes = [*status_api.routes(), *slo.routes()]
     features.start_hooks.append(status_api.warm)
-    features.jobs.append(("status-warm", WARM_EVERY_S, status_api.warm))
+    features.jobs.append(("status-warm", WARM_EVERY_S, status_api.keep_warm))
     return features
 
 

@@ -20,10 +20,11 @@ from starlette.testclient import TestClient
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord
-from monitor.api import WARM_EVERY_S, open_incidents, routes
+from monitor.api import WARM_EVERY_S, StatusApi, open_incidents
 from monitor.app import build_store_features
 from monitor.config import parse_config
 from monitor.daemon import Daemon
+from monitor.history import settled
 from monitor.statuspage import BAR_RUNS, UPTIME_WINDOWS, Snapshot, human_duration, probe_card, render
 from monitor.store.config import StoreConfig
 from monitor.store.migrate import StoreGate
@@ -104,7 +105,9 @@ def seeded(tmp_path: Path) -> Iterator[FullStore]:
 def _client(store: FullStore, *, environment: str = "staging", gate: StoreGate | None = None) -> TestClient:
     return TestClient(
         Starlette(
-            routes=routes(store.history, store.alerting, FakeClock(NOW), environment=environment, gate=gate)
+            routes=StatusApi(
+                store.history, store.alerting, FakeClock(NOW), environment=environment, gate=gate
+            ).routes()
         )
     )
 
@@ -362,7 +365,9 @@ def test_a_probe_that_stopped_running_is_marked_stale(
     with open_store("sqlite", tmp_path) as store:
         fill_healthy(store, NOW)
         now = NOW - timedelta(minutes=1) + timedelta(minutes=minutes_since_last)
-        client = TestClient(Starlette(routes=routes(store.history, store.alerting, FakeClock(now))))
+        client = TestClient(
+            Starlette(routes=StatusApi(store.history, store.alerting, FakeClock(now)).routes())
+        )
         body = client.get("/api/v1/status").json()
         page = client.get("/").text
     assert {p["stale"] for p in body["probes"]} == {stale}
@@ -429,3 +434,34 @@ async def test_a_fresh_daemon_serves_its_first_status_from_a_warm_cache(tmp_path
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_keep_warm_renews_settled_hours_so_another_writers_late_run_shows(tmp_path: Path) -> None:
+    """Another replica's late run of a settled hour shows once the periodic warm-up has read the
+    kept hours again (after their renew age); after it, and after it reads a new hour's ranges, the
+    status request reads none itself."""
+    now = T0 + timedelta(hours=5, minutes=20)
+    clock = FakeClock(now)
+    with open_store("sqlite", tmp_path) as store:
+        store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=m)) for m in range(0, 300, 10)])
+        api = StatusApi(store.history, store.alerting, clock, renew=store.history.renew_settled)
+        client = TestClient(Starlette(routes=api.routes()))
+        await api.warm()
+        replica = FullStore.open_existing(f"sqlite:///{tmp_path}/synthmon.db")
+        try:
+            replica.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])
+        finally:
+            replica.close()
+        clock.advance(settled.RENEW_AFTER_S + 1)
+        assert client.get("/api/v1/status").json()["probes"][0]["uptime_24h"] == 1.0  # kept: not seen yet
+        reads = store.history.settled.reads
+        await api.keep_warm()
+        assert store.history.settled.reads == reads + len(UPTIME_WINDOWS)
+        assert client.get("/api/v1/status").json()["probes"][0]["uptime_24h"] == pytest.approx(30 / 31)
+        assert store.history.settled.reads == reads + len(UPTIME_WINDOWS)
+        # The hour turns: the warm-up reads the new ranges, the request after it none.
+        clock.advance(3600)
+        await api.keep_warm()
+        reads = store.history.settled.reads
+        assert client.get("/api/v1/status").status_code == 200
+        assert store.history.settled.reads == reads
