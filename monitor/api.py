@@ -409,19 +409,19 @@ class StatusApi:
 
     async def warm(self) -> None:
         """Read what a status request reads, on the store thread, and drop it (start-up): the first
-        request finds statements compiled, settled hours kept and database pages cached."""
-        await self._background(self._warm_read)
+        request finds statements compiled, settled hours kept and database pages cached. A request
+        arriving meanwhile waits for it rather than make the same cold read beside it."""
+        if self._gate is None or self._gate.ready:
+            now = self._clock.now()
+            warming = self._warming = asyncio.ensure_future(self._call(self._warm_read, now=now))
+            await warming
 
     async def keep_warm(self) -> None:
         """Every :data:`WARM_EVERY_S`: renew kept settled hours before they expire and read a new
-        hour's ranges before a request needs them (the uptime read only: cheap at any probe count)."""
-        await self._background(self._keep_warm_read)
-
-    async def _background(self, read: Callable[[datetime], None]) -> None:
-        if self._gate is not None and not self._gate.ready:
-            return  # nothing while the store is not open
-        warming = self._warming = asyncio.ensure_future(self._call(read, now=self._clock.now()))
-        await warming
+        hour's ranges before a request needs them (the uptime read only: cheap at any probe count).
+        No request waits for it: what it renews is still fresh meanwhile."""
+        if self._gate is None or self._gate.ready:
+            await self._call(self._keep_warm_read, now=self._clock.now())
 
     async def _snapshot(self) -> Snapshot:
         warming = self._warming
