@@ -84,6 +84,10 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
 #: Open incident rows read for the page (one row per probe and incident).
 OPEN_INCIDENTS_SHOWN = 200
 
+#: Seconds between background status reads (:meth:`StatusApi.warm`): less than the time after which
+#: kept settled hours are due to be read again, so no request finds them expired.
+WARM_EVERY_S = 15.0
+
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -262,7 +266,8 @@ class StatusApi:
 
     ``run`` crosses to the store's threads (default ``asyncio.to_thread``); ``gate`` tells whether
     the store is open; ``store_status()`` adds details (buffer depths, masked URL) to
-    ``/api/v1/store``.
+    ``/api/v1/store``; ``renew(now)`` reads again the history's kept sums that are due (see
+    :meth:`warm`).
     """
 
     def __init__(
@@ -280,8 +285,13 @@ class StatusApi:
         dependencies: Mapping[str, Sequence[str]] | None = None,
         latency: Callable[[], LatencyView] | None = None,
         sections: Sequence[Callable[[datetime], str]] = (),
+        renew: Callable[[datetime], Any] | None = None,
     ) -> None:
         self._deps = dict(dependencies or {})
+        self._renew = renew
+        self._probes: list[str] = []  # the probes of the last status read (for keep_warm)
+        #: The background read under way (:meth:`warm`): a request waits for it, not reads beside it.
+        self._warming: asyncio.Future[Any] | None = None
         self._latency = latency
         self._location = location
         #: Other features' page sections: blocking, read on the store thread with the rest.
@@ -356,12 +366,8 @@ class StatusApi:
         # Decoded in full: each probe's newest run and newest failing one (messages, diagnoses).
         shown = {m.run_id for marks in recent.values() for m in (marks[0], newest_failing(marks)) if m}
         full = self._history.runs_by_id(sorted(shown))
-        uptime = self._history.probe_uptime(
-            probes=names,
-            windows={label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()},
-            until=now,
-            now=now,
-        )
+        self._probes = names
+        uptime = self._uptime(names, now)
         states = self._incidents.incident_states()
         records = self._incidents.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN)
         # The page shows each location's incident view only: one small read (runs per location
@@ -385,7 +391,42 @@ class StatusApi:
             return self._unavailable(exc)
         return JSONResponse(locations_json(snap))
 
+    def _uptime(self, names: list[str], now: datetime) -> dict[str, dict[str, UptimeRow]]:
+        windows = {label: now - timedelta(seconds=seconds) for label, seconds in UPTIME_WINDOWS.items()}
+        return self._history.probe_uptime(probes=names, windows=windows, until=now, now=now)
+
+    def _warm_read(self, now: datetime) -> None:
+        for _ in range(2):  # the 2nd compiles what a request runs when it finds settled hours kept
+            self._read(now)
+
+    def _keep_warm_read(self, now: datetime) -> None:
+        if self._renew is not None:
+            self._renew(now)
+        if not self._probes:  # no status read yet (the store opened late): the whole read
+            self._warm_read(now)
+        else:  # a new hour's settled ranges, if the hour just turned
+            self._uptime(self._probes, now)
+
+    async def warm(self) -> None:
+        """Read what a status request reads, on the store thread, and drop it (start-up): the first
+        request finds statements compiled, settled hours kept and database pages cached. A request
+        arriving meanwhile waits for it rather than make the same cold read beside it."""
+        if self._gate is None or self._gate.ready:
+            now = self._clock.now()
+            warming = self._warming = asyncio.ensure_future(self._call(self._warm_read, now=now))
+            await warming
+
+    async def keep_warm(self) -> None:
+        """Every :data:`WARM_EVERY_S`: renew kept settled hours before they expire and read a new
+        hour's ranges before a request needs them (the uptime read only: cheap at any probe count).
+        No request waits for it: what it renews is still fresh meanwhile."""
+        if self._gate is None or self._gate.ready:
+            await self._call(self._keep_warm_read, now=self._clock.now())
+
     async def _snapshot(self) -> Snapshot:
+        warming = self._warming
+        if warming is not None and not warming.done():
+            await asyncio.wait({warming}, timeout=self._timeout_s)
         now = self._clock.now()
         reads: _Reads = await self._call(self._read, now=now)
         latest = {
@@ -449,42 +490,13 @@ class StatusApi:
             return JSONResponse({"error": "store not ready (synthmon keeps retrying)"}, status_code=503)
         return JSONResponse({"error": f"store unavailable ({type(exc).__name__})"}, status_code=503)
 
-
-def routes(
-    history: HistoryStore,
-    incidents: IncidentStore,
-    clock: Clock,
-    *,
-    environment: str = "",
-    location: str = DEFAULT_LOCATION,
-    run: RunInThread | None = None,
-    gate: StoreGate | None = None,
-    store_status: Callable[[], dict[str, Any]] | None = None,
-    dependencies: Mapping[str, Sequence[str]] | None = None,
-    latency: Callable[[], LatencyView] | None = None,
-    sections: Sequence[Callable[[datetime], str]] = (),
-) -> list[BaseRoute]:
-    """The routes to mount in the core server (``dependencies``: each probe's ``depends_on``;
-    ``latency``: the latency baselines' view, shown per probe; ``sections``: page sections of other
-    features, see :class:`StatusApi`)."""
-    api = StatusApi(
-        history,
-        incidents,
-        clock,
-        environment=environment,
-        location=location,
-        run=run,
-        gate=gate,
-        store_status=store_status,
-        dependencies=dependencies,
-        latency=latency,
-        sections=sections,
-    )
-    return [
-        Route("/api/v1/store", api.store, methods=["GET"]),
-        Route("/api/v1/runs", api.runs, methods=["GET"]),
-        Route("/api/v1/status", api.status, methods=["GET"]),
-        Route("/api/v1/incidents", api.incidents, methods=["GET"]),
-        Route("/api/v1/locations", api.locations, methods=["GET"]),
-        Route("/", api.page, methods=["GET"]),
-    ]
+    def routes(self) -> list[BaseRoute]:
+        """The routes to mount in the core server."""
+        return [
+            Route("/api/v1/store", self.store, methods=["GET"]),
+            Route("/api/v1/runs", self.runs, methods=["GET"]),
+            Route("/api/v1/status", self.status, methods=["GET"]),
+            Route("/api/v1/incidents", self.incidents, methods=["GET"]),
+            Route("/api/v1/locations", self.locations, methods=["GET"]),
+            Route("/", self.page, methods=["GET"]),
+        ]

@@ -27,12 +27,12 @@ from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.outbox import Dispatcher
 from monitor.alerting.sink import IncidentSink
 from monitor.alerting.sqlstore import SqlAlertingStore
-from monitor.api import routes as api_routes
+from monitor.api import WARM_EVERY_S, StatusApi
 from monitor.baselines.config import BaselinesConfig
 from monitor.baselines.metrics import BaselineMetrics
 from monitor.baselines.service import LatencyBaselines
 from monitor.config import Config
-from monitor.daemon import DEFAULT_GRACE_S, Daemon, JobLike
+from monitor.daemon import DEFAULT_GRACE_S, Daemon, JobLike, StartHook
 from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
 from monitor.history.sqlstore import SqlHistoryStore
@@ -78,6 +78,8 @@ class StoreFeatures:
     routes: list[BaseRoute]
     dispatcher: Dispatcher
     notifiers: dict[str, Notifier] = field(default_factory=dict)
+    #: Run once when the daemon starts serving (see :class:`monitor.daemon.Daemon`).
+    start_hooks: list[StartHook] = field(default_factory=list)
     incidents: IncidentSink | None = None
     history: HistorySink | None = None
     baselines: LatencyBaselines | None = None
@@ -284,7 +286,7 @@ def build_store_features(
         store_url=store_config.safe_url(),
         logger=logger,
     )
-    features.routes = api_routes(
+    status_api = StatusApi(
         history_store,
         alerting_store,
         clock,
@@ -296,8 +298,13 @@ def build_store_features(
         dependencies=dependencies,
         latency=baselines.view,
         sections=[slo.page_section],
+        renew=history_store.renew_settled,
     )
-    features.routes += slo.routes()
+    # The status read warmed at start-up and kept warm, so neither the first request after a restart
+    # nor one a minute later pays the cold read (see StatusApi.warm).
+    features.routes = [*status_api.routes(), *slo.routes()]
+    features.start_hooks.append(status_api.warm)
+    features.jobs.append(("status-warm", WARM_EVERY_S, status_api.keep_warm))
     return features
 
 
@@ -392,6 +399,7 @@ def build_monitor(
         extra_routes=features.routes,
         jobs=features.jobs,
         shutdown_hooks=[features.close],
+        start_hooks=features.start_hooks,
         reload_hooks=[reload_alerting],
         config_path=config_path,
         grace_s=grace_s,

@@ -57,6 +57,8 @@ class PeriodicJob(NamedTuple):
 JobLike = PeriodicJob | tuple[str, float, Callable[[], Awaitable[Any]]]
 #: Called once after the drain on shutdown (flush buffers, close stores); sync or async.
 ShutdownHook = Callable[[], Awaitable[Any] | Any]
+#: Called once when the daemon starts serving, in the background (warming caches); sync or async.
+StartHook = Callable[[], Awaitable[Any] | Any]
 #: Config fields a reload cannot apply: the HTTP server, the store and the location are built once at
 #: start-up. A reload that changes them says so instead of seeming to take them.
 RESTART_FIELDS = ("listen", "web", "store", "location")
@@ -80,6 +82,7 @@ class Daemon:
         extra_routes: Sequence[BaseRoute] = (),
         jobs: Sequence[JobLike] = (),
         shutdown_hooks: Sequence[ShutdownHook] = (),
+        start_hooks: Sequence[StartHook] = (),
         reload_hooks: Sequence[ReloadHook] = (),
         config_path: str | Path | None = None,
         grace_s: float = DEFAULT_GRACE_S,
@@ -115,6 +118,7 @@ class Daemon:
         self._ready_details = list(ready_details)
         self._jobs = [PeriodicJob(*job) for job in jobs]
         self._shutdown_hooks = list(shutdown_hooks)
+        self._start_hooks = list(start_hooks)
         self._reload_hooks = list(reload_hooks)
         self._extra_routes = list(extra_routes)
         self.config_path = Path(config_path) if config_path is not None else None
@@ -294,6 +298,8 @@ class Daemon:
         self.watchdog.start()
         for job in self._jobs:
             self.scheduler.add_periodic(job.name, job.interval_s, job.func)
+        # In the background: serving and probing do not wait for a cache to warm.
+        starting = asyncio.create_task(self._run_hooks("start", self._start_hooks))
         self._log.info(
             "daemon.started",
             environment=self._config.environment,
@@ -309,6 +315,7 @@ class Daemon:
             self._log.error("server.exited", error=repr(server_task.exception()))
             self._stop.set()
         stop_wait.cancel()
+        starting.cancel()
         self.watchdog.stop()
         drained = await self.scheduler.drain(self.grace_s)
         await self.zygote.close()

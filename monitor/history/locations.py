@@ -35,10 +35,13 @@ def latest_by_location(conn: Connection, since: datetime) -> list[LocationRun]:
     location that stopped probing long ago drop out of the view.
     """
     t = to_epoch(since)
+    # Grouped location first: grouped by probe first, SQLite walks the whole (probe, started_at)
+    # index for its order (every run kept: 0.2 s at a year of history) instead of the recent range
+    # of the started_at index.
     newest = (
         select(runs.c.probe, runs.c.location, func.max(runs.c.started_at).label("at"))
         .where(runs.c.started_at >= t)
-        .group_by(runs.c.probe, runs.c.location)
+        .group_by(runs.c.location, runs.c.probe)
         .subquery()
     )
     q = (

@@ -21,16 +21,13 @@ from monitor.history.locations import LocationRun, latest_by_location
 from monitor.history.reads import HistoryReads, Read, merge, nums
 from monitor.history.readsql import READS, RUN_COLUMNS
 from monitor.history.rows import STATUS, RollupAgg, hour_bucket, run_row, stored_result
-from monitor.history.settled import SettledHours
+from monitor.history.settled import Settled, SettledHours
 from monitor.results import ProbeResult
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.latency import BUCKET_COLUMNS
 from monitor.store.schema import rollups, runs, steps
 from probes.base import Status
-
-#: A settled hour range of some probes: (probes, first hour, end hour).
-Settled = tuple[tuple[str, ...], int, int]
 
 #: Probes read per query by :meth:`SqlHistoryStore.recent_runs` (a ``UNION ALL`` of one part each).
 PROBES_PER_QUERY = 100
@@ -44,6 +41,11 @@ class SqlHistoryStore:
         self.retention_s = retention_days * 86400.0
         self.rollup_retention_s = rollup_retention_days * 86400.0
         self.reads = HistoryReads(self._fetch, retention_days=retention_days)
+        #: The settled hours :meth:`probe_uptime` keeps; told of late writes and pruning here.
+        self.settled: SettledHours[dict[str, UptimeRow]] = SettledHours()
+        #: The read statements, each built on first use; the recent-runs ones by probe count.
+        self._read_statements: dict[str, Any] = {}
+        self._recent_queries: dict[int, Any] = {}
 
     def _fetch(self, reads: Sequence[Read]) -> list[list[Any]]:
         """The :data:`monitor.history.reads.Fetch` of this store: the statements of ``reads``
@@ -56,10 +58,6 @@ class SqlHistoryStore:
         if name not in built:
             built[name] = READS[name]()
         return built[name]
-
-    @cached_property
-    def _read_statements(self) -> dict[str, Any]:
-        return {}
 
     def append_runs(self, results: Sequence[ProbeResult]) -> int:
         """Store ``results`` (skipping run ids already stored) and fold them into the hourly rollups,
@@ -118,6 +116,7 @@ class SqlHistoryStore:
                 # replicas lock rollup rows in the same order.
                 rows = [agg.row(*key) for key, agg in sorted(aggs.items())]
                 conn.execute(self._rollup_upsert, rows)
+        self.settled.written({hour for _, _, hour in aggs})
         return added
 
     @cached_property
@@ -210,10 +209,6 @@ class SqlHistoryStore:
         pks: Any = bindparam("pks", expanding=True)
         return select(*cols).where(steps.c.run_pk.in_(pks)).order_by(steps.c.run_pk, steps.c.seq)
 
-    @cached_property
-    def _recent_queries(self) -> dict[int, Any]:
-        return {}
-
     def _recent_query(self, n: int) -> Any:
         """The newest ``per_probe`` runs of probes ``p0`` .. ``p<n-1>`` (bound parameters), built once
         per ``n``."""
@@ -250,8 +245,8 @@ class SqlHistoryStore:
         Whole hours come from the hourly rollups, the partial hours at both ends from raw runs, so a
         window is exact while its start is within raw retention. An older start counts its first
         hour whole (hour-aligned, like :meth:`uptime`). The settled hours (all but the newest whole
-        one) are read at most once a minute per window (:mod:`monitor.history.settled` says why that
-        is exact but for late writes of past hours); the rest is read every time.
+        one) are read once per window and kept until they change (:mod:`monitor.history.settled`
+        says how another writer's late runs are bounded); the rest is read every time.
         """
         if not probes or not windows:
             return {}
@@ -266,6 +261,7 @@ class SqlHistoryStore:
         # hour and the partial hour before ``until`` are the same for all) and the settled key to keep.
         targets: list[tuple[str, Settled | None]] = []
         read: dict[Settled, dict[str, UptimeRow]] = {}
+        tokens: dict[Settled, int] = {}
 
         def add(where: Part, start: float, stop: float, label: str, keep: Settled | None = None) -> None:
             shape.append(where)
@@ -284,9 +280,9 @@ class SqlHistoryStore:
                 add("raw", start, first_whole, label)
             if first_whole < newest_whole:
                 key = (tuple(names), first_whole, newest_whole)
-                kept = self._settled.get(key, t_now)
+                kept = self.settled.get(key, t_now)
                 if kept is None:
-                    read[key] = {}
+                    read[key], tokens[key] = {}, self.settled.begin(key)
                     add("rollup", first_whole, newest_whole, label, key)
                 else:
                     totals[label] = dict(kept)
@@ -307,12 +303,28 @@ class SqlHistoryStore:
                 seen = totals[name]
                 seen[part.probe] = merge(seen[part.probe], part) if part.probe in seen else part
         for key, value in read.items():
-            self._settled.put(key, t_now, value)
+            self.settled.put(key, t_now, value, tokens[key])
         return totals
 
-    @cached_property
-    def _settled(self) -> SettledHours[dict[str, UptimeRow]]:
-        return SettledHours()
+    def renew_settled(self, now: datetime) -> int:
+        """Read again the kept settled ranges due for it (:meth:`SettledHours.due`), one query per
+        probe set, so that no status read finds them expired. Returns how many were read."""
+        t_now = to_epoch(now)
+        due = self.settled.due(t_now)
+        for probes in {key[0] for key in due}:
+            keys = [key for key in due if key[0] == probes]
+            tokens = [self.settled.begin(key) for key in keys]
+            values: list[dict[str, UptimeRow]] = [{} for _ in keys]
+            spans = [(float(first), float(end)) for _, first, end in keys]
+            with self.db.read() as conn:
+                stmt = self._count_queries.statement(["rollup"] * len(keys))
+                found = conn.execute(stmt, bounds(list(probes), spans)).all()
+            for row in found:
+                if row[2] is not None and int(row[2]) > 0:
+                    values[int(row[0])][row[1]] = UptimeRow(row[1], None, *nums(row[2:]))
+            for key, value, token in zip(keys, values, tokens, strict=True):
+                self.settled.put(key, t_now, value, token)
+        return len(due)
 
     @cached_property
     def _count_queries(self) -> CountQueries:
@@ -418,4 +430,5 @@ class SqlHistoryStore:
             n_roll = conn.execute(
                 delete(rollups).where(rollups.c.hour < hour_bucket(t - self.rollup_retention_s))
             ).rowcount
+        self.settled.pruned(hour_bucket(t - self.rollup_retention_s))
         return {"runs": int(n_runs), "rollups": int(n_roll)}

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from monitor.api import routes
+from monitor.api import StatusApi
 from monitor.baselines.config import BaselinesConfig
 from monitor.baselines.metrics import BaselineMetrics
 from monitor.baselines.service import LatencyBaselines
@@ -46,7 +46,9 @@ async def test_regression_is_marked_on_the_page_in_the_api_and_in_metrics(store:
     assert message.startswith("upload took 1.50 s, ")
     client = TestClient(
         Starlette(
-            routes=routes(store.history, store.alerting, clock, environment="t", latency=baselines.view)
+            routes=StatusApi(
+                store.history, store.alerting, clock, environment="t", latency=baselines.view
+            ).routes()
         )
     )
 

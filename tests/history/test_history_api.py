@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -16,12 +20,15 @@ from starlette.testclient import TestClient
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.store import IncidentRecord
-from monitor.api import open_incidents, routes
+from monitor.api import WARM_EVERY_S, StatusApi, open_incidents
 from monitor.app import build_store_features
-from monitor.statuspage import BAR_RUNS, Snapshot, human_duration, probe_card, render
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.history import settled
+from monitor.statuspage import BAR_RUNS, UPTIME_WINDOWS, Snapshot, human_duration, probe_card, render
 from monitor.store.config import StoreConfig
 from monitor.store.migrate import StoreGate
-from probes.base import Diagnosis, Status
+from probes.base import Diagnosis, Status, SystemClock
 
 from .history_helpers import T0, FakeClock, FullStore, open_store, result
 from .statuspage_states import FAILING, INCIDENT_ID, RUNS, STEPS, UPLOAD_MESSAGE, fill_healthy, fill_seed
@@ -47,6 +54,7 @@ async def test_wiring_sinks_feed_api(tmp_path: Path) -> None:
         "history-retention",
         "location-heartbeat",
         "slo-evaluation",
+        "status-warm",
     ]
     for _ in range(2):
         r = result("auth", Status.FAIL, clock.now())
@@ -97,7 +105,9 @@ def seeded(tmp_path: Path) -> Iterator[FullStore]:
 def _client(store: FullStore, *, environment: str = "staging", gate: StoreGate | None = None) -> TestClient:
     return TestClient(
         Starlette(
-            routes=routes(store.history, store.alerting, FakeClock(NOW), environment=environment, gate=gate)
+            routes=StatusApi(
+                store.history, store.alerting, FakeClock(NOW), environment=environment, gate=gate
+            ).routes()
         )
     )
 
@@ -177,8 +187,9 @@ def test_store_down_answers_503_page_and_json(seeded: FullStore, tmp_path: Path)
 
 
 def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
-    """/api/v1/status and the page each cost a handful of statements, none of which scans a whole
-    table of runs, steps or rollups (SQLite's query plans), so they stay fast on a year of history."""
+    """/api/v1/status and the page each cost a handful of statements; none of theirs or of
+    /api/v1/locations scans a whole table of runs, steps or rollups or an index of one (SQLite's
+    query plans), so they stay fast on a year of history."""
     with open_store("sqlite", tmp_path) as store:
         fill_seed(store, NOW)
         statements: list[tuple[str, Any]] = []
@@ -189,14 +200,14 @@ def test_status_reads_are_few_and_indexed(tmp_path: Path) -> None:
         sa.event.listen(store.engine, "before_cursor_execute", record)
         client = _client(store)
         reads: dict[str, list[tuple[str, Any]]] = {}
-        for path in ("/api/v1/status", "/"):
+        for path in ("/api/v1/status", "/", "/api/v1/locations"):
             statements.clear()
             assert client.get(path).status_code == 200
             reads[path] = [s for s in statements if s[0].lstrip().upper().startswith(("SELECT", "WITH"))]
         sa.event.remove(store.engine, "before_cursor_execute", record)
         assert 1 <= len(reads["/"]) == len(reads["/api/v1/status"]) <= 8, reads
         with store.engine.connect() as conn:
-            for sql, params in reads["/"]:
+            for sql, params in [*reads["/"], *reads["/api/v1/locations"]]:
                 plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
                 scans = [
                     p
@@ -354,10 +365,103 @@ def test_a_probe_that_stopped_running_is_marked_stale(
     with open_store("sqlite", tmp_path) as store:
         fill_healthy(store, NOW)
         now = NOW - timedelta(minutes=1) + timedelta(minutes=minutes_since_last)
-        client = TestClient(Starlette(routes=routes(store.history, store.alerting, FakeClock(now))))
+        client = TestClient(
+            Starlette(routes=StatusApi(store.history, store.alerting, FakeClock(now)).routes())
+        )
         body = client.get("/api/v1/status").json()
         page = client.get("/").text
     assert {p["stale"] for p in body["probes"]} == {stale}
     assert {p["interval_s"] for p in body["probes"]} == {60.0}
     assert ("No recent run: what is shown may be out of date" in page) is stale
     assert (page.count("<b class='stale'>STALE</b>") == len(STEPS)) is stale
+
+
+# ---- a fresh daemon: the status read warmed before the first request ------------------------------
+
+WARM_CONFIG = """\
+environment: test
+listen: 127.0.0.1:0
+store: {{url: "{url}"}}
+probes:
+  - {{name: auth, kind: http, enabled: false, options: {{url: "http://127.0.0.1:9/"}}}}
+"""
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g}s waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_fresh_daemon_serves_its_first_status_from_a_warm_cache(tmp_path: Path) -> None:
+    """The daemon reads the status once as it starts: with no request made, the settled hours of
+    every uptime window are kept, and the first /api/v1/status and page read none themselves."""
+    clock = SystemClock()
+    now = clock.now()
+    with open_store("sqlite", tmp_path) as store:  # three days of runs, every half hour
+        runs = [result("auth", Status.PASS, now - timedelta(minutes=m)) for m in range(30, 4350, 30)]
+        store.append_runs(runs)
+    config = parse_config(WARM_CONFIG.format(url=f"sqlite:///{tmp_path}/synthmon.db"), env={})
+    registry = CollectorRegistry()
+    features = build_store_features(config.store, config.alerting, {}, registry, clock)
+    daemon = Daemon(
+        config,
+        registry=registry,
+        clock=clock,
+        logger=structlog.get_logger("test"),
+        extra_routes=features.routes,
+        jobs=features.jobs,
+        start_hooks=features.start_hooks,
+        shutdown_hooks=[features.close],
+        grace_s=2.0,
+    )
+    task = asyncio.create_task(daemon.serve(install_signals=False))
+    settled = features.history_store.settled
+    try:
+        # Within less than WARM_EVERY_S: the start-up read's doing, not the periodic one's.
+        warmed = "the settled hours of every window"
+        await _until(lambda: len(settled) == len(UPTIME_WINDOWS), warmed, timeout_s=WARM_EVERY_S / 2)
+        await _until(lambda: daemon.server is not None and daemon.server.started, "the HTTP server")
+        assert daemon.server is not None
+        reads = settled.reads
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.server.port}") as client:
+            [status] = (await client.get("/api/v1/status")).json()["probes"]
+            page = await client.get("/")
+        assert (status["probe"], status["uptime_24h"], status["uptime_30d"]) == ("auth", 1.0, 1.0)
+        assert page.status_code == 200
+        assert settled.reads == reads == len(UPTIME_WINDOWS)
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_keep_warm_renews_settled_hours_so_another_writers_late_run_shows(tmp_path: Path) -> None:
+    """Another replica's late run of a settled hour shows once the periodic warm-up has read the
+    kept hours again (after their renew age); after it, and after it reads a new hour's ranges, the
+    status request reads none itself."""
+    now = T0 + timedelta(hours=5, minutes=20)
+    clock = FakeClock(now)
+    with open_store("sqlite", tmp_path) as store:
+        store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=m)) for m in range(0, 300, 10)])
+        api = StatusApi(store.history, store.alerting, clock, renew=store.history.renew_settled)
+        client = TestClient(Starlette(routes=api.routes()))
+        await api.warm()
+        replica = FullStore.open_existing(f"sqlite:///{tmp_path}/synthmon.db")
+        try:
+            replica.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])
+        finally:
+            replica.close()
+        clock.advance(settled.RENEW_AFTER_S + 1)
+        assert client.get("/api/v1/status").json()["probes"][0]["uptime_24h"] == 1.0  # kept: not seen yet
+        reads = store.history.settled.reads
+        await api.keep_warm()
+        assert store.history.settled.reads == reads + len(UPTIME_WINDOWS)
+        assert client.get("/api/v1/status").json()["probes"][0]["uptime_24h"] == pytest.approx(30 / 31)
+        assert store.history.settled.reads == reads + len(UPTIME_WINDOWS)
+        # The hour turns: the warm-up reads the new ranges, the request after it none.
+        clock.advance(3600)
+        await api.keep_warm()
+        reads = store.history.settled.reads
+        assert client.get("/api/v1/status").status_code == 200
+        assert store.history.settled.reads == reads

@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from monitor.api import routes
+from monitor.api import StatusApi
 from monitor.statuspage import BAR_RUNS
 
 from .history_helpers import T0, FakeClock, FullStore, open_store
@@ -53,7 +53,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 @contextmanager
 def serve(store: FullStore) -> Iterator[str]:
     """The API routes over ``store`` on a loopback port, served by uvicorn in a thread."""
-    app = Starlette(routes=routes(store.history, store.alerting, FakeClock(NOW), environment="staging"))
+    app = Starlette(
+        routes=StatusApi(store.history, store.alerting, FakeClock(NOW), environment="staging").routes()
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)  # connections queue from now on, before uvicorn accepts them

@@ -384,23 +384,74 @@ def test_uptime_from_rollups_and_edges_equals_raw_counts(
         assert mixed.duration_max == pytest.approx(row.duration_max)
 
 
-def test_probe_uptime_reads_settled_hours_again_after_their_max_age(store: FullStore) -> None:
-    """A late run of a settled hour (another replica's) counts once the kept sums are older than
-    their max age; runs of the newest whole hour and of the current partial hour count at once."""
+def _uptime_24h(store: FullStore, at: datetime) -> tuple[int, int]:
+    """Runs and failures of auth over the 24 h before ``at``."""
+    row = store.probe_uptime(probes=["auth"], windows={"24h": at - timedelta(hours=24)}, until=at, now=at)
+    return row["24h"]["auth"].runs, row["24h"]["auth"].failures
+
+
+def test_probe_uptime_counts_its_own_late_run_of_a_settled_hour_at_once(store: FullStore) -> None:
+    """A run this store writes to a settled hour counts at the next read (the kept range is dropped);
+    runs of the newest whole hour and of the current partial hour count without reading it again."""
     store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(0, 300, 10)])
     now = T0 + timedelta(hours=5, minutes=20)
-
-    def counts(at: datetime) -> tuple[int, int]:
-        row = store.probe_uptime(probes=["auth"], windows={"24h": at - timedelta(hours=24)}, until=at, now=at)
-        return row["24h"]["auth"].runs, row["24h"]["auth"].failures
-
-    assert counts(now) == (30, 0)
-    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])  # a settled hour
+    assert _uptime_24h(store, now) == (30, 0)
+    reads = store.history.settled.reads
     store.append_runs([result("auth", Status.FAIL, T0 + timedelta(hours=4, minutes=1))])  # newest whole hour
     store.append_runs([result("auth", Status.FAIL, T0 + timedelta(hours=5, minutes=1))])  # partial hour
-    assert counts(now) == (32, 2)
-    assert counts(now + timedelta(seconds=settled.MAX_AGE_S)) == (32, 2)
-    assert counts(now + timedelta(seconds=settled.MAX_AGE_S + 1)) == (33, 3)
+    assert _uptime_24h(store, now) == (32, 2)
+    assert store.history.settled.reads == reads  # still kept
+    store.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])  # a settled hour
+    assert _uptime_24h(store, now) == (33, 3)
+    assert store.history.settled.reads == reads + 1
     # The hour boundary moves: a new range, read at once.
     store.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=66))])
-    assert counts(T0 + timedelta(hours=6, minutes=1)) == (34, 4)
+    assert _uptime_24h(store, T0 + timedelta(hours=6, minutes=1)) == (34, 4)
+
+
+def test_probe_uptime_counts_another_writers_late_run_once_renewed(store: FullStore) -> None:
+    """A late run of a settled hour written by another replica on the same database counts once the
+    kept range is read again: by the background renewal after its renew age, at the latest when it
+    expires (its max age)."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    store.append_runs([result("auth", Status.PASS, T0 + timedelta(minutes=i)) for i in range(0, 300, 10)])
+    now = T0 + timedelta(hours=5, minutes=20)
+    assert _uptime_24h(store, now) == (30, 0)
+    replica = FullStore.open_existing(url)
+    try:
+        replica.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=65))])
+    finally:
+        replica.close()
+    soon = now + timedelta(seconds=settled.RENEW_AFTER_S)
+    assert store.history.renew_settled(soon) == 0  # not due yet
+    assert _uptime_24h(store, soon) == (30, 0)
+    later = now + timedelta(seconds=settled.RENEW_AFTER_S + 1)
+    assert store.history.renew_settled(later) == 1
+    reads = store.history.settled.reads
+    assert _uptime_24h(store, later) == (31, 1)
+    assert store.history.settled.reads == reads  # served from the renewed range
+    # Without renewal, the range expires after its max age and the next read fetches it.
+    replica = FullStore.open_existing(url)
+    try:
+        replica.append_runs([result("auth", Status.FAIL, T0 + timedelta(minutes=75))])
+    finally:
+        replica.close()
+    expiry = later + timedelta(seconds=settled.MAX_AGE_S)
+    assert _uptime_24h(store, expiry) == (31, 1)
+    assert _uptime_24h(store, expiry + timedelta(seconds=1)) == (32, 2)
+
+
+def test_probe_uptime_reads_again_after_pruning(tmp_path: Path, backend: str) -> None:
+    """Pruning rollups drops the kept ranges that start before the cutoff: the next read counts
+    what is left."""
+    with open_store(backend, tmp_path, retention_days=2, rollup_retention_days=3) as store:
+        store.append_runs([result("auth", Status.PASS, T0 + timedelta(hours=h)) for h in range(0, 72, 2)])
+        now = T0 + timedelta(days=3, hours=1)
+        window = {"7d": now - timedelta(days=7)}
+
+        def runs(at: datetime) -> int:
+            return store.probe_uptime(probes=["auth"], windows=window, until=at, now=at)["7d"]["auth"].runs
+
+        assert runs(now) == 36
+        store.prune(now + timedelta(hours=12))  # rollups before T0 + 13 h go: runs at 0 .. 12 h
+        assert runs(now) == 29

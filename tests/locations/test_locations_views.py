@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from monitor.alerting.config import AlertingConfig, IncidentRule, QuorumConfig
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.sink import IncidentSink
-from monitor.api import routes
+from monitor.api import StatusApi
 from monitor.cli import build_parser
 from monitor.results import ProbeResult
 from monitor.store import migrate
@@ -69,7 +69,9 @@ async def test_api_and_page_show_each_probe_from_each_location(store: FullStore)
     the status page shows the same as a table; nothing pages."""
     clock = FakeClock(SystemClock().now())
     await _c_fails_alone(store, clock)
-    client = TestClient(Starlette(routes=routes(store.history, store.alerting, clock, location="a")))
+    client = TestClient(
+        Starlette(routes=StatusApi(store.history, store.alerting, clock, location="a").routes())
+    )
     body = client.get("/api/v1/locations").json()
     assert body["location"] == "a"
     assert [(p["location"], p["live"]) for p in body["locations"]] == [("a", True), ("b", True), ("c", True)]
@@ -95,7 +97,7 @@ async def test_a_single_location_page_has_no_locations_table(store: FullStore) -
     """One location needs no per-location table: the page is as before."""
     clock = FakeClock(SystemClock().now())
     store.append_runs([result("auth", Status.PASS, clock.now())])
-    client = TestClient(Starlette(routes=routes(store.history, store.alerting, clock)))
+    client = TestClient(Starlette(routes=StatusApi(store.history, store.alerting, clock).routes()))
     assert "id='locations'" not in client.get("/").text
     assert [p["location"] for p in client.get("/api/v1/locations").json()["locations"]] == ["default"]
 
