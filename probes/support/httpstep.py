@@ -422,7 +422,8 @@ async def http_step(
         )
         return Exchange(step, None, b"")
 
-    elapsed = trace.exchange_s() or clock() - start
+    exchange_s = trace.exchange_s()  # 0.0 is a measurement (a frozen test clock), not a missing one
+    elapsed = exchange_s if exchange_s is not None else clock() - start
     content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
     base = StepResult(
         name=name,
