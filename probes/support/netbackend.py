@@ -12,7 +12,8 @@ The exceptions are httpcore's, raised where its anyio backend raises them, with 
 :func:`probes.support.httpstep.transport_failure` finds the same errno under them::
 
     connect_tcp   TimeoutError -> ConnectTimeout;  OSError (refused, DNS, unreachable) -> ConnectError
-    start_tls     TimeoutError -> ConnectTimeout;  OSError, ssl.SSLError, peer closing -> ConnectError
+    start_tls     TimeoutError -> ConnectTimeout;  OSError, ssl.SSLError, peer closing (ECONNRESET)
+                  -> ConnectError
     read          TimeoutError -> ReadTimeout;     connection lost with an error -> ReadError
                   (end of stream -> b"", as anyio's ``EndOfStream`` is)
     write         TimeoutError -> WriteTimeout;    connection lost or closed -> WriteError
@@ -23,6 +24,7 @@ Unix sockets are not implemented: the daemon's client factory never asks for the
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import ssl
 import time
@@ -178,7 +180,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             proto.timing.last_byte = proto.last_arrival
             return data
         if proto.error is not None:
-            raise httpcore.ReadError(str(proto.error)) from proto.error
+            raise _mapped(httpcore.ReadError, proto.error) from proto.error
         proto.timing.last_byte = proto.eof_at
         return b""
 
@@ -187,7 +189,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         proto = self._protocol
         if proto.error is not None:
-            raise httpcore.WriteError(str(proto.error)) from proto.error
+            raise _mapped(httpcore.WriteError, proto.error) from proto.error
         if proto.lost or self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
@@ -196,7 +198,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except TimeoutError as exc:
             raise httpcore.WriteTimeout("timed out") from exc
         if proto.error is not None:
-            raise httpcore.WriteError(str(proto.error)) from proto.error
+            raise _mapped(httpcore.WriteError, proto.error) from proto.error
 
     async def aclose(self) -> None:
         # Closing the TCP transport, not the TLS one: no close_notify exchange to wait for (up to
@@ -221,7 +223,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectTimeout("timed out") from exc
         except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
             self._raw.close()
-            raise httpcore.ConnectError(str(exc)) from exc
+            if isinstance(exc, ConnectionResetError) and exc.errno is None:
+                # asyncio reports a peer hanging up mid-handshake as a bare ConnectionResetError;
+                # give it its errno so the step is classed as a reset, as it is over anyio.
+                exc.errno, exc.strerror = errno.ECONNRESET, "peer closed during the TLS handshake"
+            raise _mapped(httpcore.ConnectError, exc) from exc
         if tls is None:  # the transport was already closing
             self._raw.close()
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
@@ -282,7 +288,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout("timed out") from exc
         except OSError as exc:  # refused, unreachable, socket.gaierror (DNS)
-            raise httpcore.ConnectError(str(exc)) from exc
+            raise _mapped(httpcore.ConnectError, exc) from exc
         sock = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
@@ -290,6 +296,17 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+def _mapped(cls: type[Exception], cause: BaseException) -> Exception:
+    """``cls`` wrapping ``cause``, with ``cause`` as its ``__context__`` too.
+
+    httpcore's pool re-raises a failed request's exception ``from None``, which drops
+    ``__cause__``; ``__context__`` survives, and is where the OS error (its errno) must be found.
+    """
+    exc = cls(str(cause))
+    exc.__context__ = cause
+    return exc
 
 
 def _is_ip(host: str) -> bool:

@@ -4,6 +4,7 @@ the probes report, and latency stamped when the bytes arrive."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import ssl
 import threading
@@ -210,12 +211,13 @@ async def test_untrusted_certificate_is_a_tls_error(tmp_path: Path) -> None:
     assert f"TLS handshake with 127.0.0.1:{port} failed: CERTIFICATE_VERIFY_FAILED" in step.message
 
 
-async def test_server_closing_during_handshake_is_a_connect_error() -> None:
-    """A server that hangs up before any TLS is spoken: a connect-time failure, not a crash."""
+async def test_server_hanging_up_during_the_handshake_is_a_reset() -> None:
+    """A server that closes before any TLS is spoken: connection_reset, as over httpx's own transport."""
     with misbehaving_server(lambda conn: conn.close()) as port:
         step = await _step(f"https://127.0.0.1:{port}/")
     assert step.status is Status.FAIL
-    assert step.error_class in {"connect_error", "connection_reset", "tls_error"}
+    assert step.error_class == "connection_reset"
+    assert f"connection reset by 127.0.0.1:{port}" in step.message
 
 
 async def test_tls_server_closing_mid_body_is_connection_closed(tmp_path: Path) -> None:
@@ -224,6 +226,20 @@ async def test_tls_server_closing_mid_body_is_connection_closed(tmp_path: Path) 
     with tls_server(tmp_path, answer(head)) as (port, trusting):
         step = await _step(f"https://127.0.0.1:{port}/", ssl_context=trusting)
     assert step.error_class == "connection_closed"
+
+
+async def test_a_reset_keeps_the_os_error_under_httpx_read_error() -> None:
+    """httpx.ReadError carries the ConnectionResetError (errno) under it, where classification looks."""
+    with misbehaving_server(REAL_CASES["reset_after_request"][0]) as port:
+        async with _client() as client:
+            with pytest.raises(httpx.ReadError) as raised:
+                await client.get(f"http://127.0.0.1:{port}/")
+    under: list[BaseException] = []
+    cur: BaseException | None = raised.value
+    while cur is not None and len(under) < 8:
+        under.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    assert any(isinstance(e, ConnectionResetError) and e.errno == errno.ECONNRESET for e in under)
 
 
 async def test_read_timeout_is_httpx_read_timeout() -> None:
