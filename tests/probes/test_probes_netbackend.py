@@ -160,6 +160,23 @@ async def test_stream_exposes_addresses_socket_and_tls_object(tmp_path: Path) ->
             await stream.aclose()
 
 
+async def test_connect_binds_the_local_address_and_applies_socket_options() -> None:
+    """connect_tcp honours local_address and socket_options, as httpcore passes them."""
+    with misbehaving_server(answer(OK)) as port:
+        stream = await AsyncioBackend().connect_tcp(
+            "127.0.0.1",
+            port,
+            timeout=5,
+            local_address="127.0.0.1",
+            socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)],
+        )
+        try:
+            assert stream.get_extra_info("client_addr")[0] == "127.0.0.1"
+            assert stream.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        finally:
+            await stream.aclose()
+
+
 @pytest.mark.parametrize("case", sorted(REAL_CASES), ids=sorted(REAL_CASES))
 async def test_real_server_misbehaviour_keeps_its_error_class(case: str) -> None:
     """Resets and early hang-ups get the same class and message as with httpx's own transport."""
