@@ -226,7 +226,8 @@ class _Trace:
 
     def exchange_s(self) -> float | None:
         """From the first transport event (connect, or request headers on a reused connection) to
-        the last body byte read, when both were seen; else None.
+        the last body byte read, when both were seen; else None. With wire timing: connect, TLS
+        handshake and request-to-last-byte added up (:meth:`WireTiming.on_wire_s`, per connection).
 
         Why: these marks are taken inside httpcore as each phase happens (or, with wire timing, as
         the bytes arrive), so time the request spent waiting for a busy event loop before its first
@@ -238,8 +239,10 @@ class _Trace:
         )
         if done is None or not self.marks:
             return None
-        if self.wires and self.wires[-1].last_byte is not None:
-            return self.wires[-1].last_byte - self.wires[0].connect_started
+        if self.wires:
+            spans = [wire.on_wire_s(wire.last_byte) for wire in self.wires]
+            if all(span is not None for span in spans):
+                return sum(span for span in spans if span is not None)
         return done - min(self.marks.values())
 
     def timing(self, total: float) -> HttpTiming:
@@ -248,7 +251,7 @@ class _Trace:
             return HttpTiming(
                 connect_s=_since(wire.connect_started, wire.connected),
                 tls_s=_since(wire.tls_started, wire.tls_done),
-                ttfb_s=_since(wire.connect_started, wire.first_byte),
+                ttfb_s=wire.on_wire_s(wire.first_byte),
                 total_s=total,
             )
         # Measured from the first transport event, as the total is (see exchange_s).

@@ -59,8 +59,25 @@ class WireTiming:
     connected: float | None = None
     tls_started: float | None = None
     tls_done: float | None = None
+    request_started: float | None = None
     first_byte: float | None = None
     last_byte: float | None = None
+
+    def on_wire_s(self, until: float | None) -> float | None:
+        """Connect + TLS handshake + request start to ``until`` (an arrival), when all happened.
+
+        The pauses between those phases (the event loop busy with other probes before it resumed
+        this one to start TLS or send the request) are the monitor's own time, not the
+        platform's, and are left out.
+        """
+        if self.connected is None or self.request_started is None or until is None:
+            return None
+        tls = 0.0
+        if self.tls_started is not None:
+            if self.tls_done is None:
+                return None
+            tls = self.tls_done - self.tls_started
+        return (self.connected - self.connect_started) + tls + (until - self.request_started)
 
 
 class _Protocol(asyncio.Protocol):
@@ -193,6 +210,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise _mapped(httpcore.WriteError, proto.error) from proto.error
         if proto.lost or self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
+        if proto.timing.request_started is None:
+            proto.timing.request_started = self._clock()
         self._transport.write(buffer)
         try:
             await proto.wait_drained(timeout)

@@ -9,13 +9,15 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 import structlog
+from httpcore._backends.base import SOCKET_OPTION
 
 from probes.base import Clock, ProbeContext, Secrets, Status, StepResult, SystemClock
 from probes.support.httpstep import http_step
@@ -306,3 +308,40 @@ async def test_time_after_the_bytes_arrived_is_not_billed_to_the_platform() -> N
     assert step.status is Status.PASS
     assert clock.at == 105.0  # the busy time did pass
     assert step.duration_s == 0.0
+
+
+class _BusyAfterConnect(AsyncioBackend):
+    """Moves the frozen clock once connected: an event loop busy before it sends the request."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        super().__init__(clock=clock.monotonic)
+        self._frozen = clock
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's backend interface names it
+        local_address: str | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        self._frozen.at += 5.0
+        return stream
+
+
+async def test_time_before_the_request_went_out_is_not_billed_to_the_platform() -> None:
+    """Latency counts connect and request-to-answer, not the monitor's pause between them."""
+    clock = FrozenClock()
+    transport = AsyncioTransport(
+        ssl_context=ssl.create_default_context(), limits=NO_KEEPALIVE, backend=_BusyAfterConnect(clock)
+    )
+    ctx = _ctx(httpx.AsyncClient(transport=transport), clock)
+    with misbehaving_server(answer(OK)) as port:
+        async with ctx.http:
+            step = (await http_step(ctx, "request", "GET", f"http://127.0.0.1:{port}/")).step
+    assert step.status is Status.PASS
+    assert clock.at == 105.0  # the pause did pass
+    assert step.duration_s == 0.0
+    assert step.timing is not None
+    assert step.timing.ttfb_s == 0.0
