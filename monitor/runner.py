@@ -34,6 +34,7 @@ from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
 from probes.registry import PROBE_KINDS
 from probes.support.isolation import IsolationError, IsolationTimeout, run_isolated
 from probes.support.masking import SecretMasker
+from probes.support.netbackend import AsyncioTransport
 
 if TYPE_CHECKING:
     from probes.support.zygote import Zygote
@@ -70,16 +71,20 @@ def default_client_factory() -> ClientFactory:
     of CPU), the connection pool, and the proxy routes read from the environment (``HTTP_PROXY``,
     ``NO_PROXY``, ...; scanning the environment cost each run about a millisecond). Connections
     are not shared (see :class:`_SharedTransport`), nor are cookies: each run's client has its own.
+    The pools run on :class:`~probes.support.netbackend.AsyncioBackend` (asyncio's own transports,
+    latency stamped when bytes arrive) rather than httpcore's anyio backend.
     """
     ssl_context = ssl.create_default_context()
     # No limit on connections (runs of many probes overlap), none kept idle: one per request.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    transport = _SharedTransport(httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits))
+    transport = _SharedTransport(AsyncioTransport(ssl_context=ssl_context, limits=limits))
     # The routes httpx would build from the environment, with one shared pool per proxy.
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {
         pattern: None
         if proxy is None
-        else _SharedTransport(httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy))
+        else _SharedTransport(
+            AsyncioTransport(ssl_context=ssl_context, limits=limits, proxy=httpx.Proxy(proxy))
+        )
         for pattern, proxy in get_environment_proxies().items()
     }
 

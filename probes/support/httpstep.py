@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from probes.base import HttpTiming, ProbeContext, Status, StepResult
+from probes.support.netbackend import WIRE_TIMING, WireTiming
 
 #: Bodies larger than this are not read whole (a broken target must not exhaust our memory).
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -195,16 +196,29 @@ def classify_transport_error(exc: BaseException) -> str:
 
 
 class _Trace:
-    """Collects httpcore trace events into connect / TLS / time-to-first-byte phases."""
+    """Collects httpcore trace events into connect / TLS / time-to-first-byte phases.
+
+    When the connection comes from :class:`~probes.support.netbackend.AsyncioBackend`, its
+    :class:`~probes.support.netbackend.WireTiming` (bytes stamped as they arrive) is used instead
+    of the trace events' own stamps (taken when a coroutine resumes, after any wait for a busy
+    event loop). Other transports (httpcore's anyio backend, ``MockTransport``) use the events.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.start = clock()
         self.marks: dict[str, float] = {}
+        #: One per connection made for the request (several when redirects are followed).
+        self.wires: list[WireTiming] = []
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         # Event names: "connection.connect_tcp.started", "http11.receive_response_headers.complete", ...
         self.marks.setdefault(event, self._clock())
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            wire = stream.get_extra_info(WIRE_TIMING) if stream is not None else None
+            if isinstance(wire, WireTiming):
+                self.wires.append(wire)
 
     def _span(self, prefix: str) -> float | None:
         a, b = self.marks.get(prefix + ".started"), self.marks.get(prefix + ".complete")
@@ -212,21 +226,34 @@ class _Trace:
 
     def exchange_s(self) -> float | None:
         """From the first transport event (connect, or request headers on a reused connection) to
-        the last body byte read, when both were seen; else None.
+        the last body byte read, when both were seen; else None. With wire timing: connect, TLS
+        handshake and request-to-last-byte added up (:meth:`WireTiming.on_wire_s`, per connection).
 
-        Why: these marks are taken inside httpcore as each phase happens, so time the request spent
-        waiting for a busy event loop before its first byte went out (building it, acquiring the
-        pool, other probes' callbacks) is not billed to the platform, as blackbox_exporter's
-        figure is not either.
+        Why: these marks are taken inside httpcore as each phase happens (or, with wire timing, as
+        the bytes arrive), so time the request spent waiting for a busy event loop before its first
+        byte went out (building it, acquiring the pool, other probes' callbacks) is not billed to
+        the platform, as blackbox_exporter's figure is not either.
         """
         done = self.marks.get("http11.receive_response_body.complete") or self.marks.get(
             "http2.receive_response_body.complete"
         )
         if done is None or not self.marks:
             return None
+        if self.wires:
+            spans = [wire.on_wire_s(wire.last_byte) for wire in self.wires]
+            if all(span is not None for span in spans):
+                return sum(span for span in spans if span is not None)
         return done - min(self.marks.values())
 
     def timing(self, total: float) -> HttpTiming:
+        if self.wires:
+            wire = self.wires[0]
+            return HttpTiming(
+                connect_s=_since(wire.connect_started, wire.connected),
+                tls_s=_since(wire.tls_started, wire.tls_done),
+                ttfb_s=wire.on_wire_s(wire.first_byte),
+                total_s=total,
+            )
         # Measured from the first transport event, as the total is (see exchange_s).
         origin = min(self.marks.values(), default=self.start)
         ttfb = None
@@ -240,6 +267,10 @@ class _Trace:
             ttfb_s=ttfb,
             total_s=total,
         )
+
+
+def _since(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +425,8 @@ async def http_step(
         )
         return Exchange(step, None, b"")
 
-    elapsed = trace.exchange_s() or clock() - start
+    exchange_s = trace.exchange_s()  # 0.0 is a measurement (a frozen test clock), not a missing one
+    elapsed = exchange_s if exchange_s is not None else clock() - start
     content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
     base = StepResult(
         name=name,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
-from monitor.runner import Runner
+from monitor.runner import Runner, default_client_factory
 from probes.base import Status, SystemClock
 from tests.core.conftest import FAKE_KEY, Captured, config_from
 from tests.core.target import Target
+from tests.reliability.test_reliability_transport import misbehaving_server
 
 
 def _runner(text: str, captured: Captured) -> Runner:
@@ -135,3 +138,45 @@ async def test_finished_log_line_carries_the_diagnosis(target: Target, captured:
     assert finished["failing_step"] == "request"
     assert finished["http_status"] == 500
     assert finished["cause"] == "test target is broken"
+
+
+async def test_http_probe_through_the_daemons_client_reports_wire_phases(
+    target: Target, captured: Captured
+) -> None:
+    """A real http probe through the default client factory: PASS with connect and first-byte phases."""
+    result = await _runner(_one("http", f"{{url: '{target.url}/'}}"), captured).run("p")
+    assert result.status is Status.PASS
+    step = result.steps[0]
+    assert step.timing is not None
+    assert step.timing.connect_s is not None
+    assert step.timing.ttfb_s is not None
+    assert step.timing.ttfb_s <= step.duration_s
+
+
+def _proxy_answering(target_line: bytes) -> Callable[[socket.socket], None]:
+    """A proxy that answers 200 only to the absolute-form request line a client sends a proxy."""
+
+    def behave(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        status = b"200 OK" if data.startswith(target_line) else b"400 Bad Request"
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    return behave
+
+
+async def test_default_client_goes_through_the_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY set: the daemon's client sends the request to the proxy, in absolute form."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with misbehaving_server(_proxy_answering(b"GET http://registry.invalid/health ")) as port:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        async with default_client_factory()(5.0) as client:
+            response = await client.get("http://registry.invalid/health")
+    assert response.status_code == 200
