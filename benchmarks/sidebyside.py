@@ -243,7 +243,7 @@ def synthmon_cmd() -> list[str]:
 
 def scrape(url: str) -> dict[str, float]:
     """Sum of each sample name over its label sets, from a Prometheus text page."""
-    text = httpx.get(url, timeout=10).text
+    text = httpx.get(url, timeout=60).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -412,8 +412,12 @@ class Synthmon:
         return scrape(self.url("/metrics"))
 
     def runs(self, probe: str, since_s: float) -> list[dict[str, Any]]:
+        # A daemon at the edge of its capacity answers slowly: a read that times out here would
+        # lose the whole run's figures, so it is given far longer than any check takes.
         answer = httpx.get(
-            self.url("/api/v1/runs"), params={"probe": probe, "since": f"{since_s:.0f}s", "limit": "1000"}
+            self.url("/api/v1/runs"),
+            params={"probe": probe, "since": f"{since_s:.0f}s", "limit": "1000"},
+            timeout=60,
         )
         answer.raise_for_status()
         runs: list[dict[str, Any]] = answer.json()["runs"]
