@@ -4,8 +4,15 @@ Why not httpcore's default (anyio) backend: every read and write there opens an 
 scope and asks anyio for the current task, close to a quarter of a request's CPU on loopback,
 and a response byte is only stamped when the reading coroutine resumes, so a busy event loop is
 billed to the platform. Here a plain :class:`asyncio.Protocol` buffers what arrives, timeouts
-are one ``call_later`` each, and :class:`WireTiming` stamps the moment bytes arrive
-(``data_received``), which :mod:`probes.support.httpstep` reads back for the step latency.
+are one ``call_later`` each, and :class:`WireTiming` stamps the moment bytes arrive, which
+:mod:`probes.support.httpstep` reads back for the step latency.
+
+"The moment bytes arrive" is the kernel's, where it can say: on Linux each socket asks for
+``SO_TIMESTAMPNS`` and reads with ``recvmsg``, so a response that waited in the socket buffer
+while the event loop ran other probes is stamped when it reached the host, not when the loop got
+to it; and the connect time is the kernel's own measure of the handshake (``TCP_INFO``'s RTT of
+the SYN, unless the SYN was retransmitted). Elsewhere, or when the kernel gives no stamp, the
+stamp is the event loop's delivery of the bytes (``data_received``), as it was before.
 
 The exceptions are httpcore's, raised where its anyio backend raises them, with the OS or
 ``ssl`` error as ``__cause__`` and ``__context__`` (httpcore's pool re-raises ``from None``,
@@ -25,11 +32,19 @@ Unix sockets are not implemented: the daemon's client factory never asks for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import functools
 import ipaddress
+import itertools
+import os
+import socket
 import ssl
+import struct
+import sys
 import time
 import typing
+from asyncio.staggered import staggered_race
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -45,14 +60,28 @@ HAPPY_EYEBALLS_DELAY_S = 0.25
 #: The key under which a stream hands out its :class:`WireTiming` (``get_extra_info``).
 WIRE_TIMING = "wire_timing"
 
+#: Kernel stamps: Linux on the architectures whose ``SO_TIMESTAMPNS`` is the generic 35 with a
+#: 64-bit ``struct timespec`` (Python names neither the option nor its control message).
+KERNEL_STAMPS = sys.platform == "linux" and os.uname().machine in {"x86_64", "aarch64", "riscv64"}
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+#: ``struct tcp_info``: ``tcpi_rtt`` (microseconds) and ``tcpi_total_retrans``, at their fixed
+#: offsets since Linux 2.6; the 104 bytes up to the latter are all that is read.
+_TCP_INFO = struct.Struct("68xI28xI")
+
 
 @dataclass(slots=True)
 class WireTiming:
     """When each phase of one connection happened, on the backend's clock (seconds).
 
-    ``first_byte`` and ``last_byte`` are arrival times (the event loop handing the bytes to the
-    protocol), not the times a coroutine got round to reading them; ``last_byte`` is the arrival
-    of the newest bytes read so far, or of the end of the stream once a read returned it.
+    ``first_byte`` and ``last_byte`` are arrival times (the kernel receiving the bytes, see the
+    module docstring), not the times a coroutine got round to reading them; ``last_byte`` is the
+    arrival of the newest bytes read so far, or of the end of the stream once a read returned it.
+    ``connected`` is ``connect_started`` plus name resolution plus the kernel's handshake RTT when
+    it has one; ``tls_done`` is the arrival of the last bytes read by the handshake (with TLS 1.3,
+    a session ticket the server sent right after can be counted, one round trip, only when the
+    event loop was too busy to finish the handshake before it came).
     """
 
     connect_started: float
@@ -80,12 +109,70 @@ class WireTiming:
         return (self.connected - self.connect_started) + tls + (until - self.request_started)
 
 
+class StampedSocket(socket.socket):
+    """A TCP socket whose reads note when the kernel received the bytes (``SO_TIMESTAMPNS``).
+
+    asyncio's transports read with ``recv`` (``recv_into`` under TLS) and hand the bytes to the
+    protocol in the same callback, so :attr:`arrival` is fresh when the protocol looks. The stamp
+    is on the wall clock; it is moved onto the backend's clock at once, by the time the bytes
+    waited (``time.time()`` minus the stamp), so only that difference crosses clocks.
+    """
+
+    __slots__ = ("_clock", "arrival")
+
+    def __init__(self, family: int, clock: Callable[[], float]) -> None:
+        super().__init__(family, socket.SOCK_STREAM)
+        self._clock = clock
+        self.arrival = 0.0
+        with contextlib.suppress(OSError):  # no stamps on this kernel: arrival is the read's own time
+            self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data, ancdata, _, _ = self.recvmsg(bufsize, _CMSG_SPACE, flags)
+        self._note(ancdata)
+        return data
+
+    def recv_into(self, buffer: typing.Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        count, ancdata, _, _ = self.recvmsg_into((view[:nbytes] if nbytes else view,), _CMSG_SPACE, flags)
+        self._note(ancdata)
+        return count
+
+    def _note(self, ancdata: list[tuple[int, int, bytes]]) -> None:
+        now = self._clock()
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                waited = time.time() - (sec + nsec * 1e-9)
+                self.arrival = now - waited if waited > 0 else now
+                return
+        self.arrival = now
+
+    def handshake_rtt_s(self) -> float | None:
+        """The kernel's round-trip time of the TCP handshake, None when it is no connect time.
+
+        A retransmitted SYN is left out of the kernel's RTT (Karn's rule), so then the
+        retransmission wait, the platform's, would be missed: None, and the caller keeps its own.
+        """
+        try:
+            rtt_us, retransmits = _TCP_INFO.unpack_from(
+                self.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+            )
+        except (OSError, struct.error):
+            return None
+        return rtt_us / 1e6 if rtt_us and not retransmits else None
+
+
 class _Protocol(asyncio.Protocol):
     """Buffers received bytes, stamps their arrival, and wakes the one reader or writer waiting."""
 
-    def __init__(self, timing: WireTiming, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, timing: WireTiming, clock: Callable[[], float], sock: socket.socket | None = None
+    ) -> None:
         self.timing = timing
         self._clock = clock
+        #: Where the kernel's stamp of the bytes just read is, when the socket keeps one.
+        self._stamped = sock if isinstance(sock, StampedSocket) else None
         self.buffer = bytearray()
         self.last_arrival = 0.0
         self.eof_at: float | None = None
@@ -96,10 +183,23 @@ class _Protocol(asyncio.Protocol):
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.timing.connected = self._clock()
+        if self.timing.connected is None:  # the backend stamps it when it made the socket itself
+            self.timing.connected = self._clock()
+
+    def arrival(self) -> float:
+        """When the bytes just read reached the host: the kernel's stamp, else now.
+
+        Never before the request went out or the previous arrival, so a stepped wall clock
+        (the kernel stamps on it) cannot make a phase negative.
+        """
+        now = self._clock()
+        if self._stamped is None:
+            return now
+        floor = self.timing.request_started or self.timing.connect_started
+        return min(now, max(self._stamped.arrival, self.last_arrival, floor))
 
     def data_received(self, data: bytes) -> None:
-        now = self._clock()
+        now = self.arrival()
         if self.timing.first_byte is None:
             self.timing.first_byte = now
         self.last_arrival = now
@@ -107,7 +207,7 @@ class _Protocol(asyncio.Protocol):
         self._wake_reader()
 
     def eof_received(self) -> bool:
-        self.eof_at = self._clock()
+        self.eof_at = self.arrival()
         self._wake_reader()
         return False  # let the transport close itself: we never write after the peer is done
 
@@ -251,7 +351,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if tls is None:  # the transport was already closing
             self._raw.close()
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
-        self._protocol.timing.tls_done = self._clock()
+        # The handshake ended when its last bytes arrived, not when this coroutine resumed.
+        self._protocol.timing.tls_done = self._protocol.arrival()
         self._transport = tls
         return self
 
@@ -294,28 +395,108 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         timing = WireTiming(connect_started=self._clock())
-        protocol = _Protocol(timing, self._clock)
+        options = tuple(socket_options or ())
         try:
             async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    # Racing addresses costs a task each; only a name can have several.
-                    happy_eyeballs_delay=None if _is_ip(host) else HAPPY_EYEBALLS_DELAY_S,
-                )
+                if not KERNEL_STAMPS:
+                    protocol = _Protocol(timing, self._clock)
+                    transport, _ = await loop.create_connection(
+                        lambda: protocol,
+                        host,
+                        port,
+                        local_addr=(local_address, 0) if local_address else None,
+                        # Racing addresses costs a task each; only a name can have several.
+                        happy_eyeballs_delay=None if _is_ip(host) else HAPPY_EYEBALLS_DELAY_S,
+                    )
+                    for option in options:
+                        transport.get_extra_info("socket").setsockopt(*option)
+                else:
+                    sock = await self._connect_stamped(host, port, local_address, options, timing)
+                    protocol = _Protocol(timing, self._clock, sock)
+                    try:
+                        transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+                    except BaseException:
+                        sock.close()
+                        raise
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout("timed out") from exc
         except OSError as exc:  # refused, unreachable, socket.gaierror (DNS)
             raise _mapped(httpcore.ConnectError, exc) from exc
-        sock = transport.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
         return AsyncioStream(transport, protocol, self._clock)
+
+    async def _connect_stamped(
+        self,
+        host: str,
+        port: int,
+        local_address: str | None,
+        options: tuple[SOCKET_OPTION, ...],
+        timing: WireTiming,
+    ) -> StampedSocket:
+        """A connected :class:`StampedSocket`, as ``loop.create_connection`` would connect one.
+
+        A name's addresses are tried families interleaved, the next one after
+        :data:`HAPPY_EYEBALLS_DELAY_S` or at once when one fails (RFC 8305, as asyncio does);
+        when all fail, the first failure is raised, so its errno survives. ``timing.connected``
+        is the winning attempt's start plus the kernel's handshake RTT, when the kernel has one.
+        """
+        loop = asyncio.get_running_loop()
+        addresses: list[tuple[int, tuple[typing.Any, ...]]]
+        if _is_ip(host):
+            addresses = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+        else:
+            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            if not found:
+                raise OSError(f"no address found for {host}")
+            addresses = interleaved([(family, address) for family, _, _, _, address in found])
+        failures: list[OSError] = []
+
+        async def attempt(family: int, address: tuple[typing.Any, ...]) -> tuple[StampedSocket, float]:
+            sock = StampedSocket(family, self._clock)
+            try:
+                sock.setblocking(False)
+                for option in options:
+                    sock.setsockopt(*option)
+                if local_address:
+                    sock.bind((local_address, 0))
+                started = self._clock()
+                await loop.sock_connect(sock, address)
+            except BaseException as exc:
+                sock.close()
+                if isinstance(exc, OSError):
+                    failures.append(exc)
+                raise
+            return sock, started
+
+        if len(addresses) == 1:
+            winner: tuple[StampedSocket, float] | None = await attempt(*addresses[0])
+        else:
+            winner, _, _ = await staggered_race(
+                (functools.partial(attempt, family, address) for family, address in addresses),
+                HAPPY_EYEBALLS_DELAY_S,
+            )
+        if winner is None:
+            raise failures[0] if failures else OSError(f"could not connect to {host}")
+        sock, started = winner
+        now = self._clock()
+        rtt = sock.handshake_rtt_s()
+        timing.connected = min(now, started + rtt) if rtt is not None else now
+        return sock
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+def interleaved(
+    addresses: Iterable[tuple[int, tuple[typing.Any, ...]]],
+) -> list[tuple[int, tuple[typing.Any, ...]]]:
+    """``(family, address)`` pairs reordered to alternate families, each family in its own order.
+
+    RFC 8305: a broken IPv6 path costs one happy-eyeballs delay, not one per IPv6 address.
+    """
+    by_family: dict[int, list[tuple[int, tuple[typing.Any, ...]]]] = {}
+    for pair in addresses:
+        by_family.setdefault(pair[0], []).append(pair)
+    return [pair for row in itertools.zip_longest(*by_family.values()) for pair in row if pair is not None]
 
 
 def _mapped(cls: type[Exception], cause: BaseException) -> Exception:

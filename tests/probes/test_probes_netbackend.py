@@ -3,12 +3,14 @@ the probes report, and latency stamped when the bytes arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import socket
 import ssl
 import threading
 import time
+import typing
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ import structlog
 from httpcore._backends.base import SOCKET_OPTION
 
 from probes.base import Clock, ProbeContext, Secrets, Status, StepResult, SystemClock
+from probes.support import netbackend
 from probes.support.httpstep import http_step
 from probes.support.netbackend import WIRE_TIMING, AsyncioBackend, AsyncioTransport, WireTiming
 from tests.reliability.test_reliability_transport import (
@@ -345,3 +348,157 @@ async def test_time_before_the_request_went_out_is_not_billed_to_the_platform() 
     assert step.duration_s == 0.0
     assert step.timing is not None
     assert step.timing.ttfb_s == 0.0
+
+
+# --- Kernel stamps: the time bytes waited for a busy event loop is the monitor's, not the platform's.
+
+#: How long the tests below keep the event loop busy while the answer arrives.
+BUSY_S = 1.0
+
+kernel_stamps = pytest.mark.skipif(not netbackend.KERNEL_STAMPS, reason="kernel stamps are Linux-only")
+
+
+class _BusyAfterRequest(AsyncioBackend):
+    """Blocks the event loop (a probe's CPU-bound work) right after the request went out."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's backend interface names it
+        local_address: str | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        write = stream.write
+
+        async def write_then_block(buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+            await write(buffer, timeout)
+            time.sleep(BUSY_S)  # noqa: ASYNC251  # blocking on purpose: the loop cannot read meanwhile
+
+        stream.write = write_then_block  # type: ignore[method-assign]
+        return stream
+
+
+@kernel_stamps
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_an_answer_waiting_for_a_busy_loop_is_stamped_when_it_arrived(
+    scheme: str, tmp_path: Path
+) -> None:
+    """The server answers at once while the loop is blocked for BUSY_S: the latency is the
+    server's (well under BUSY_S), although the probe could only read the answer after BUSY_S."""
+    server = tls_server(tmp_path, answer(OK)) if scheme == "https" else _plain(answer(OK))
+    with server as (port, trusting):
+        transport = AsyncioTransport(ssl_context=trusting, limits=NO_KEEPALIVE, backend=_BusyAfterRequest())
+        ctx = _ctx(httpx.AsyncClient(transport=transport))
+        started = time.monotonic()
+        async with ctx.http:
+            step = (await http_step(ctx, "request", "GET", f"{scheme}://127.0.0.1:{port}/")).step
+        took = time.monotonic() - started
+    assert step.status is Status.PASS, step.message
+    assert took >= BUSY_S  # the loop was busy, the probe read late
+    assert step.duration_s < BUSY_S / 2
+    assert step.timing is not None
+    assert step.timing.ttfb_s is not None
+    assert step.timing.ttfb_s < BUSY_S / 2
+
+
+@contextlib.contextmanager
+def _plain(behaviour: Behaviour) -> Iterator[tuple[int, ssl.SSLContext]]:
+    with misbehaving_server(behaviour) as port:
+        yield port, ssl.create_default_context()
+
+
+@kernel_stamps
+def test_connect_time_is_the_kernels_handshake_round_trip() -> None:
+    """The kernel's RTT of the handshake lies within the connect call that made it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        sock = netbackend.StampedSocket(socket.AF_INET, time.monotonic)
+        with sock:
+            started = time.perf_counter()
+            sock.connect(listener.getsockname())
+            took = time.perf_counter() - started
+            rtt = sock.handshake_rtt_s()
+    assert rtt is not None
+    assert 0 < rtt <= took
+
+
+@kernel_stamps
+async def test_connect_phase_lies_within_the_connect_call() -> None:
+    """connected - connect_started is positive and no longer than connect_tcp itself took."""
+    with misbehaving_server(answer(OK)) as port:
+        started = time.monotonic()
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        took = time.monotonic() - started
+        try:
+            wire = stream.get_extra_info(WIRE_TIMING)
+            assert isinstance(wire, WireTiming)
+            assert wire.connected is not None
+            assert 0 < wire.connected - wire.connect_started <= took
+        finally:
+            await stream.aclose()
+
+
+def _resolving_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
+    """Makes the running loop resolve every name to ``addresses`` (IPv4), in that order."""
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(host: str, port: int, **_: object) -> list[tuple[typing.Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+@kernel_stamps
+async def test_a_name_falls_back_to_its_next_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name whose first address refuses: the next address answers, and the request passes."""
+    with misbehaving_server(answer(OK)) as port:  # listens on 127.0.0.1 only
+        _resolving_to(monkeypatch, "127.0.0.2", "127.0.0.1")
+        step = await _step(f"http://platform.test:{port}/")
+    assert step.status is Status.PASS, step.message
+
+
+@kernel_stamps
+async def test_a_name_whose_addresses_all_refuse_keeps_the_first_os_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All addresses refuse: ConnectError with the first ConnectionRefusedError (errno) under it."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        _resolving_to(monkeypatch, "127.0.0.2", "127.0.0.3")
+        with pytest.raises(httpcore.ConnectError) as raised:
+            await AsyncioBackend().connect_tcp("platform.test", port, timeout=5)
+    cause = raised.value.__cause__
+    assert isinstance(cause, ConnectionRefusedError)
+    assert cause.errno == errno.ECONNREFUSED
+
+
+def test_addresses_alternate_families_in_their_own_order() -> None:
+    """RFC 8305 interleaving: v6, v4, v6, v4, then the longer family's rest."""
+    v6a, v6b, v6c = ((socket.AF_INET6, (f"::{i}", 80)) for i in (1, 2, 3))
+    v4a, v4b = ((socket.AF_INET, (f"127.0.0.{i}", 80)) for i in (1, 2))
+    assert netbackend.interleaved([v6a, v6b, v6c, v4a, v4b]) == [v6a, v4a, v6b, v4b, v6c]
+    assert netbackend.interleaved([v4a]) == [v4a]
+
+
+async def test_without_kernel_stamps_requests_still_carry_wire_phases(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where the kernel cannot stamp (not Linux), asyncio connects and the loop's delivery stamps."""
+    monkeypatch.setattr(netbackend, "KERNEL_STAMPS", False)
+    with tls_server(tmp_path, answer(OK)) as (port, trusting):
+        step = await _step(f"https://127.0.0.1:{port}/health", ssl_context=trusting)
+        stream = await AsyncioBackend().connect_tcp(
+            "127.0.0.1", port, timeout=5, socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+        )
+        try:
+            assert stream.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        finally:
+            await stream.aclose()
+    assert step.status is Status.PASS, step.message
+    assert step.timing is not None
+    assert step.timing.connect_s is not None
+    assert step.timing.tls_s is not None
