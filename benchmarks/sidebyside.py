@@ -616,11 +616,22 @@ class Window:
 
 
 def synthmon_window(
-    workdir: Path, target: Target, n: int, warm_s: float, window_s: float, path: str = "/fast"
+    workdir: Path,
+    target: Target,
+    n: int,
+    warm_s: float,
+    window_s: float,
+    path: str = "/fast",
+    busy: int = 0,
 ) -> tuple[Window, Synthmon]:
-    """Start synthmon with ``n`` probes, let it settle, measure a window; the daemon is left running."""
+    """Start synthmon with ``n`` probes, let it settle, measure a window; the daemon is left running.
+
+    ``busy`` more probes on ``/fast`` run beside them (named after them) to keep the event loop
+    busy; the window's runs and missed runs count them, its start lateness does not.
+    """
     port = free_port()
     urls = [target.url(f"{path}?p={i:04d}") for i in range(n)]
+    urls += [target.url(f"/fast?p={i:04d}") for i in range(n, n + busy)]
     daemon = Synthmon(workdir, Synthmon.http_config(port, workdir / "history.db", urls), port=port).start()
     time.sleep(warm_s)  # the settle period itself (not waiting for a state: nothing to poll for)
     m0, c0, t0 = daemon.metrics(), tree_cpu_s(daemon.ps), time.time()
@@ -995,6 +1006,10 @@ def shipped_figures(workdir: Path, minutes: float) -> dict[str, Any]:
 # ---- the run ----------------------------------------------------------------------------------------
 
 
+#: The probe count at 1 s the daemon must carry with 0 missed runs and start lateness p99 ≤ 50 ms.
+TARGET_PROBES = 250
+
+
 @dataclass
 class Plan:
     """Sizes and durations of one run (full or smoke)."""
@@ -1148,6 +1163,10 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
                 }
                 break
             best, lateness_best = n, w.lateness_s
+            res.setdefault("ramp_lateness", {})[str(n)] = [
+                quantile(w.lateness_s, 0.5),
+                quantile(w.lateness_s, 0.99),
+            ]
             shutil.rmtree(workdir / f"ramp{n}", ignore_errors=True)
         res["max_probes"] = best
         res["lateness_max"] = lateness_best
@@ -1310,7 +1329,7 @@ def render(res: dict[str, Any], plan: Plan) -> str:
             + (" (ramp top)" if res.get("bb_ramp_exhausted") else "")
             + (f" (at {bb_fail['rate']}: {bb_fail['missed']} missed)" if bb_fail else ""),
             _ratio(res["max_probes"], res["bb_max_rate"]),
-            "≥ 250 (aim 500)",
+            f"≥ {TARGET_PROBES} (aim 500)",
         )
     )
     late = res["lateness_n_cpu"]
@@ -1323,6 +1342,17 @@ def render(res: dict[str, Any], plan: Plan) -> str:
             "p99 ≤ 50 ms",
         )
     )
+    at_target = res.get("ramp_lateness", {}).get(str(TARGET_PROBES))
+    if at_target and res["max_probes"] != TARGET_PROBES:
+        rows.append(
+            (
+                f"start lateness p50 / p99 at {TARGET_PROBES} probes @1 s (the target's size)",
+                f"{_ms(at_target[0])} / {_ms(at_target[1])}",
+                "-",
+                "-",
+                "p99 ≤ 50 ms",
+            )
+        )
     if res.get("lateness_max"):
         late = res["lateness_max"]
         rows.append(

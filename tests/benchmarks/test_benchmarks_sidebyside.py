@@ -113,3 +113,9 @@ def test_smoke_run_measures_both_monitors_against_nginx(tmp_path: Path) -> None:
     assert done.stdout.startswith("| figure | synthmon | blackbox_exporter | ratio | target |")
     assert "CPU per HTTP check" in done.stdout
     assert "reported - true latency" in done.stdout
+    # A ramp that went past the target's size also reports the start lateness at that size.
+    harness = _harness()
+    res.update(max_probes=400, lateness_max=[0.001] * 100, ramp_lateness={"250": [0.0012, 0.0345]})
+    table = harness.render(res, harness.SMOKE)
+    assert "| start lateness p50 / p99 at 250 probes @1 s (the target's size) | 1.2 ms / 34.5 ms |" in table
+    assert "| start lateness p50 / p99 at 400 probes @1 s | 1.0 ms / 1.0 ms |" in table
