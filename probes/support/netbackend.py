@@ -32,19 +32,11 @@ Unix sockets are not implemented: the daemon's client factory never asks for the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import functools
-import ipaddress
-import itertools
-import os
 import socket
 import ssl
-import struct
-import sys
 import time
 import typing
-from asyncio.staggered import staggered_race
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -54,21 +46,11 @@ from httpcore._backends.base import SOCKET_OPTION
 from httpcore._utils import is_socket_readable
 from httpx._transports.default import AsyncResponseStream, map_httpcore_exceptions
 
-#: Delay before trying a host's next address in parallel, as anyio's ``connect_tcp`` does.
-HAPPY_EYEBALLS_DELAY_S = 0.25
+from probes.support import stampedsocket
+from probes.support.stampedsocket import is_ip
 
 #: The key under which a stream hands out its :class:`WireTiming` (``get_extra_info``).
 WIRE_TIMING = "wire_timing"
-
-#: Kernel stamps: Linux on the architectures whose ``SO_TIMESTAMPNS`` is the generic 35 with a
-#: 64-bit ``struct timespec`` (Python names neither the option nor its control message).
-KERNEL_STAMPS = sys.platform == "linux" and os.uname().machine in {"x86_64", "aarch64", "riscv64"}
-_SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("qq")
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
-#: ``struct tcp_info``: ``tcpi_rtt`` (microseconds) and ``tcpi_total_retrans``, at their fixed
-#: offsets since Linux 2.6; the 104 bytes up to the latter are all that is read.
-_TCP_INFO = struct.Struct("68xI28xI")
 
 
 @dataclass(slots=True)
@@ -109,60 +91,6 @@ class WireTiming:
         return (self.connected - self.connect_started) + tls + (until - self.request_started)
 
 
-class StampedSocket(socket.socket):
-    """A TCP socket whose reads note when the kernel received the bytes (``SO_TIMESTAMPNS``).
-
-    asyncio's transports read with ``recv`` (``recv_into`` under TLS) and hand the bytes to the
-    protocol in the same callback, so :attr:`arrival` is fresh when the protocol looks. The stamp
-    is on the wall clock; it is moved onto the backend's clock at once, by the time the bytes
-    waited (``time.time()`` minus the stamp), so only that difference crosses clocks.
-    """
-
-    __slots__ = ("_clock", "arrival")
-
-    def __init__(self, family: int, clock: Callable[[], float]) -> None:
-        super().__init__(family, socket.SOCK_STREAM)
-        self._clock = clock
-        self.arrival = 0.0
-        with contextlib.suppress(OSError):  # no stamps on this kernel: arrival is the read's own time
-            self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        data, ancdata, _, _ = self.recvmsg(bufsize, _CMSG_SPACE, flags)
-        self._note(ancdata)
-        return data
-
-    def recv_into(self, buffer: typing.Any, nbytes: int = 0, flags: int = 0) -> int:
-        view = memoryview(buffer).cast("B")
-        count, ancdata, _, _ = self.recvmsg_into((view[:nbytes] if nbytes else view,), _CMSG_SPACE, flags)
-        self._note(ancdata)
-        return count
-
-    def _note(self, ancdata: list[tuple[int, int, bytes]]) -> None:
-        now = self._clock()
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-                sec, nsec = _TIMESPEC.unpack_from(data)
-                waited = time.time() - (sec + nsec * 1e-9)
-                self.arrival = now - waited if waited > 0 else now
-                return
-        self.arrival = now
-
-    def handshake_rtt_s(self) -> float | None:
-        """The kernel's round-trip time of the TCP handshake, None when it is no connect time.
-
-        A retransmitted SYN is left out of the kernel's RTT (Karn's rule), so then the
-        retransmission wait, the platform's, would be missed: None, and the caller keeps its own.
-        """
-        try:
-            rtt_us, retransmits = _TCP_INFO.unpack_from(
-                self.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
-            )
-        except (OSError, struct.error):
-            return None
-        return rtt_us / 1e6 if rtt_us and not retransmits else None
-
-
 class _Protocol(asyncio.Protocol):
     """Buffers received bytes, stamps their arrival, and wakes the one reader or writer waiting."""
 
@@ -172,7 +100,7 @@ class _Protocol(asyncio.Protocol):
         self.timing = timing
         self._clock = clock
         #: Where the kernel's stamp of the bytes just read is, when the socket keeps one.
-        self._stamped = sock if isinstance(sock, StampedSocket) else None
+        self._stamped = sock if isinstance(sock, stampedsocket.StampedSocket) else None
         self.buffer = bytearray()
         self.last_arrival = 0.0
         self.eof_at: float | None = None
@@ -398,7 +326,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         options = tuple(socket_options or ())
         try:
             async with asyncio.timeout(timeout):
-                if not KERNEL_STAMPS:
+                if not stampedsocket.KERNEL_STAMPS:
                     protocol = _Protocol(timing, self._clock)
                     transport, _ = await loop.create_connection(
                         lambda: protocol,
@@ -406,12 +334,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                         port,
                         local_addr=(local_address, 0) if local_address else None,
                         # Racing addresses costs a task each; only a name can have several.
-                        happy_eyeballs_delay=None if _is_ip(host) else HAPPY_EYEBALLS_DELAY_S,
+                        happy_eyeballs_delay=None if is_ip(host) else stampedsocket.HAPPY_EYEBALLS_DELAY_S,
                     )
                     for option in options:
                         transport.get_extra_info("socket").setsockopt(*option)
                 else:
-                    sock = await self._connect_stamped(host, port, local_address, options, timing)
+                    sock, timing.connected = await stampedsocket.connect(
+                        host, port, clock=self._clock, local_address=local_address, options=options
+                    )
                     protocol = _Protocol(timing, self._clock, sock)
                     try:
                         transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
@@ -424,79 +354,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise _mapped(httpcore.ConnectError, exc) from exc
         return AsyncioStream(transport, protocol, self._clock)
 
-    async def _connect_stamped(
-        self,
-        host: str,
-        port: int,
-        local_address: str | None,
-        options: tuple[SOCKET_OPTION, ...],
-        timing: WireTiming,
-    ) -> StampedSocket:
-        """A connected :class:`StampedSocket`, as ``loop.create_connection`` would connect one.
-
-        A name's addresses are tried families interleaved, the next one after
-        :data:`HAPPY_EYEBALLS_DELAY_S` or at once when one fails (RFC 8305, as asyncio does);
-        when all fail, the first failure is raised, so its errno survives. ``timing.connected``
-        is the winning attempt's start plus the kernel's handshake RTT, when the kernel has one.
-        """
-        loop = asyncio.get_running_loop()
-        addresses: list[tuple[int, tuple[typing.Any, ...]]]
-        if _is_ip(host):
-            addresses = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
-        else:
-            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            if not found:
-                raise OSError(f"no address found for {host}")
-            addresses = interleaved([(family, address) for family, _, _, _, address in found])
-        failures: list[OSError] = []
-
-        async def attempt(family: int, address: tuple[typing.Any, ...]) -> tuple[StampedSocket, float]:
-            sock = StampedSocket(family, self._clock)
-            try:
-                sock.setblocking(False)
-                for option in options:
-                    sock.setsockopt(*option)
-                if local_address:
-                    sock.bind((local_address, 0))
-                started = self._clock()
-                await loop.sock_connect(sock, address)
-            except BaseException as exc:
-                sock.close()
-                if isinstance(exc, OSError):
-                    failures.append(exc)
-                raise
-            return sock, started
-
-        if len(addresses) == 1:
-            winner: tuple[StampedSocket, float] | None = await attempt(*addresses[0])
-        else:
-            winner, _, _ = await staggered_race(
-                (functools.partial(attempt, family, address) for family, address in addresses),
-                HAPPY_EYEBALLS_DELAY_S,
-            )
-        if winner is None:
-            raise failures[0] if failures else OSError(f"could not connect to {host}")
-        sock, started = winner
-        now = self._clock()
-        rtt = sock.handshake_rtt_s()
-        timing.connected = min(now, started + rtt) if rtt is not None else now
-        return sock
-
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-def interleaved(
-    addresses: Iterable[tuple[int, tuple[typing.Any, ...]]],
-) -> list[tuple[int, tuple[typing.Any, ...]]]:
-    """``(family, address)`` pairs reordered to alternate families, each family in its own order.
-
-    RFC 8305: a broken IPv6 path costs one happy-eyeballs delay, not one per IPv6 address.
-    """
-    by_family: dict[int, list[tuple[int, tuple[typing.Any, ...]]]] = {}
-    for pair in addresses:
-        by_family.setdefault(pair[0], []).append(pair)
-    return [pair for row in itertools.zip_longest(*by_family.values()) for pair in row if pair is not None]
 
 
 def _mapped(cls: type[Exception], cause: BaseException) -> Exception:
@@ -508,14 +367,6 @@ def _mapped(cls: type[Exception], cause: BaseException) -> Exception:
     exc = cls(str(cause))
     exc.__context__ = cause
     return exc
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _core_url(url: httpx.URL) -> httpcore.URL:

@@ -22,7 +22,7 @@ import structlog
 from httpcore._backends.base import SOCKET_OPTION
 
 from probes.base import Clock, ProbeContext, Secrets, Status, StepResult, SystemClock
-from probes.support import netbackend
+from probes.support import stampedsocket
 from probes.support.httpstep import http_step
 from probes.support.netbackend import WIRE_TIMING, AsyncioBackend, AsyncioTransport, WireTiming
 from tests.reliability.test_reliability_transport import (
@@ -355,7 +355,7 @@ async def test_time_before_the_request_went_out_is_not_billed_to_the_platform() 
 #: How long the tests below keep the event loop busy while the answer arrives.
 BUSY_S = 1.0
 
-kernel_stamps = pytest.mark.skipif(not netbackend.KERNEL_STAMPS, reason="kernel stamps are Linux-only")
+kernel_stamps = pytest.mark.skipif(not stampedsocket.KERNEL_STAMPS, reason="kernel stamps are Linux-only")
 
 
 class _BusyAfterRequest(AsyncioBackend):
@@ -415,7 +415,7 @@ def test_connect_time_is_the_kernels_handshake_round_trip() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        sock = netbackend.StampedSocket(socket.AF_INET, time.monotonic)
+        sock = stampedsocket.StampedSocket(socket.AF_INET, time.monotonic)
         with sock:
             started = time.perf_counter()
             sock.connect(listener.getsockname())
@@ -480,15 +480,15 @@ def test_addresses_alternate_families_in_their_own_order() -> None:
     """RFC 8305 interleaving: v6, v4, v6, v4, then the longer family's rest."""
     v6a, v6b, v6c = ((socket.AF_INET6, (f"::{i}", 80)) for i in (1, 2, 3))
     v4a, v4b = ((socket.AF_INET, (f"127.0.0.{i}", 80)) for i in (1, 2))
-    assert netbackend.interleaved([v6a, v6b, v6c, v4a, v4b]) == [v6a, v4a, v6b, v4b, v6c]
-    assert netbackend.interleaved([v4a]) == [v4a]
+    assert stampedsocket.interleaved([v6a, v6b, v6c, v4a, v4b]) == [v6a, v4a, v6b, v4b, v6c]
+    assert stampedsocket.interleaved([v4a]) == [v4a]
 
 
 async def test_without_kernel_stamps_requests_still_carry_wire_phases(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Where the kernel cannot stamp (not Linux), asyncio connects and the loop's delivery stamps."""
-    monkeypatch.setattr(netbackend, "KERNEL_STAMPS", False)
+    monkeypatch.setattr(stampedsocket, "KERNEL_STAMPS", False)
     with tls_server(tmp_path, answer(OK)) as (port, trusting):
         step = await _step(f"https://127.0.0.1:{port}/health", ssl_context=trusting)
         stream = await AsyncioBackend().connect_tcp(
