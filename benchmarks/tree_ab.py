@@ -107,6 +107,7 @@ def measure(
                     "runs": w.checks,
                     "missed": w.missed,
                     "cpu_pct": 100 * w.cpu_s / w.seconds,
+                    "lateness_ms": _ms(w.lateness_s),
                 }
                 sb.say(f"ramp {count} {name}: {out[f'ramp_{name}_{count}']}")
     finally:

@@ -3,7 +3,7 @@
 Starlette on uvicorn, inside the daemon's own event loop (no thread): the daemon owns signals, so
 uvicorn's signal capture is switched off and it is stopped by :meth:`HttpServer.stop`.
 
-- ``/metrics``  prometheus_client's ASGI app on the registry passed in;
+- ``/metrics``  the registry passed in, rendered between the probes' work (:mod:`monitor.exposition`);
 - ``/healthz``  200 while the scheduler is alive (its heartbeat is recent), else 503: restart me;
 - ``/readyz``   200 once start-up is done and until draining begins, else 503: do not route to me.
 
@@ -26,20 +26,20 @@ import contextlib
 import hashlib
 import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import bcrypt
 import uvicorn
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from monitor.exposition import ConstLabels
+from monitor.exposition import ConstLabels, render
 from monitor.webconfig import TlsServerConfig, WebConfig
 
 #: ``() -> (ok, details)``; details become the JSON body.
@@ -92,11 +92,7 @@ def build_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route(
-            "/metrics",
-            _AsgiEndpoint(make_asgi_app(registry=_exposed(registry, metric_labels))),
-            methods=["GET"],
-        ),
+        Route("/metrics", _metrics_endpoint(_exposed(registry, metric_labels)), methods=["GET"]),
         *extra_routes,
     ]
     web = web or WebConfig()
@@ -154,11 +150,25 @@ def _credentials(headers: Headers) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def _exposed(registry: CollectorRegistry, labels: Mapping[str, str] | None) -> CollectorRegistry:
-    if not labels:
-        return registry
-    # The exposition only calls collect() and restricted_registry(), which ConstLabels provides.
-    return cast(CollectorRegistry, ConstLabels(registry, labels))
+def _exposed(
+    registry: CollectorRegistry, labels: Mapping[str, str] | None
+) -> CollectorRegistry | ConstLabels:
+    return ConstLabels(registry, labels) if labels else registry
+
+
+def _metrics_endpoint(source: CollectorRegistry | ConstLabels) -> Callable[[Request], Any]:
+    """``GET /metrics``: rendered in slices, so a scrape never stalls the probes' loop for long."""
+
+    async def metrics(request: Request) -> Response:
+        body, headers = await render(
+            source,
+            accept=request.headers.get("accept", ""),
+            accept_encoding=request.headers.get("accept-encoding", ""),
+            names=request.query_params.getlist("name[]"),
+        )
+        return Response(body, headers=headers)
+
+    return metrics
 
 
 class Guard:
@@ -202,20 +212,6 @@ class Guard:
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
-
-
-class _AsgiEndpoint:
-    """Wraps a plain-function ASGI app so Starlette's Route serves it as ASGI.
-
-    (Route treats a bare function as a request -> response handler; a Mount would redirect
-    ``/metrics`` to ``/metrics/``, which some scrapers do not follow.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
 
 
 class _QuietServer(uvicorn.Server):
