@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 import ssl
 import time
@@ -379,6 +380,12 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     It builds the pool httpx would for the same arguments (direct, HTTP(S) proxy or SOCKS proxy)
     and maps httpcore's exceptions with httpx's own ``map_httpcore_exceptions``, so callers see
     exactly the ``httpx`` exception classes they would see from ``AsyncHTTPTransport``.
+
+    With no connection kept idle (``max_keepalive_connections=0``, the daemon's choice: every run
+    measures its own connect), each request gets a pool of its own, dropped with its response.
+    A pool shared by every request gains nothing then, and costs: httpcore walks all of a pool's
+    connections and queued requests at every request and response, so with hundreds in flight
+    (250 probes at 1 s) that walk was the largest part of the daemon's CPU.
     """
 
     def __init__(
@@ -397,11 +404,12 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             "keepalive_expiry": limits.keepalive_expiry,
             "network_backend": backend,
         }
-        self._pool: httpcore.AsyncConnectionPool
+        self._new_pool: Callable[[], httpcore.AsyncConnectionPool]
         if proxy is None:
-            self._pool = httpcore.AsyncConnectionPool(**pool_args)
+            self._new_pool = functools.partial(httpcore.AsyncConnectionPool, **pool_args)
         elif proxy.url.scheme in ("http", "https"):
-            self._pool = httpcore.AsyncHTTPProxy(
+            self._new_pool = functools.partial(
+                httpcore.AsyncHTTPProxy,
                 proxy_url=_core_url(proxy.url),
                 proxy_auth=proxy.raw_auth,
                 proxy_headers=proxy.headers.raw,
@@ -410,11 +418,17 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             )
         elif proxy.url.scheme in ("socks5", "socks5h"):
             # httpcore raises the ImportError naming ``socksio`` when it is not installed.
-            self._pool = httpcore.AsyncSOCKSProxy(
-                proxy_url=_core_url(proxy.url), proxy_auth=proxy.raw_auth, **pool_args
+            self._new_pool = functools.partial(
+                httpcore.AsyncSOCKSProxy,
+                proxy_url=_core_url(proxy.url),
+                proxy_auth=proxy.raw_auth,
+                **pool_args,
             )
         else:
             raise ValueError(f"proxy scheme must be http, https, socks5 or socks5h, not {proxy.url.scheme!r}")
+        self._new_pool()  # a SOCKS proxy without socksio fails here, at construction, as in httpx
+        #: The one pool every request shares, when connections are kept for reuse.
+        self._pool = self._new_pool() if limits.max_keepalive_connections != 0 else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)  # as httpx's own transport asserts
@@ -425,8 +439,9 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
+        pool = self._pool or self._new_pool()
         with map_httpcore_exceptions():
-            response = await self._pool.handle_async_request(core_request)
+            response = await pool.handle_async_request(core_request)
         assert isinstance(response.stream, typing.AsyncIterable)
         return httpx.Response(
             status_code=response.status,
@@ -436,4 +451,5 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import socket
 import ssl
 import threading
@@ -502,3 +503,72 @@ async def test_without_kernel_stamps_requests_still_carry_wire_phases(
     assert step.timing is not None
     assert step.timing.connect_s is not None
     assert step.timing.tls_s is not None
+
+
+# --- Pools: shared when connections are kept, one per request when none is.
+
+
+@contextlib.contextmanager
+def _http11_server() -> Iterator[tuple[int, list[int]]]:
+    """A keep-alive HTTP/1.1 server on 127.0.0.1; yields its port and a list growing per connection."""
+    import http.server
+
+    connections: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            connections.append(1)
+            super().setup()
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], connections
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_kept_connections_are_reused_through_the_shared_pool() -> None:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=5)
+    with _http11_server() as (port, connections):
+        transport = AsyncioTransport(ssl_context=ssl.create_default_context(), limits=limits)
+        async with httpx.AsyncClient(transport=transport) as client:
+            for _ in range(3):
+                assert (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+    assert len(connections) == 1
+
+
+async def test_without_kept_connections_each_request_has_a_pool_of_its_own() -> None:
+    """Many requests in flight at once all answered, one connection each, and no pool outlives them."""
+
+    def pools() -> int:
+        return sum(isinstance(o, httpcore.AsyncConnectionPool) for o in gc.get_objects())
+
+    async def statuses(client: httpx.AsyncClient, port: int) -> list[int]:
+        urls = [f"http://127.0.0.1:{port}/?n={i}" for i in range(60)]
+        return [answer.status_code for answer in await asyncio.gather(*map(client.get, urls))]
+
+    before = pools()
+    with _http11_server() as (port, connections):
+        async with _client() as client:
+            assert await statuses(client, port) == [200] * 60
+            for _ in range(10):  # the finished tasks' callbacks still hold them for a loop turn or two
+                gc.collect()
+                if pools() <= before:
+                    break
+                await asyncio.sleep(0)
+            assert pools() <= before  # each request's pool went with its response
+    assert len(connections) == 60
