@@ -57,8 +57,27 @@ COMMAND_MODULES: list[str] = [
 
 # --- run ---------------------------------------------------------------------------------------
 
+#: Modules a library imports with itself that the daemon never runs, kept out of its memory for
+#: good: ``httpx`` imports its command-line client (``httpx._main``: click, pygments, and rich when
+#: installed; about 1 MB) along with the package.
+DAEMON_SKIPS: tuple[str, ...] = ("httpx._main",)
+
+
+def skip_unused_modules(names: Sequence[str] = DAEMON_SKIPS) -> None:
+    """Make importing each of ``names`` raise ``ImportError``, as if it were not installed.
+
+    A ``None`` entry in ``sys.modules`` is how Python blocks an import. ``httpx`` expects that
+    failure (its optional dependencies may be missing): ``httpx.main`` then says what to install.
+    A module already imported stays as it is. Call it before the first import of the library.
+    """
+    for name in names:
+        # The one place sys.modules holds None on purpose (typeshed allows modules only).
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    skip_unused_modules()
+
     import asyncio
     import gc
     import logging

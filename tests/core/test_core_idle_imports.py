@@ -4,6 +4,7 @@ migration, a Slack alert, the MLflow client, another database's dialect) are nev
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,36 @@ def test_daemon_restart_on_a_current_store_loads_no_idle_only_module(config: Pat
     again = _start_daemon(config)
     assert again["revision"] == again["head"]
     assert again["loaded"] == []
+
+
+#: Runs ``synthmon run`` in-process up to binding its listen address, which the test holds (the
+#: daemon is then fully built and exits 1), and prints its exit code and which modules it loaded.
+_RUN = """\
+import json, sys
+from monitor.cli import main
+code = main(["run", "--config", sys.argv[1], "--log-level", "error"])
+print(json.dumps({"code": code, "loaded": [m for m in sys.argv[2:] if sys.modules.get(m) is not None]}))
+"""
+
+
+def test_daemon_does_not_import_httpx_command_line_client(tmp_path: Path) -> None:
+    """``synthmon run`` builds the daemon (httpx included) without httpx's command-line client
+    (``httpx._main``, which imports click, pygments and rich when they are installed)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"environment: t\nlisten: 127.0.0.1:{held.getsockname()[1]}\n"
+            f"store: {{url: 'sqlite:///{tmp_path / 'store.db'}'}}\n"
+            "probes:\n  - {name: p, kind: http, options: {url: 'http://127.0.0.1:9/'}}\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", _RUN, str(config), "monitor.daemon", "httpx", "httpx._main", "pygments"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer == {"code": 1, "loaded": ["monitor.daemon", "httpx"]}
