@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,8 +76,35 @@ def skip_unused_modules(names: Sequence[str] = DAEMON_SKIPS) -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
+#: How many glibc malloc arenas the daemon's threads share (glibc's ``M_ARENA_MAX``).
+MALLOC_ARENAS = 2
+
+_M_ARENA_MAX = -8  # glibc malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
+    """Cap glibc's malloc arenas, as ``MALLOC_ARENA_MAX`` does; call it before threads start.
+
+    glibc gives each thread that allocates an arena of its own (up to eight per core), and each
+    arena keeps what it freed for its thread: the daemon's seven threads (store workers, the
+    loop's executor, the watchdog) held about 4 MB in them at idle. Its threads allocate little
+    and mostly under the GIL, so two arenas serve them without contention. Nothing is changed
+    where ``MALLOC_ARENA_MAX`` is set (the operator's choice) or the C library is not glibc.
+    """
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        glibc = None
+    if not glibc or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import ctypes
+
+    ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     skip_unused_modules()
+    limit_malloc_arenas()
 
     import asyncio
     import gc
