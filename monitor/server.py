@@ -28,7 +28,6 @@ import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, cast
 
-import bcrypt
 import uvicorn
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.applications import Starlette
@@ -113,6 +112,10 @@ class BasicAuthChecker:
     def __init__(self, users: Mapping[str, str], *, concurrency: int = 2) -> None:
         if not users:
             raise ValueError("no users")
+        # Imported only when basic auth is configured: a daemon without it never keeps bcrypt.
+        import bcrypt
+
+        self._checkpw = bcrypt.checkpw
         self._users = {name: hashed.encode() for name, hashed in users.items()}
         # An unknown user is checked against a real hash (same cost), then refused regardless.
         self._decoy = next(iter(self._users.values()))
@@ -133,7 +136,7 @@ class BasicAuthChecker:
         # htpasswd hashes only the first 72, so compare those (a long password must not be a 500).
         candidate = password.encode()[:72]
         async with self._slots:
-            matches = await asyncio.to_thread(bcrypt.checkpw, candidate, hashed or self._decoy)
+            matches = await asyncio.to_thread(self._checkpw, candidate, hashed or self._decoy)
         if not (matches and hashed is not None):
             return False
         if len(self._ok) >= _AUTH_CACHE_SIZE:

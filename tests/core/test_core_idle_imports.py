@@ -1,5 +1,6 @@
 """What the long-running daemon keeps in memory: libraries it needs only for a rare event (a schema
-migration, a Slack alert, the MLflow client, another database's dialect) are never imported by it."""
+migration, a Slack alert, the MLflow client, another database's dialect) or for a feature not
+configured (basic auth) are never imported by it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 
 #: Modules the daemon must not import at start-up (with the log channel only, on SQLite). Alembic
 #: and Mako run in the migration child; slack-sdk loads only with Slack configured; the MLflow
-#: client only in the isolated children; the PostgreSQL dialect only for a PostgreSQL store.
-NOT_AT_START = ["alembic", "mako", "slack_sdk", "mlflow", "sqlalchemy.dialects.postgresql"]
+#: client only in the isolated children; the PostgreSQL dialect only for a PostgreSQL store; bcrypt
+#: only with basic auth users in the web config.
+NOT_AT_START = ["alembic", "mako", "slack_sdk", "mlflow", "sqlalchemy.dialects.postgresql", "bcrypt"]
 
 #: Builds the production daemon the way ``synthmon run`` does (without serving) and prints the
 #: store's revision and which of NOT_AT_START were imported.
