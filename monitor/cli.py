@@ -499,7 +499,11 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synthmon`` console script; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The daemon lives for months: the other commands' modules and parsers (about 1 MB) would
+    # stay in its memory for nothing. ``run`` given first is all the daemon's command lines
+    # (the image's CMD); ``synthmon --config PATH run`` still works, with the full parser.
+    parser = build_parser([] if argv[:1] == ["run"] else None)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -76,6 +76,10 @@ def test_daemon_restart_on_a_current_store_loads_no_idle_only_module(config: Pat
     assert again["loaded"] == []
 
 
+#: Modules ``synthmon run`` does not import: httpx's command-line client and what it imports, and
+#: the modules of the other commands.
+NOT_FOR_RUN = ["httpx._main", "pygments", "monitor.demo", "sandbox.cli", "monitor.history.commands"]
+
 #: Runs ``synthmon run`` in-process up to binding its listen address, which the test holds (the
 #: daemon is then fully built and exits 1), and prints its exit code and which modules it loaded.
 _RUN = """\
@@ -88,7 +92,8 @@ print(json.dumps({"code": code, "loaded": [m for m in sys.argv[2:] if sys.module
 
 def test_daemon_does_not_import_httpx_command_line_client(tmp_path: Path) -> None:
     """``synthmon run`` builds the daemon (httpx included) without httpx's command-line client
-    (``httpx._main``, which imports click, pygments and rich when they are installed)."""
+    (``httpx._main``, which imports click, pygments and rich when they are installed) and without
+    the other commands' modules."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen(1)
@@ -99,7 +104,7 @@ def test_daemon_does_not_import_httpx_command_line_client(tmp_path: Path) -> Non
             "probes:\n  - {name: p, kind: http, options: {url: 'http://127.0.0.1:9/'}}\n"
         )
         out = subprocess.run(
-            [sys.executable, "-c", _RUN, str(config), "monitor.daemon", "httpx", "httpx._main", "pygments"],
+            [sys.executable, "-c", _RUN, str(config), "monitor.daemon", "httpx", *NOT_FOR_RUN],
             capture_output=True,
             text=True,
             timeout=120,
