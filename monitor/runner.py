@@ -54,11 +54,12 @@ class _SharedTransport(httpx.AsyncBaseTransport):
     as soon as its response is, so no request ever reuses one and every run still measures its
     own connect and TLS handshake.
 
-    Plain-HTTP requests go to a pool built at once. The ``https`` pool is built by ``make_tls``
-    on the first ``https`` request, with the TLS context: its CA store holds about 2 MB for the
-    life of the process, which a daemon probing only plain-HTTP targets (behind a TLS-terminating
-    proxy, or on loopback) never needs. The plain pool is given a context with no CA loaded: it
-    never starts TLS (a proxy's own TLS uses the proxy's context), and were it asked to, every
+    Plain-HTTP requests go to a pool built at once. The ``https`` pool is built (``make`` with
+    ``tls_context()``) at the first ``https`` request: the TLS context's CA store holds 1 to 2 MB
+    for the life of the process, which a daemon probing only plain-HTTP targets (behind a
+    TLS-terminating proxy, or on loopback) never needs. That first request pays the build (tens of
+    milliseconds, once per process). The plain pool is given a context with no CA loaded: it never
+    starts TLS (a proxy's own TLS uses the proxy's context), and were it asked to, every
     certificate would fail verification rather than pass unchecked.
     """
 
@@ -86,8 +87,8 @@ class _SharedTransport(httpx.AsyncBaseTransport):
 def default_client_factory() -> ClientFactory:
     """Makes a fresh client per run: explicit timeouts, no redirects (a 301 is a finding, not a hop).
 
-    What is costly to build is built once and shared: the TLS context (CA bundle parsing, ~30 ms
-    of CPU and ~2 MB kept, so only once an ``https`` target is asked for), the connection pools,
+    What is costly to build is built once and shared: the TLS context (CA bundle parsing, tens of
+    ms of CPU and 1 to 2 MB kept, so only once an ``https`` target is asked for), the connection pools,
     and the proxy routes read from the environment (``HTTP_PROXY``, ``NO_PROXY``, ...; scanning
     the environment cost each run about a millisecond). Connections are not shared (see
     :class:`_SharedTransport`), nor are cookies: each run's client has its own. The pools run on
