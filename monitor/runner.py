@@ -18,6 +18,7 @@ A probe that blocks the event loop in synchronous code must be an isolated kind.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -47,18 +48,37 @@ ClientFactory = Callable[[float], httpx.AsyncClient]
 
 
 class _SharedTransport(httpx.AsyncBaseTransport):
-    """One connection pool for every run's client; closing a run's client leaves it open.
+    """One connection pool per scheme for every run's client; closing a run's client leaves them open.
 
-    The pool keeps no idle connection (``max_keepalive_connections=0``): a connection is closed
+    The pools keep no idle connection (``max_keepalive_connections=0``): a connection is closed
     as soon as its response is, so no request ever reuses one and every run still measures its
     own connect and TLS handshake.
+
+    Plain-HTTP requests go to a pool built at once. The ``https`` pool is built (``make`` with
+    ``tls_context()``) at the first ``https`` request: the TLS context's CA store holds 1 to 2 MB
+    for the life of the process, which a daemon probing only plain-HTTP targets (behind a
+    TLS-terminating proxy, or on loopback) never needs. That first request pays the build (tens of
+    milliseconds, once per process). The plain pool is given a context with no CA loaded: it never
+    starts TLS (a proxy's own TLS uses the proxy's context), and were it asked to, every
+    certificate would fail verification rather than pass unchecked.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
+    def __init__(
+        self,
+        make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport],
+        tls_context: Callable[[], ssl.SSLContext],
+    ) -> None:
+        self._make = make
+        self._tls_context = tls_context
+        self._plain = make(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        self._tls: httpx.AsyncBaseTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
+        if request.url.scheme != "https":
+            return await self._plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = self._make(self._tls_context())
+        return await self._tls.handle_async_request(request)
 
     async def aclose(self) -> None:
         """Nothing to release at the end of a run (no idle connection is kept)."""
@@ -67,24 +87,28 @@ class _SharedTransport(httpx.AsyncBaseTransport):
 def default_client_factory() -> ClientFactory:
     """Makes a fresh client per run: explicit timeouts, no redirects (a 301 is a finding, not a hop).
 
-    What is costly to build is built once and shared: the TLS context (CA bundle parsing, ~100 ms
-    of CPU), the connection pool, and the proxy routes read from the environment (``HTTP_PROXY``,
-    ``NO_PROXY``, ...; scanning the environment cost each run about a millisecond). Connections
-    are not shared (see :class:`_SharedTransport`), nor are cookies: each run's client has its own.
-    The pools run on :class:`~probes.support.netbackend.AsyncioBackend` (asyncio's own transports,
-    latency stamped when bytes arrive) rather than httpcore's anyio backend.
+    What is costly to build is built once and shared: the TLS context (CA bundle parsing, tens of
+    ms of CPU and 1 to 2 MB kept, so only once an ``https`` target is asked for), the connection pools,
+    and the proxy routes read from the environment (``HTTP_PROXY``, ``NO_PROXY``, ...; scanning
+    the environment cost each run about a millisecond). Connections are not shared (see
+    :class:`_SharedTransport`), nor are cookies: each run's client has its own. The pools run on
+    :class:`~probes.support.netbackend.AsyncioBackend` (asyncio's own transports, latency stamped
+    when bytes arrive) rather than httpcore's anyio backend.
     """
-    ssl_context = ssl.create_default_context()
+    tls_context = functools.cache(ssl.create_default_context)
     # No limit on connections (runs of many probes overlap), none kept idle: one per request.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    transport = _SharedTransport(AsyncioTransport(ssl_context=ssl_context, limits=limits))
+
+    def route(proxy: httpx.Proxy | None) -> _SharedTransport:
+        def make(context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+            return AsyncioTransport(ssl_context=context, limits=limits, proxy=proxy)
+
+        return _SharedTransport(make, tls_context)
+
+    transport = route(None)
     # The routes httpx would build from the environment, with one shared pool per proxy.
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {
-        pattern: None
-        if proxy is None
-        else _SharedTransport(
-            AsyncioTransport(ssl_context=ssl_context, limits=limits, proxy=httpx.Proxy(proxy))
-        )
+        pattern: None if proxy is None else route(httpx.Proxy(proxy))
         for pattern, proxy in get_environment_proxies().items()
     }
 

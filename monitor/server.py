@@ -28,7 +28,6 @@ import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
-import bcrypt
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -109,6 +108,10 @@ class BasicAuthChecker:
     def __init__(self, users: Mapping[str, str], *, concurrency: int = 2) -> None:
         if not users:
             raise ValueError("no users")
+        # Imported only when basic auth is configured (here, so a broken install fails at start):
+        # a daemon without it never keeps bcrypt.
+        import bcrypt  # noqa: F401
+
         self._users = {name: hashed.encode() for name, hashed in users.items()}
         # An unknown user is checked against a real hash (same cost), then refused regardless.
         self._decoy = next(iter(self._users.values()))
@@ -128,6 +131,8 @@ class BasicAuthChecker:
         # bcrypt reads 72 bytes at most; the library refuses longer input rather than cutting it, and
         # htpasswd hashes only the first 72, so compare those (a long password must not be a 500).
         candidate = password.encode()[:72]
+        import bcrypt  # loaded by __init__: a lookup in sys.modules
+
         async with self._slots:
             matches = await asyncio.to_thread(bcrypt.checkpw, candidate, hashed or self._decoy)
         if not (matches and hashed is not None):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from monitor.cli import build_parser, main
+from monitor.cli import build_parser, limit_malloc_arenas, main
 from probes.registry import PROBE_KINDS
 from tests.core import kinds
 
@@ -124,3 +127,46 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"synthmon {version('synthmon')}\n"
+
+
+class _FakeLibc:
+    """Records ``mallopt`` calls instead of changing this test process's allocator."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 1
+
+
+def _not_glibc(name: str) -> str:
+    raise ValueError("unrecognized configuration name")
+
+
+@pytest.mark.parametrize(
+    ("confstr", "env", "expected"),
+    [
+        (lambda name: "glibc 2.36", None, [(-8, 2)]),
+        (lambda name: "glibc 2.36", "4", []),
+        (_not_glibc, None, []),
+    ],
+    ids=["glibc-capped", "env-set-wins", "not-glibc-untouched"],
+)
+def test_run_caps_glibc_malloc_arenas_unless_the_environment_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+    confstr: Callable[[str], str],
+    env: str | None,
+    expected: list[tuple[int, int]],
+) -> None:
+    """The daemon caps glibc's arenas at MALLOC_ARENAS (M_ARENA_MAX is -8); MALLOC_ARENA_MAX or
+    another C library leaves the allocator as it is."""
+    fake = _FakeLibc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: fake)
+    monkeypatch.setattr(os, "confstr", confstr)
+    if env is None:
+        monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_ARENA_MAX", env)
+    limit_malloc_arenas()
+    assert fake.calls == expected

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -16,6 +20,7 @@ from probes.base import Status, SystemClock
 from tests.core.conftest import FAKE_KEY, Captured, config_from
 from tests.core.target import Target
 from tests.reliability.test_reliability_transport import misbehaving_server
+from tests.reliability.tls import self_signed
 
 
 def _runner(text: str, captured: Captured) -> Runner:
@@ -180,3 +185,68 @@ async def test_default_client_goes_through_the_proxy_from_the_environment(
         async with default_client_factory()(5.0) as client:
             response = await client.get("http://registry.invalid/health")
     assert response.status_code == 200
+
+
+def _tls_answering(tmp_path: Path, name: str) -> tuple[Path, Callable[[socket.socket], None]]:
+    """A self-signed certificate and a server behaviour answering 200 over TLS with it."""
+    cert, key = self_signed(tmp_path, name)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+
+    def behave(conn: socket.socket) -> None:
+        with contextlib.suppress(ssl.SSLError, OSError):
+            tls = server_ctx.wrap_socket(conn, server_side=True)
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    return cert, behave
+
+
+@dataclass
+class TlsBuilds:
+    """How many default TLS contexts were built; each trusts ``cafile`` (a test's own CA)."""
+
+    cafile: str = ""
+    count: int = 0
+
+
+@pytest.fixture
+def tls_builds(monkeypatch: pytest.MonkeyPatch) -> TlsBuilds:
+    """Counts the default TLS contexts built from now on (the daemon's client builds its own)."""
+    builds = TlsBuilds()
+    real = ssl.create_default_context
+
+    def counting() -> ssl.SSLContext:
+        builds.count += 1
+        return real(cafile=builds.cafile)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    return builds
+
+
+async def test_default_client_builds_no_tls_context_for_plain_http(tls_builds: TlsBuilds) -> None:
+    """Plain-HTTP requests never build the TLS context (its CA store would stay in memory for good)."""
+    with misbehaving_server(_proxy_answering(b"GET /health ")) as port:
+        async with default_client_factory()(5.0) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/health")
+    assert response.status_code == 200
+    assert tls_builds.count == 0
+
+
+async def test_default_client_builds_one_verifying_tls_context_at_the_first_https_request(
+    tmp_path: Path, tls_builds: TlsBuilds
+) -> None:
+    """The first https request builds the TLS context, later ones share it, and it verifies certificates."""
+    trusted, behave_trusted = _tls_answering(tmp_path, "trusted")
+    _, behave_other = _tls_answering(tmp_path, "other")
+    tls_builds.cafile = str(trusted)
+    factory = default_client_factory()
+    with misbehaving_server(behave_trusted) as port:
+        async with factory(5.0) as client:
+            response = await client.get(f"https://127.0.0.1:{port}/")
+    assert response.status_code == 200
+    with misbehaving_server(behave_other) as port:
+        async with factory(5.0) as client:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(f"https://127.0.0.1:{port}/")
+    assert tls_builds.count == 1

@@ -27,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from monitor import server as server_module
 from monitor.config import parse_config
 from monitor.configfile import ConfigError
 from monitor.server import BasicAuthChecker, HttpServer, build_app
@@ -155,7 +154,7 @@ async def test_every_refusal_costs_one_bcrypt_check_and_only_successes_are_remem
         calls.append(hashed)
         return real(password, hashed)
 
-    monkeypatch.setattr(server_module.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
     async with httpx.AsyncClient(base_url=protected) as client:
         for headers in (_basic(USER, "wrong"), _basic(USER, "wrong"), _basic("intruder", "x")):
             assert (await client.get("/", headers=headers)).status_code == 401
