@@ -39,6 +39,29 @@ _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE")
 _TCP_INFO = struct.Struct("68xI28xI")
 
 
+#: A socket asking for receive stamps for the life of the process (see :func:`keep_stamping`).
+_KEEPER: list[socket.socket] = []
+
+
+def keep_stamping() -> None:
+    """Keep the kernel stamping received packets while the process lives.
+
+    Linux stamps packets only while some socket asks for it, and switches that on and off by
+    patching its own code (a static key) as the first such socket opens and the last one closes,
+    the switch on done later by a kernel worker. Probes a minute apart would flip it for every
+    connection, and the packets of a connection opened while it is still off carry no stamp (their
+    reads fall back to the event loop's time). One idle datagram socket keeps it on.
+    """
+    if not _KEEPER:
+        keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            keeper.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            keeper.close()
+            raise
+        _KEEPER.append(keeper)
+
+
 class StampedSocket(socket.socket):
     """A TCP socket whose reads note when the kernel received the bytes (``SO_TIMESTAMPNS``).
 
@@ -55,6 +78,7 @@ class StampedSocket(socket.socket):
         self._clock = clock
         self.arrival = 0.0
         with contextlib.suppress(OSError):  # no stamps on this kernel: arrival is the read's own time
+            keep_stamping()
             self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

@@ -572,3 +572,17 @@ async def test_without_kept_connections_each_request_has_a_pool_of_its_own() -> 
                 await asyncio.sleep(0)
             assert pools() <= before  # each request's pool went with its response
     assert len(connections) == 60
+
+
+@kernel_stamps
+def test_one_socket_keeps_the_kernel_stamping_for_the_process() -> None:
+    """Every stamped socket leaves the same idle datagram socket open, asking for stamps."""
+    with (
+        stampedsocket.StampedSocket(socket.AF_INET, time.monotonic),
+        stampedsocket.StampedSocket(socket.AF_INET, time.monotonic),
+    ):
+        pass
+    (keeper,) = stampedsocket._KEEPER
+    assert keeper.type == socket.SOCK_DGRAM
+    assert keeper.fileno() >= 0
+    assert keeper.getsockopt(socket.SOL_SOCKET, 35) == 1  # SO_TIMESTAMPNS
