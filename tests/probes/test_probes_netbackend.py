@@ -314,12 +314,8 @@ async def test_time_after_the_bytes_arrived_is_not_billed_to_the_platform() -> N
     assert step.duration_s == 0.0
 
 
-class _BusyAfterConnect(AsyncioBackend):
-    """Moves the frozen clock once connected: an event loop busy before it sends the request."""
-
-    def __init__(self, clock: FrozenClock) -> None:
-        super().__init__(clock=clock.monotonic)
-        self._frozen = clock
+class _OnConnect(AsyncioBackend):
+    """The backend, handing every new stream to :meth:`connected` before httpcore uses it."""
 
     async def connect_tcp(
         self,
@@ -330,6 +326,20 @@ class _BusyAfterConnect(AsyncioBackend):
         socket_options: Iterable[SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return self.connected(stream)
+
+    def connected(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
+        return stream
+
+
+class _BusyAfterConnect(_OnConnect):
+    """Moves the frozen clock once connected: an event loop busy before it sends the request."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        super().__init__(clock=clock.monotonic)
+        self._frozen = clock
+
+    def connected(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
         self._frozen.at += 5.0
         return stream
 
@@ -359,18 +369,10 @@ BUSY_S = 1.0
 kernel_stamps = pytest.mark.skipif(not stampedsocket.KERNEL_STAMPS, reason="kernel stamps are Linux-only")
 
 
-class _BusyAfterRequest(AsyncioBackend):
+class _BusyAfterRequest(_OnConnect):
     """Blocks the event loop (a probe's CPU-bound work) right after the request went out."""
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's backend interface names it
-        local_address: str | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+    def connected(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
         write = stream.write
 
         async def write_then_block(buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
