@@ -118,18 +118,18 @@ async def render(
     return b"".join(parts), headers
 
 
-class _Families:
-    """The one-family collector the encoders take."""
+class _OneFamily:
+    """One family as the collector the encoders take."""
 
-    def __init__(self, *families: Metric) -> None:
-        self._families = families
+    def __init__(self, family: Metric) -> None:
+        self._family = family
 
     def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
+        yield self._family
 
 
-def _encoded(encoder: Callable[[_Families], bytes], family: Metric, openmetrics: bool) -> bytes:
-    text = encoder(_Families(family))
+def _encoded(encoder: Callable[[_OneFamily], bytes], family: Metric, openmetrics: bool) -> bytes:
+    text = encoder(_OneFamily(family))
     return text.removesuffix(_EOF) if openmetrics else text
 
 

@@ -426,9 +426,9 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             )
         else:
             raise ValueError(f"proxy scheme must be http, https, socks5 or socks5h, not {proxy.url.scheme!r}")
-        self._new_pool()  # a SOCKS proxy without socksio fails here, at construction, as in httpx
+        first = self._new_pool()  # a SOCKS proxy without socksio fails here, at construction, as in httpx
         #: The one pool every request shares, when connections are kept for reuse.
-        self._pool = self._new_pool() if limits.max_keepalive_connections != 0 else None
+        self._pool = first if limits.max_keepalive_connections != 0 else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)  # as httpx's own transport asserts
