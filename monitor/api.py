@@ -13,6 +13,7 @@ ready and how many results wait in memory for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -419,9 +420,14 @@ class StatusApi:
     async def keep_warm(self) -> None:
         """Every :data:`WARM_EVERY_S`: renew kept settled hours before they expire and read a new
         hour's ranges before a request needs them (the uptime read only: cheap at any probe count).
-        No request waits for it: what it renews is still fresh meanwhile."""
+        No request waits for it: what it renews is still fresh meanwhile.
+
+        Best effort: a store failing meanwhile (a deleted file, a lost connection) is reported by
+        the store gate and the writers, and a status request answers 503 for it; a warm read that
+        fails only leaves the cache as it was, so it is skipped, not logged as a job crash."""
         if self._gate is None or self._gate.ready:
-            await self._call(self._keep_warm_read, now=self._clock.now())
+            with contextlib.suppress(Exception):
+                await self._call(self._keep_warm_read, now=self._clock.now())
 
     async def _snapshot(self) -> Snapshot:
         warming = self._warming
