@@ -45,6 +45,7 @@ from monitor.store.database import Database
 from monitor.store.engine import StoreExecutor, create_store_engine
 from monitor.store.metrics import StoreMetrics
 from monitor.store.migrate import StoreGate, upgrade, upgrade_in_child
+from monitor.store.outage import is_outage
 from monitor.store.retention import RetentionJob
 from probes.base import Clock
 from probes.support.masking import SecretMasker
@@ -406,4 +407,5 @@ def build_monitor(
         watchdog_s=watchdog_s,
         ready_details=[lambda: {"store": features.status()}],
         location=location,
+        known_job_error=is_outage,
     )

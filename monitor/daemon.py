@@ -94,6 +94,7 @@ class Daemon:
         on_stuck: Callable[[float], None] | None = None,
         location: str = DEFAULT_LOCATION,
         zygote: Zygote | None = None,
+        known_job_error: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self._config = config
         #: Where this daemon probes from (resolved once at start-up; a change needs a restart).
@@ -131,6 +132,7 @@ class Daemon:
             logger=logger,
             on_missed=self.metrics.missed_run,
             on_job_error=self.metrics.job_error,
+            known_error=known_job_error,
             stagger_s=stagger_s,
             heartbeat_s=heartbeat_s,
         )

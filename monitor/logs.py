@@ -15,6 +15,8 @@ parser imports it for the level names, and ``synthmon --help`` should not load t
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Hashable
 from typing import Any, TextIO
 
 from probes.support.masking import SecretMasker
@@ -57,6 +59,38 @@ def make_logger(
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, LEVELS["info"])),
         cache_logger_on_first_use=False,
     )
+
+
+class Throttle:
+    """At most one log line per key every ``every_s`` seconds; the ones in between are counted.
+
+    Why: some warnings come once per event, and the events come fastest exactly when the daemon is
+    in trouble (every missed run of an overloaded scheduler, every result dropped from a full write
+    buffer). Writing a line for each then costs the CPU the daemon lacks, and buries the lines that
+    say something new. The first event of a key is logged at once; later ones only when ``every_s``
+    has passed since the last line, carrying how many were left out in between (``suppressed``).
+    The metrics of those events still count every one. A key quiet for ``every_s`` with nothing
+    left out is forgotten (callers' keys are bounded anyway: probe and queue names).
+    """
+
+    def __init__(self, every_s: float = 60.0, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self._monotonic = monotonic
+        self._last: dict[Hashable, tuple[float, int]] = {}  # key -> (last line at, left out since)
+
+    def allow(self, key: Hashable, count: int = 1) -> int | None:
+        """None when this event's line is to be left out; otherwise how many of this key's were
+        left out since its previous line (0 for the first), to log with it. ``count``: how many
+        events this one stands for (a batch dropped at once)."""
+        now = self._monotonic()
+        seen = self._last.get(key)
+        if seen is not None and now - seen[0] < self.every_s:
+            self._last[key] = (seen[0], seen[1] + count)
+            return None
+        if len(self._last) >= 1024:
+            self._last = {k: v for k, v in self._last.items() if v[1] or now - v[0] < self.every_s}
+        self._last[key] = (now, 0)
+        return seen[1] if seen is not None else 0
 
 
 def _isatty(stream: TextIO) -> bool:

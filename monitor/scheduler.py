@@ -9,11 +9,15 @@
 - :meth:`drain` (SIGTERM): stop starting runs, let in-flight ones finish up to a grace period,
   cancel what is left. APScheduler's own ``shutdown`` would cancel in-flight coroutines at once,
   so the scheduler tracks its running tasks itself.
+- Missed runs are logged at most once a minute per probe (:class:`monitor.logs.Throttle`; the
+  metric counts each one), and APScheduler's own line for each is left out: an overloaded
+  scheduler misses runs fastest exactly when it has no CPU to spare for writing about them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, timedelta
 from typing import Any
@@ -22,11 +26,29 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config import ProbeConfig
+from monitor.logs import Throttle
 from probes.base import Clock
 
 PROBE_PREFIX = "probe:"
 JOB_PREFIX = "job:"
 HEARTBEAT_ID = "heartbeat"
+
+#: APScheduler's per-run warnings that :meth:`ProbeScheduler._missed` reports instead (throttled).
+_APSCHEDULER_MISSED = (
+    ("apscheduler.executors.default", "Run time of job "),
+    ("apscheduler.scheduler", "Execution of job "),
+)
+
+
+class _LeaveOutMissed(logging.Filter):
+    """Drops APScheduler's "missed by" / "skipped: maximum number of running instances" records."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and str(record.msg).startswith(self._prefix))
 
 
 class ProbeScheduler:
@@ -40,6 +62,7 @@ class ProbeScheduler:
         logger: Any,
         on_missed: Callable[[str], None],
         on_job_error: Callable[[str], None] | None = None,
+        known_error: Callable[[BaseException], bool] | None = None,
         stagger_s: float = 5.0,
         heartbeat_s: float = 5.0,
     ) -> None:
@@ -48,6 +71,8 @@ class ProbeScheduler:
         self._log = logger
         self._on_missed = on_missed
         self._on_job_error = on_job_error
+        self._known_error = known_error
+        self._missed_lines = Throttle(60.0, monotonic=clock.monotonic)
         self.stagger_s = stagger_s
         self.heartbeat_s = heartbeat_s
         self._scheduler: AsyncIOScheduler | None = None
@@ -61,6 +86,10 @@ class ProbeScheduler:
     def start(self, probes: Sequence[ProbeConfig]) -> None:
         """Start the scheduler (inside the running loop) with every enabled probe."""
         scheduler = AsyncIOScheduler(timezone=UTC)
+        for name, prefix in _APSCHEDULER_MISSED:
+            target = logging.getLogger(name)
+            if not any(isinstance(f, _LeaveOutMissed) for f in target.filters):
+                target.addFilter(_LeaveOutMissed(prefix))
         scheduler.add_listener(self._missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
         scheduler.add_job(
@@ -193,8 +222,12 @@ class ProbeScheduler:
             await func()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self._log.exception("scheduler.job_failed", job=name)
+        except Exception as exc:
+            if self._known_error is not None and self._known_error(exc):
+                # Understood and reported where it happens (the store being down): one line.
+                self._log.warning("scheduler.job_failed", job=name, error=type(exc).__name__)
+            else:
+                self._log.exception("scheduler.job_failed", job=name)
             if self._on_job_error is not None:
                 self._on_job_error(name)
         finally:
@@ -208,5 +241,9 @@ class ProbeScheduler:
         job_id = str(event.job_id)
         if job_id.startswith(PROBE_PREFIX):
             name = job_id.removeprefix(PROBE_PREFIX)
-            self._log.warning("scheduler.missed_run", probe=name, code=event.code)
             self._on_missed(name)
+            suppressed = self._missed_lines.allow(name)
+            if suppressed is not None:
+                extra = {"suppressed": suppressed} if suppressed else {}
+                why = "previous run still going" if event.code == EVENT_JOB_MAX_INSTANCES else "too late"
+                self._log.warning("scheduler.missed_run", probe=name, reason=why, **extra)

@@ -6,6 +6,8 @@ whole point of the daemon, would stop. So a sink only appends to a bounded in-me
 :class:`WriteQueue` and returns; one background task per queue drains it in order through the
 store's own threads. While the database is down the queue grows (oldest dropped, and counted, when
 full) and draining backs off; when it is back, everything is written in the order it arrived.
+Drops are logged at most once a minute (:class:`monitor.logs.Throttle`), each line with every drop
+since the previous one; ``on_dropped`` is told of each.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from monitor.logs import Throttle
 from monitor.store.migrate import StoreGate
 
 T = TypeVar("T")
@@ -71,6 +74,7 @@ class WriteQueue(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._linger_s = linger_s
         self._linger: asyncio.TimerHandle | None = None
+        self._drop_lines = Throttle(60.0, monotonic=monotonic)
 
     @property
     def depth(self) -> int:
@@ -101,7 +105,11 @@ class WriteQueue(Generic[T]):
         if dropped:
             if self._on_dropped is not None:
                 self._on_dropped(dropped)
-            self._log.warning(f"{self.name}_buffer_overflow", dropped=dropped, capacity=self._capacity)
+            earlier = self._drop_lines.allow(self.name, dropped)
+            if earlier is not None:
+                self._log.warning(
+                    f"{self.name}_buffer_overflow", dropped=dropped + earlier, capacity=self._capacity
+                )
 
     def _report_depth(self) -> None:
         if self._on_depth is not None:

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from monitor.logs import make_logger
+from monitor.logs import Throttle, make_logger
 from monitor.stdlib_logs import route_stdlib_logging
 from probes.support.masking import MASK, SecretMasker
 
@@ -67,3 +67,37 @@ def test_stdlib_records_are_forwarded_and_masked() -> None:
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert line["event"] == f"job failed with {MASK}"
     assert line["logger"] == "apscheduler.test"
+
+
+def test_throttle_logs_the_first_then_once_per_window_with_what_it_left_out() -> None:
+    """A key's first event is logged; the next within the window are counted, and the first line
+    after the window carries their count (weighted by how many events each stands for)."""
+    now = [100.0]
+    throttle = Throttle(60.0, monotonic=lambda: now[0])
+    assert throttle.allow("a") == 0
+    assert throttle.allow("a") is None
+    assert throttle.allow("a", 5) is None
+    assert throttle.allow("b") == 0  # keys are apart
+    now[0] += 59.9
+    assert throttle.allow("a") is None
+    now[0] += 0.2
+    assert throttle.allow("a") == 7
+    assert throttle.allow("a") is None
+    now[0] += 61
+    assert throttle.allow("a") == 1
+    assert throttle.allow("b") == 0
+
+
+def test_throttle_forgets_quiet_keys_but_never_a_pending_count() -> None:
+    """With many keys, those quiet for a window with nothing left out are dropped; one holding a
+    count keeps it for its next line."""
+    now = [0.0]
+    throttle = Throttle(10.0, monotonic=lambda: now[0])
+    throttle.allow("pending")
+    assert throttle.allow("pending") is None
+    for i in range(2000):
+        throttle.allow(i)
+    now[0] += 11
+    throttle.allow("trigger")  # the table is full: quiet keys go
+    assert len(throttle._last) < 1100
+    assert throttle.allow("pending") == 1

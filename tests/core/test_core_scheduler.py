@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import logging
 import time
 from collections.abc import Callable
+
+import pytest
 
 from monitor.config import ProbeConfig
 from monitor.scheduler import ProbeScheduler
@@ -136,3 +140,60 @@ async def test_update_adds_removes_and_keeps_jobs(test_kinds: None, captured: Ca
         await _until(lambda: "c" in kinds.SleepProbe.starts)
     finally:
         await h.scheduler.drain(1.0)
+
+
+async def test_missed_runs_are_counted_each_but_logged_once_a_minute(
+    test_kinds: None, captured: Captured, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overloaded probe misses run after run: the counter hears of each, the log says it once
+    (with the reason), and APScheduler's own line for each missed run is left out."""
+    probe = _sleep_probe("slow", interval=0.02, sleep_s=0.7)
+    h = Harness(captured, [probe])
+    caplog.set_level(logging.WARNING)
+    h.scheduler.start([probe])
+    try:
+        await _until(lambda: len(h.missed) >= 5)
+    finally:
+        await h.scheduler.drain(5.0)
+    lines = [json.loads(line) for line in captured.text.splitlines()]
+    missed = [line for line in lines if line["event"] == "scheduler.missed_run"]
+    assert len(missed) == 1
+    assert missed[0]["probe"] == "slow"
+    assert missed[0]["reason"] == "previous run still going"
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler") and "skipped" in r.getMessage()]
+
+
+async def test_a_periodic_job_failing_on_a_known_error_logs_one_line(captured: Captured) -> None:
+    """A housekeeping job failing on an error the daemon understands (the store being down) logs
+    one warning naming it; any other failure keeps its traceback. Both are counted."""
+    failed: list[str] = []
+    scheduler = ProbeScheduler(
+        run_probe=lambda name: asyncio.sleep(0),
+        clock=SystemClock(),
+        logger=captured.logger,
+        on_missed=lambda name: None,
+        on_job_error=failed.append,
+        known_error=lambda exc: isinstance(exc, ConnectionError),
+        heartbeat_s=0.2,
+    )
+
+    async def store_down() -> None:
+        raise ConnectionError("database unreachable")
+
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    scheduler.start([])
+    try:
+        scheduler.add_periodic("store-job", 1.0, store_down)
+        scheduler.add_periodic("buggy-job", 1.0, bug)
+        await _until(lambda: {"store-job", "buggy-job"} <= set(failed))
+    finally:
+        await scheduler.drain(1.0)
+    lines = [json.loads(line) for line in captured.text.splitlines()]
+    by_job = {line["job"]: line for line in lines if line["event"] == "scheduler.job_failed"}
+    assert by_job["store-job"]["level"] == "warning"
+    assert by_job["store-job"]["error"] == "ConnectionError"
+    assert "exception" not in by_job["store-job"]
+    assert by_job["buggy-job"]["level"] == "error"
+    assert "ValueError: a bug" in by_job["buggy-job"]["exception"]

@@ -4,6 +4,8 @@ writer stores, buffering (bounded) and backing off while the database is locked 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from monitor.history.metrics import HistoryMetrics
 from monitor.history.sink import HistorySink
+from monitor.logs import make_logger
 from monitor.store.metrics import StoreMetrics
+from monitor.store.queue import WriteQueue
 from monitor.store.retention import RetentionJob
 from probes.base import Status
+from probes.support.masking import SecretMasker
 from tests.history.history_helpers import FullStore
 
 from .history_helpers import T0, FakeClock, locked_sqlite_store, result
@@ -214,3 +219,33 @@ async def test_lingering_queue_writes_by_itself_when_the_linger_ends(tmp_path: P
         assert len(store.runs(probe="auth", since=T0, limit=10)) == 3
     finally:
         store.close()
+
+
+async def test_overflow_is_logged_once_a_minute_with_every_drop() -> None:
+    """A full buffer drops on every new result while the store is down: each drop is counted, and
+    the log says so at most once a minute, each line with the drops since the previous one."""
+    now = [0.0]
+    out = io.StringIO()
+    dropped: list[int] = []
+
+    async def store_down(batch: list[int]) -> int:
+        return 0
+
+    queue = WriteQueue(
+        "history",
+        store_down,
+        capacity=2,
+        monotonic=lambda: now[0],
+        on_dropped=dropped.append,
+        logger=make_logger(SecretMasker([]), stream=out, json=True),
+    )
+    for i in range(10):
+        queue.put(i)
+        await asyncio.sleep(0)  # let a drain attempt fail and back off
+    now[0] += 61
+    queue.put(10)
+    await queue.flush(5)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    overflow = [line["dropped"] for line in lines if line["event"] == "history_buffer_overflow"]
+    assert sum(dropped) == 9
+    assert overflow == [1, 8]
