@@ -273,7 +273,12 @@ class Config(BaseModel):
             raise path_error(
                 ("probes", names[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle)
             )
-        slo_error = check_slos(self.slos, list(names), retention_days=self.store.retention_days)
+        slo_error = check_slos(
+            self.slos,
+            list(names),
+            retention_days=self.store.retention_days,
+            steps={p.name: p.options.step_names() for p in self.probes},
+        )
         if slo_error is not None:
             raise slo_error
         self._check_alerting_probes([*names, *(slo.pseudo_probe for slo in self.slos)])

@@ -160,6 +160,21 @@ class AlbHealthOptions(ProbeOptions):
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
 
+    def step_names(self) -> tuple[str, ...]:
+        """One step per check, then ``cert_<target>`` for each https target when certificates are
+        checked (:meth:`AlbHealthProbe.run`)."""
+        return (*(c.name for c in self.checks), *(f"{CERT_STEP_PREFIX}{t}" for t in self.cert_targets()))
+
+    def cert_targets(self) -> tuple[str, ...]:
+        """The targets whose certificate is a step of its own: the https ones, when checked."""
+        if not self.check_certificates:
+            return ()
+        return tuple(t for t in ("auth", "registry") if self.base_url(t).startswith("https://"))
+
+    def base_url(self, target: str) -> str:
+        """The base URL of ``target`` (``auth`` or ``registry``)."""
+        return self.auth_url if target == "auth" else self.registry_url
+
 
 async def certificate_not_after(host: str, port: int, context: ssl.SSLContext, timeout_s: float) -> datetime:
     """The expiry time of the certificate ``host:port`` presents (verified against ``context``)."""
@@ -190,17 +205,12 @@ class AlbHealthProbe:
         self.options = options
         # Built once: loading the CA store takes tens of milliseconds, on the event loop.
         self._tls: ssl.SSLContext | None = None
-        if options.check_certificates and any(
-            self._base(t).startswith("https://") for t in ("auth", "registry")
-        ):
+        if options.cert_targets():
             self._tls = ssl.create_default_context(cafile=options.ca_file)
-
-    def _base(self, target: str) -> str:
-        return self.options.auth_url if target == "auth" else self.options.registry_url
 
     async def _check(self, ctx: ProbeContext, check: AlbCheck, key: str) -> StepResult:
         o = self.options
-        url = check.url or join_url(self._base(check.target), check.path)
+        url = check.url or join_url(o.base_url(check.target), check.path)
         if check.kind == "mlflow_client":
             return await client_search_step(
                 ctx, check.name, url, key, timeout_s=o.client_timeout_s, request_timeout_s=o.request_timeout_s
@@ -274,8 +284,6 @@ class AlbHealthProbe:
         key = ctx.secrets.get(o.api_key_secret) if needs_key else ""
         steps = [await self._check(ctx, check, key) for check in o.checks]
         if self._tls is not None:
-            for target in ("auth", "registry"):
-                base = self._base(target)
-                if base.startswith("https://"):
-                    steps.append(await self._certificate(ctx, target, base, self._tls))
+            for target in o.cert_targets():
+                steps.append(await self._certificate(ctx, target, o.base_url(target), self._tls))
         return steps

@@ -49,6 +49,10 @@ class ArtifactRoundtripOptions(ProbeOptions):
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
 
+    def step_names(self) -> tuple[str, ...]:
+        """Always the same five, in order."""
+        return ("upload", "list", "download", "verify", "delete")
+
 
 def listed_size(doc: Any, file_name: str) -> int | None:
     """The size the list answer gives for ``file_name`` (MLflow sends int64 as a string), or None."""
@@ -139,7 +143,7 @@ class ArtifactRoundtripProbe:
         )
         steps = [_throughput(upload.step, len(payload), "upload_bytes_per_second")]
         if not upload.step.status.ok:
-            return steps + [skipped(n, "upload") for n in ("list", "download", "verify", "delete")]
+            return steps + [skipped(n, "upload") for n in o.step_names()[1:]]
 
         listing = await self._http(ctx, "list", "GET", self._url(), key, params={"path": folder})
         list_step = listing.step

@@ -43,6 +43,15 @@ class AuthOptions(ProbeOptions):
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
 
+    def step_names(self) -> tuple[str, ...]:
+        """``health``, then ``ready`` and ``rejects_invalid_key`` as configured, ``validate`` between."""
+        return (
+            "health",
+            *(("ready",) if self.check_ready else ()),
+            "validate",
+            *(("rejects_invalid_key",) if self.check_rejects_invalid_key else ()),
+        )
+
 
 def judge_validation(step: StepResult, doc: Any, options: AuthOptions) -> StepResult:
     """Turn a 200 from ``/keys/validate`` into PASS or a FAIL with a precise error class.
@@ -124,8 +133,7 @@ class AuthProbe:
 
         health = await self._get(ctx, "health", o.health_path)
         steps.append(health.step)
-        later = ["ready"] if o.check_ready else []
-        later += ["validate"] + (["rejects_invalid_key"] if o.check_rejects_invalid_key else [])
+        later = list(o.step_names()[1:])
         if health.response is None or health.step.error_class == "alb_503":
             # Unreachable (refused, DNS, TLS, timeout) or no healthy target behind the ALB:
             # every later step would repeat this.

@@ -367,6 +367,14 @@ class ProbeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def step_names(self) -> tuple[str, ...] | None:
+        """The steps a run of these options reports, in order; None when only a run can tell.
+
+        The config checks names that refer to a step (an SLO's ``step``) against these, so a
+        misspelt one is an error at start-up instead of an objective that never counts a run.
+        """
+        return None
+
 
 @runtime_checkable
 class Probe(Protocol):

@@ -84,6 +84,10 @@ class HttpOptions(ProbeOptions):
             names.add(self.bearer_secret)
         return names
 
+    def step_names(self) -> tuple[str, ...]:
+        """The one step, named by ``step``."""
+        return (self.step,)
+
 
 class HttpProbe:
     """Sends one request per run and judges status, body and latency."""

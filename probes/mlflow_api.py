@@ -49,6 +49,11 @@ class MlflowApiOptions(ProbeOptions):
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
 
+    def step_names(self) -> tuple[str, ...]:
+        """The three REST steps, then the MLflow client's search when ``client_search``."""
+        rest = ("experiments_search", "registered_models_search", "experiment")
+        return (*rest, "client_search") if self.client_search else rest
+
 
 def list_shape_problem(doc: Any, key: str, required: tuple[str, ...]) -> str | None:
     """None when ``doc`` is an object whose ``key`` (if present) lists objects with ``required`` keys."""
@@ -204,9 +209,7 @@ class MlflowApiProbe:
         """Run the four steps; after the first failure the rest are SKIPPED."""
         o = self.options
         key = ctx.secrets.get(o.api_key_secret)
-        order = ["experiments_search", "registered_models_search", "experiment"]
-        if o.client_search:
-            order.append("client_search")
+        order = o.step_names()
         steps: list[StepResult] = []
         for name in order:
             failed = next((s.name for s in steps if not s.status.ok), None)

@@ -62,6 +62,12 @@ class RegistrationOptions(ProbeOptions):
         """The secrets this probe reads (the config checks they are defined)."""
         return {self.api_key_secret}
 
+    def step_names(self) -> tuple[str, ...]:
+        """The child's steps (:data:`probes.support.registration_child.STEP_NAMES`)."""
+        from probes.support.registration_child import STEP_NAMES  # no mlflow: imported on use there
+
+        return STEP_NAMES
+
 
 class RegistrationProbe:
     """Registers, loads and deletes a synthetic model through the proxy; see the module docstring."""

@@ -6,7 +6,7 @@ slos:
     objective: 99.9              # percent of checked runs that must be good, 0 < x < 100
     window: 30d                  # the budget's period (the config's duration grammar; default 30d)
   - probe: registration
-    step: register_model         # optional: the step's own status instead of the run's
+    step: register               # optional: the step's own status instead of the run's
     objective: 99.5
     alerts:                      # burn-rate pairs; default: the SRE workbook's four below
       - {long: 1h, short: 5m, factor: 14.4, severity: page}
@@ -21,7 +21,7 @@ probe exists, the window fits in the store's raw retention) are :func:`check_slo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -145,13 +145,19 @@ class SloConfig(BaseModel):
 
 
 def check_slos(
-    slos: Sequence[SloConfig], probes: Sequence[str], *, retention_days: int
+    slos: Sequence[SloConfig],
+    probes: Sequence[str],
+    *,
+    retention_days: int,
+    steps: Mapping[str, Sequence[str] | None] | None = None,
 ) -> PydanticCustomError | None:
     """The first problem of ``slos`` against the rest of the config, as an error naming its field
     path (``slos[1].probe``), or None.
 
     The window must fit in the store's raw retention: skipped steps and the short windows are
-    counted from raw runs, so a longer window would silently count fewer days than it says.
+    counted from raw runs, so a longer window would silently count fewer days than it says. A
+    ``step`` must be one the probe reports, where ``steps`` (probe -> its step names, None when
+    only a run can tell) knows them: any other would be an objective with no runs at all.
     """
     known = ", ".join(probes) or "(none)"
     names: dict[str, int] = {}
@@ -163,6 +169,12 @@ def check_slos(
                 ("slos", i, "name"), f"duplicate SLO name {slo.slo_name!r} (also slos[{names[slo.slo_name]}])"
             )
         names[slo.slo_name] = i
+        reported = (steps or {}).get(slo.probe)
+        if slo.step is not None and reported is not None and slo.step not in reported:
+            return path_error(
+                ("slos", i, "step"),
+                f"probe {slo.probe!r} has no step {slo.step!r}; its steps: {', '.join(reported)}",
+            )
         if slo.window > retention_days * 86400.0:
             return path_error(
                 ("slos", i, "window"),

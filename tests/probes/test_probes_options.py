@@ -205,3 +205,25 @@ async def test_artifact_payload_and_checksums_are_computed_off_the_event_loop(
     loop_thread = threading.current_thread().name
     assert set(threads) == {"randbytes", "verify"}
     assert loop_thread not in threads.values()
+
+
+def test_step_names_follow_the_options() -> None:
+    """Each kind's declared steps follow its options: a check turned off is not a step, an https
+    target adds its certificate step, a plain http one does not."""
+    from probes.auth import AuthOptions
+    from probes.http import HttpOptions
+
+    assert AuthOptions().step_names() == ("health", "ready", "validate", "rejects_invalid_key")
+    quiet = AuthOptions(check_ready=False, check_rejects_invalid_key=False)
+    assert quiet.step_names() == ("health", "validate")
+    assert MlflowApiOptions(client_search=False).step_names()[-1] == "experiment"
+    assert HttpOptions(url="http://127.0.0.1:1/", step="get").step_names() == ("get",)
+    assert ArtifactRoundtripOptions().step_names() == ("upload", "list", "download", "verify", "delete")
+    assert RegistrationOptions().step_names()[2] == "log_model"
+    plain = AlbHealthOptions()
+    assert plain.step_names() == tuple(c.name for c in plain.checks)
+    tls = AlbHealthOptions(registry_url="https://registry.example")
+    assert tls.step_names()[-1] == "cert_registry"
+    assert AlbHealthOptions(registry_url="https://r.example", check_certificates=False).step_names()[-1] != (
+        "cert_registry"
+    )

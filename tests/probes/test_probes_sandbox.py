@@ -16,6 +16,7 @@ import pytest
 from probes_helpers import DEFAULT_CONFIG, run_config, sandbox_env
 
 from monitor.config import Config, load_config, parse_config
+from monitor.metrics import RUN_STEP
 from monitor.results import ProbeResult
 from probes.base import Status
 
@@ -54,6 +55,9 @@ async def test_healthy_sandbox_all_five_pass(config: Config, faults: Any) -> Non
     for name, result in results.items():
         assert isinstance(result, ProbeResult)
         assert result.status is Status.PASS, (name, [s.to_dict() for s in result.steps])
+        # What the config checks an SLO's step against is what a run reports, in order.
+        declared = config.probe(name).options.step_names()
+        assert tuple(s.name for s in result.steps) == declared, name
 
 
 # fault -> probe -> (acceptable statuses, failing step, diagnosis cause). None: not run for this
@@ -214,7 +218,12 @@ async def test_fault_gives_expected_status_step_and_cause(
     row = FAULT_TABLE[fault]
     names = [p for p in PROBES if row[p] is not None]
     faults.set_faults(fault)
-    got = _summary(await run_config(config, names))
+    results = await run_config(config, names)
+    got = _summary(results)
+    for probe, result in results.items():
+        # Steps the config does not know of would make a step SLO on them impossible to write.
+        reported = {s.name for s in result.steps} - {RUN_STEP}
+        assert reported <= set(config.probe(probe).options.step_names() or ()), (probe, reported)
     mismatches = {}
     for probe in names:
         expected = row[probe]

@@ -15,7 +15,7 @@ BASE = """
 environment: test
 store: {retention_days: 30}
 probes:
-  - {name: auth, kind: http, options: {url: "http://127.0.0.1:1/"}}
+  - {name: auth, kind: http, options: {url: "http://127.0.0.1:1/", step: get}}
   - {name: registry, kind: http, options: {url: "http://127.0.0.1:1/"}}
 slos:
 """
@@ -71,6 +71,12 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
         ("{probe: auth, objective: 99, severity: page}", "slos[0]", "unknown key 'severity'"),
         # A step goes into PromQL selectors (synthmon slo rules): a quote there would break them.
         ("{probe: auth, step: 'get\"} or vector(1) #', objective: 99}", "slos[0].step", "pattern"),
+        # An objective on a step the probe never reports would count no run, ever.
+        (
+            "{probe: auth, step: got, objective: 99}",
+            "slos[0].step",
+            "probe 'auth' has no step 'got'; its steps: get",
+        ),
     ],
     ids=[
         "unknown-probe",
@@ -83,6 +89,7 @@ def test_a_short_window_keeps_only_the_default_pairs_that_fit() -> None:
         "zero-factor",
         "unknown-key",
         "step-not-a-step-name",
+        "step-the-probe-lacks",
     ],
 )
 def test_bad_slos_name_the_field(slo: str, path: str, words: str) -> None:
@@ -101,7 +108,8 @@ def test_a_derived_name_too_long_for_its_incidents_is_refused() -> None:
         parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99}}\n")
     assert exc.value.path == "slos[0].step"
     assert "name:" in str(exc.value)
-    named = parse_config(BASE + f"  - {{probe: auth, step: {step}, objective: 99, name: auth-long}}\n")
+    base = BASE.replace("step: get", f"step: {step}")
+    named = parse_config(base + f"  - {{probe: auth, step: {step}, objective: 99, name: auth-long}}\n")
     assert named.slos[0].pseudo_probe == "slo:auth-long"
 
 
@@ -158,3 +166,18 @@ alerting:
         parse_config(BASE + slos + alerting.replace('"slo:auth"', '"slo:registry"'))
     assert info.value.path == "alerting.probes.slo:registry"
     assert "unknown probe 'slo:registry'" in str(info.value)
+
+
+def test_a_step_slo_is_checked_against_the_steps_the_probe_reports() -> None:
+    """Built-in kinds know their steps from their options (the shipped probes' are checked against
+    real runs in the sandbox tests): the registration probe's upload is ``log_model``, and an SLO
+    on a step the options turn off is refused like a misspelt one."""
+    env = {"SYNTHMON_API_KEY": "k"}
+    text = (ROOT / "config.yaml").read_text()
+    slo = "\n  - {probe: registration, step: log_model, objective: 99, name: uploads}\n"
+    config = parse_config(text.rstrip("\n") + slo, env=env)
+    assert config.slos[-1].step == "log_model"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text.rstrip("\n") + slo.replace("log_model", "register_model"), env=env)
+    assert exc.value.path == f"slos[{len(config.slos) - 1}].step"
+    assert "its steps: set_experiment, train, log_model, register, wait_ready" in str(exc.value)
