@@ -66,7 +66,7 @@ from monitor.configfile import (
     path_error,
     read_config_text,
 )
-from monitor.diagnosis import Signature
+from monitor.diagnosis import Signature, check_signatures
 from monitor.location import LOCATION_MAX, LOCATION_PATTERN
 from monitor.slo.config import SloConfig, check_slos
 from monitor.store.config import StoreConfig
@@ -78,8 +78,6 @@ from probes.support.masking import SecretMasker
 DEFAULT_LISTEN = "0.0.0.0:9710"
 #: The shortest probe interval: below it a probe becomes load on the platform, not a check of it.
 MIN_INTERVAL_S = 1.0
-#: Signature fields that say what a row diagnoses; every other set field is a condition.
-_SIGNATURE_OUTPUT = frozenset({"cause", "hint", "action", "title"})
 _NAME = r"^[a-z0-9_]+$"
 _INTERNAL_LOC = re.compile(r"^[a-z-]+\[.*\]$")
 #: The longest interval, timeout, jitter or latency budget of a probe (the scheduler's timers and
@@ -273,23 +271,14 @@ class Config(BaseModel):
             raise path_error(
                 ("probes", names[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle)
             )
-        slo_error = check_slos(
-            self.slos,
-            list(names),
-            retention_days=self.store.retention_days,
-            steps={p.name: p.options.step_names() for p in self.probes},
-        )
+        steps = {p.name: p.options.step_names() for p in self.probes}
+        slo_error = check_slos(self.slos, list(names), retention_days=self.store.retention_days, steps=steps)
         if slo_error is not None:
             raise slo_error
         self._check_alerting_probes([*names, *(slo.pseudo_probe for slo in self.slos)])
-        for i, signature in enumerate(self.diagnosis):
-            if not set(signature.model_dump(exclude_none=True)) - _SIGNATURE_OUTPUT:
-                # A row without conditions matches every failing step and hides the built-in table.
-                raise path_error(
-                    ("diagnosis", i),
-                    "a diagnosis row needs at least one condition (http_status, path_regex, "
-                    "body_regex, error_class, probe, step, ...); this one would match every failure",
-                )
+        row_error = check_signatures(self.diagnosis, steps)
+        if row_error is not None:
+            raise row_error
         return self
 
     def _check_alerting_probes(self, names: Sequence[str]) -> None:

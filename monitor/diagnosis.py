@@ -37,8 +37,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
-from probes.base import Diagnosis, Status, StepResult
+from monitor.configfile import path_error
+from probes.base import RUN_STEP, Diagnosis, Status, StepResult
 
 
 class Signature(BaseModel):
@@ -123,6 +125,46 @@ class Signature(BaseModel):
     def diagnosis(self) -> Diagnosis:
         """The diagnosis this row attaches."""
         return Diagnosis(cause=self.cause, hint=self.hint, action=self.action, title=self.title)
+
+
+#: Signature fields that say what a row diagnoses; every other set field is a condition.
+_OUTPUT = frozenset({"cause", "hint", "action", "title"})
+
+
+def check_signatures(
+    rows: Sequence[Signature], steps: Mapping[str, Sequence[str] | None]
+) -> PydanticCustomError | None:
+    """The first problem of the config's own ``diagnosis:`` rows, as an error naming its field path,
+    or None. ``steps``: the configured probes and the steps each reports (None: only a run can tell).
+
+    A row without conditions would match every failing step and hide the built-in table. A row
+    naming a probe the config lacks, or a step its probe (or, without ``probe``, every probe) never
+    reports, would never match: a typo found only at the outage the row was written for. The
+    runner's own step (:data:`probes.base.RUN_STEP`, a run that raised or ran out of time) is
+    every probe's.
+    """
+    known = ", ".join(steps) or "(none)"
+    for i, row in enumerate(rows):
+        if not set(row.model_dump(exclude_none=True)) - _OUTPUT:
+            return path_error(
+                ("diagnosis", i),
+                "a diagnosis row needs at least one condition (http_status, path_regex, "
+                "body_regex, error_class, probe, step, ...); this one would match every failure",
+            )
+        if row.probe is not None and row.probe not in steps:
+            return path_error(("diagnosis", i, "probe"), f"unknown probe {row.probe!r}; configured: {known}")
+        among = [steps[row.probe]] if row.probe is not None else list(steps.values())
+        if row.step is None or row.step == RUN_STEP or any(names is None for names in among):
+            continue
+        reported = sorted({name for names in among for name in names or ()})
+        if row.step not in reported:
+            said = (
+                f"probe {row.probe!r} reports no step {row.step!r}; its steps"
+                if row.probe is not None
+                else f"no configured probe reports a step {row.step!r}; their steps"
+            )
+            return path_error(("diagnosis", i, "step"), f"{said}: {', '.join(reported) or '(none)'}")
+    return None
 
 
 @lru_cache(maxsize=256)

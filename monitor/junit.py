@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from monitor.results import ProbeResult
-from probes.base import Status, StepResult
+from probes.base import RUN_STEP, Status, StepResult
 
 #: Control characters, lone surrogates and U+FFFE/U+FFFF: not allowed anywhere in an XML 1.0 document.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -54,7 +54,7 @@ def _suite(environment: str, result: ProbeResult) -> ET.Element:
     # A run without steps is the monitor's failure (the runner reports it as ERROR): show one case
     # so the pipeline does not read "0 tests, 0 failures" as a pass.
     steps = result.steps or (
-        StepResult(name="run", status=Status.ERROR, error_class="no_steps", message="no steps returned"),
+        StepResult(name=RUN_STEP, status=Status.ERROR, error_class="no_steps", message="no steps returned"),
     )
     suite = ET.Element(
         "testsuite",

@@ -25,10 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from monitor.results import ProbeResult
-from probes.base import CERT_EXPIRY_MEASUREMENT, Status
-
-#: The step name the runner gives a run that produced no steps of its own (exception, deadline).
-RUN_STEP = "run"
+from probes.base import CERT_EXPIRY_MEASUREMENT, RUN_STEP, Status
 
 #: The ``result`` label values of ``synthmon_probe_checks``.
 CHECK_RESULTS = ("passed", "failed", "skipped")

@@ -31,7 +31,7 @@ from monitor.config import Config, ProbeConfig
 from monitor.diagnosis import BUILTIN_SIGNATURES, Signature, diagnose
 from monitor.location import DEFAULT_LOCATION
 from monitor.results import ProbeResult
-from probes.base import Clock, Probe, ProbeContext, Secrets, Status, StepResult
+from probes.base import RUN_STEP, Clock, Probe, ProbeContext, Secrets, Status, StepResult
 from probes.registry import PROBE_KINDS
 from probes.support.isolation import IsolationError, IsolationTimeout, run_isolated
 from probes.support.masking import SecretMasker
@@ -180,12 +180,13 @@ class Runner:
                 steps = await self._run_in_process(cfg, client, run_id, log, start)
         except TimeoutError:
             forced = Status.ERROR
-            steps = [error_step("run", "deadline_exceeded", f"probe exceeded its {cfg.timeout:g}s deadline")]
+            deadline = f"probe exceeded its {cfg.timeout:g}s deadline"
+            steps = [error_step(RUN_STEP, "deadline_exceeded", deadline)]
         except IsolationTimeout:
             forced = Status.ERROR
             steps = [
                 error_step(
-                    "run",
+                    RUN_STEP,
                     "deadline_exceeded",
                     f"probe exceeded its {cfg.timeout:g}s deadline; subprocess killed",
                 )
@@ -193,16 +194,17 @@ class Runner:
         except IsolationError as exc:
             forced = Status.ERROR
             self._log_stderr(log, exc.stderr_tail)
-            steps = [error_step("run", type(exc).__name__, self._masker.mask(str(exc)))]
+            steps = [error_step(RUN_STEP, type(exc).__name__, self._masker.mask(str(exc)))]
         except Exception as exc:
             # Any exception out of probe code is the monitor's problem, not the platform's.
             forced = Status.ERROR
             log.warning("probe.exception", exc_info=True)
-            steps = [error_step("run", type(exc).__name__, self._masker.mask(f"{type(exc).__name__}: {exc}"))]
+            said = self._masker.mask(f"{type(exc).__name__}: {exc}")
+            steps = [error_step(RUN_STEP, type(exc).__name__, said)]
         duration = self._clock.monotonic() - start
         if not steps:
             forced = Status.ERROR
-            steps = [error_step("run", "no_steps", "probe returned no steps")]
+            steps = [error_step(RUN_STEP, "no_steps", "probe returned no steps")]
         steps = [self._finish_step(step, name) for step in steps]
         status = forced or ProbeResult.status_of(steps)
         if status is Status.PASS and cfg.latency_budget is not None and duration > cfg.latency_budget:

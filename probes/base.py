@@ -110,6 +110,9 @@ class HttpTiming:
 #: unix seconds, exported as an absolute expiry gauge (not as a plain step measurement).
 CERT_EXPIRY_MEASUREMENT = "cert_expiry_timestamp_seconds"
 
+#: The step name the runner gives a run that produced no steps of its own (exception, deadline).
+RUN_STEP = "run"
+
 
 @dataclass(frozen=True, slots=True)
 class StepResult:

@@ -421,6 +421,21 @@ CROSS_INVALID: list[tuple[str, str, str]] = [
         "diagnosis:\n  - {cause: everything, hint: matches any failure}\n",
         "diagnosis[0]: a diagnosis row needs at least one condition",
     ),
+    (
+        "diagnosis_unknown_probe",
+        "diagnosis:\n  - {cause: c, hint: h, probe: q, http_status: 500}\n",
+        "diagnosis[0].probe: unknown probe 'q'; configured: p",
+    ),
+    (
+        "diagnosis_step_of_no_probe",
+        "diagnosis:\n  - {cause: c, hint: h, step: upload}\n",
+        "diagnosis[0].step: no configured probe reports a step 'upload'; their steps: request",
+    ),
+    (
+        "diagnosis_step_not_of_its_probe",
+        "diagnosis:\n  - {cause: c, hint: h, probe: p, step: upload}\n",
+        "diagnosis[0].step: probe 'p' reports no step 'upload'; its steps: request",
+    ),
 ]
 
 
@@ -448,7 +463,8 @@ def test_alerting_references_to_configured_probes_are_accepted() -> None:
         + "alerting:\n  probes: {p: {failure_threshold: 1}}\n"
         + "  maintenance: [{name: w, probes: [p], start: '02:00', duration: 1h}]\n"
         + "  slack: {webhook_url: 'https://hooks.slack.test/x', api_url: 'http://127.0.0.1:9/api'}\n"
-        + "diagnosis:\n  - {cause: c, hint: h, step: request}\n",
+        + "diagnosis:\n  - {cause: c, hint: h, step: request}\n"
+        + "  - {cause: timed out, hint: h, probe: p, step: run, error_class: deadline_exceeded}\n",
         env={},
     )
     assert config.alerting.rule_for("p").failure_threshold == 1

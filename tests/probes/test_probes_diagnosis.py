@@ -167,7 +167,7 @@ def test_a_title_is_not_a_condition_in_config() -> None:
     text = "environment: t\ndiagnosis:\n  - {cause: c, hint: h, title: Everything}\n"
     with pytest.raises(ConfigError, match="needs at least one condition"):
         parse_config(text, source="config.yaml", env={})
-    ok = parse_config(text.replace("}", ", step: upload}"), source="config.yaml", env={})
+    ok = parse_config(text.replace("}", ", error_class: http_404}"), source="config.yaml", env={})
     assert ok.diagnosis[0].title == "Everything"
 
 

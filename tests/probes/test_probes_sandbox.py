@@ -16,9 +16,8 @@ import pytest
 from probes_helpers import DEFAULT_CONFIG, run_config, sandbox_env
 
 from monitor.config import Config, load_config, parse_config
-from monitor.metrics import RUN_STEP
 from monitor.results import ProbeResult
-from probes.base import Status
+from probes.base import RUN_STEP, Status
 
 pytestmark = pytest.mark.sandbox
 
