@@ -8,7 +8,7 @@ the per-location state (API, status page, ``synthmon locations``). Blocking, lik
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -50,10 +50,9 @@ def beat(conn: Connection, location: str, t: float) -> None:
     conn.execute(stmt)
 
 
-def live(conn: Connection, t: float, *, also: Iterable[str] = ()) -> frozenset[str]:
-    """The locations heard from within :data:`LIVE_S` of ``t``, plus ``also`` (the caller's own)."""
-    q = select(location_heartbeats.c.location).where(location_heartbeats.c.last_seen >= t - LIVE_S)
-    return frozenset(conn.execute(q).scalars()) | frozenset(also)
+def live_in(beats: Mapping[str, float], t: float) -> frozenset[str]:
+    """The locations of ``beats`` (:func:`heartbeats`) heard from within :data:`LIVE_S` of ``t``."""
+    return frozenset(location for location, seen in beats.items() if seen >= t - LIVE_S)
 
 
 def heartbeats(conn: Connection) -> dict[str, float]:

@@ -31,9 +31,13 @@ class Silence:
 
     def active(self, probe: str, now: datetime) -> bool:
         """True when this silence covers ``probe`` at ``now``."""
+        return self.probe in (probe, ALL_PROBES) and self.active_at(now)
+
+    def active_at(self, now: datetime) -> bool:
+        """True when this silence (of whichever probe) is in force at ``now``."""
         if self.cleared_at is not None and self.cleared_at <= now:
             return False
-        return self.probe in (probe, ALL_PROBES) and self.starts_at <= now < self.ends_at
+        return self.starts_at <= now < self.ends_at
 
 
 def window_active(window: MaintenanceWindow, probe: str, now: datetime) -> bool:

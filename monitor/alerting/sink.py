@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
 from monitor.alerting.base import Event
-from monitor.alerting.config import AlertingConfig, IncidentRule
+from monitor.alerting.config import AlertingConfig
 from monitor.alerting.correlation import conclude, correlate
 from monitor.alerting.incidents import IncidentState, Phase, Verdict, failing_step, transition, verdict
 from monitor.alerting.metrics import AlertingMetrics
 from monitor.alerting.quorum import HEARTBEAT_S, LocationView, failing_locations, gate, observe, required
 from monitor.alerting.silences import silenced_by
-from monitor.alerting.store import Here, IncidentStore, IncidentView
+from monitor.alerting.store import Here, IncidentStore, IncidentView, Step
 from monitor.location import DEFAULT_LOCATION
 from monitor.results import ProbeResult
 from monitor.store.engine import RunInThread
@@ -153,9 +153,57 @@ class IncidentSink:
         return ("location-heartbeat", HEARTBEAT_S, beat)
 
     async def _evaluate(self, batch: list[tuple[ProbeResult, datetime]]) -> int:
+        """Evaluate ``batch`` in arrival order: the results that could change a state in one store
+        transaction (:meth:`~monitor.alerting.store.IncidentStore.transitions`), the rest skipped.
+
+        Nothing takes effect before the transaction commits, so an outage puts the whole batch back
+        for later. Any other failure is retried one result at a time, to drop only the one at fault.
+        """
+        plan: list[_Pending | None] = []
+        touched: set[str] = set()
+        for result, now in batch:
+            # After a probe's first transaction in the batch its state is no longer the known one.
+            if result.probe not in touched and self._nothing_to_decide(result):
+                plan.append(None)
+                continue
+            touched.add(result.probe)
+            plan.append(self._prepare(result, now))
+        pending = [p for p in plan if p is not None]
+        try:
+            outcomes = (
+                await self._run(self._store.transitions, [p.step for p in pending], self._channels)
+                if pending
+                else []
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                return await self._one_by_one(batch)
+            self._store_metrics.errors.labels(operation="incident_transition").inc()
+            self._log.warning(
+                "incident_transition_failed",
+                probe=pending[0].result.probe,
+                error=type(exc).__name__,
+                waiting=self._queue.depth,
+            )
+            return 0
+        done = iter(outcomes)
+        for step in plan:
+            if step is None:
+                self._metrics.transitions_skipped.inc()
+            else:
+                self._finish(step, next(done))
+        return len(batch)
+
+    async def _one_by_one(self, batch: list[tuple[ProbeResult, datetime]]) -> int:
+        """:meth:`_evaluate` a transaction per result: a result the store rejects for another reason
+        than an outage (a bug, bad data) is counted, logged and skipped, so it cannot block the queue."""
         for i, (result, now) in enumerate(batch):
+            if self._nothing_to_decide(result):
+                self._metrics.transitions_skipped.inc()
+                continue
+            step = self._prepare(result, now)
             try:
-                events = await self._transition(result, now)
+                [events] = await self._run(self._store.transitions, [step.step], self._channels)
             except Exception as exc:
                 self._store_metrics.errors.labels(operation="incident_transition").inc()
                 if is_outage(exc):
@@ -174,10 +222,10 @@ class IncidentSink:
                     error=type(exc).__name__,
                 )
                 continue
-            self._announce(result.probe, events)
+            self._finish(step, events)
         return len(batch)
 
-    def _nothing_to_decide(self, result: ProbeResult, rule: IncidentRule) -> bool:
+    def _nothing_to_decide(self, result: ProbeResult) -> bool:
         """True when the state machine could not change this probe's state in any way that matters:
         a good run of a probe known (recently, from this process's own last transition) to be fine.
 
@@ -185,7 +233,7 @@ class IncidentSink:
         read back is at most :data:`KNOWN_STATE_MAX_AGE_S` old, so an incident opened by another
         replica is still seen and resolved by this one's good runs within that time.
         """
-        judged = verdict(result, rule)
+        judged = verdict(result, self._config.rule_for(result.probe))
         if judged is Verdict.NEUTRAL:
             return True  # "could not check" changes no counter (bookkeeping only)
         known = self._known.get(result.probe)
@@ -201,19 +249,19 @@ class IncidentSink:
             and state.last_good_status == result.status.value
         )
 
-    async def _transition(self, result: ProbeResult, now: datetime) -> list[Event]:
+    def _prepare(self, result: ProbeResult, now: datetime) -> _Pending:
+        """The store step of ``result``: its ``decide`` (correlation, quorum, silences, the state
+        machine) and what it notes for :meth:`_finish`."""
         probe = result.probe
         config = self._config
         rule = config.rule_for(probe)
-        if self._nothing_to_decide(result, rule):
-            self._metrics.transitions_skipped.inc()
-            return []
         deps = self._deps
         step = failing_step(result)
         cause = step.diagnosis.cause if step is not None and step.diagnosis else None
         judged = verdict(result, rule)
         location = self.location
         window = max(config.quorum.window, self._spacing.get(probe, 0.0))
+        noted = _Pending(result, cause)
 
         def decide(view: IncidentView) -> tuple[IncidentState, list[Event]]:
             failing = failing_locations(view.views.values(), now, window)
@@ -222,10 +270,10 @@ class IncidentSink:
             counted = gate(judged, failing, need)
             mine = view.views.get(location)
             if mine is not None:
-                seen.append(mine)
+                noted.seen.append(mine)
                 if mine.failures == 1 and counted is not judged:
                     # Once per streak: the metric and the views show it for as long as it lasts.
-                    quorum_wait.append((failing, need))
+                    noted.quorum_wait.append((failing, need))
             held = silenced_by(probe, now, config.maintenance, view.silences)
             join = correlate(
                 view.state,
@@ -240,23 +288,24 @@ class IncidentSink:
             )
             if len(view.live) > 1 or len(view.views) > 1:
                 new, events = _name_locations(view.state, new, events, failing)
-            decided.append(new)
+            noted.decided.append(new)
             return new, conclude(events, new, view.state, view.others, view.records, deps)
 
-        decided: list[IncidentState] = []
-        seen: list[LocationView] = []
-        quorum_wait: list[tuple[tuple[str, ...], int]] = []
         here = Here(location, lambda old: observe(old or LocationView(probe, location), result, judged, now))
-        events: list[Event] = await self._run(
-            self._store.transition, probe, now, decide, self._channels, here
-        )
-        if decided:
-            self._known[probe] = (decided[-1], self._clock.monotonic())
-        if seen:
-            self._views[probe] = seen[-1]
-            self._metrics.location_failing.labels(probe=probe, location=location).set(int(seen[-1].failing))
-        if quorum_wait:
-            failing, need = quorum_wait[-1]
+        noted.step = Step(probe, now, decide, here)
+        return noted
+
+    def _finish(self, noted: _Pending, events: list[Event]) -> None:
+        """What a committed transition tells this process: the probe's known state and this
+        location's view of it, the quorum's wait, and its events."""
+        probe, location = noted.result.probe, self.location
+        if noted.decided:
+            self._known[probe] = (noted.decided[-1], self._clock.monotonic())
+        if noted.seen:
+            view = self._views[probe] = noted.seen[-1]
+            self._metrics.location_failing.labels(probe=probe, location=location).set(int(view.failing))
+        if noted.quorum_wait:
+            failing, need = noted.quorum_wait[-1]
             # Visible, never paged: a failure only this location (or too few) sees.
             self._log.warning(
                 "location_failing",
@@ -264,9 +313,9 @@ class IncidentSink:
                 location=location,
                 failing_locations=list(failing),
                 quorum=need,
-                cause=cause,
+                cause=noted.cause,
             )
-        return events
+        self._announce(probe, events)
 
     def _announce(self, probe: str, events: list[Event]) -> None:
         for event in events:
@@ -280,6 +329,18 @@ class IncidentSink:
             )
         if events and self._wake is not None:
             self._wake()
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One result on its way through a transition: what its ``decide`` noted, for ``_finish``."""
+
+    result: ProbeResult
+    cause: str | None
+    step: Step = field(init=False)
+    decided: list[IncidentState] = field(default_factory=list)
+    seen: list[LocationView] = field(default_factory=list)
+    quorum_wait: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
 
 
 def _name_locations(

@@ -25,7 +25,7 @@ from monitor.alerting.base import Event
 from monitor.alerting.incidents import IncidentState, Phase
 from monitor.alerting.quorum import LocationView
 from monitor.alerting.silences import Silence
-from monitor.alerting.store import Decide, Here, IncidentRecord, IncidentView, OutboxItem
+from monitor.alerting.store import Decide, Here, IncidentRecord, IncidentView, OutboxItem, Step
 from monitor.store.database import Database
 from monitor.store.epoch import from_epoch, to_epoch
 from monitor.store.schema import incident_state, incidents, outbox, silences, threads
@@ -72,7 +72,20 @@ class SqlAlertingStore:
         that; on PostgreSQL a transaction-scoped advisory lock does (one transition at a time, each a
         few small statements).
         """
-        t = to_epoch(now)
+        return self.transitions([Step(probe, now, decide, here)], channels)[0]
+
+    def transitions(self, steps: Sequence[Step], channels: Sequence[str]) -> list[list[Event]]:
+        """:meth:`transition` of each of ``steps`` in order, in one transaction; their events.
+
+        Why one transaction: every transition reads every probe's state and the records of every
+        open incident. During a platform-wide outage each of hundreds of failing probes' results
+        needs a transition, and reading everything once per result (a transaction each) kept the
+        daemon evaluating a fraction of its results. The states are read once here and kept current
+        as each step decides; the records are read again only after a step changed one. Each step
+        decides exactly as it would alone, after the ones before it. An error in any step rolls back
+        all of them (the caller retries them one by one to find the one at fault).
+        """
+        out: list[list[Event]] = []
         with self.db.write() as conn:
             if self.db.postgres:
                 conn.execute(select(func.pg_advisory_xact_lock(TRANSITION_LOCK)))
@@ -80,61 +93,81 @@ class SqlAlertingStore:
                 p: IncidentState.from_dict(json.loads(data))
                 for p, data in conn.execute(select(incident_state.c.probe, incident_state.c.data))
             }
-            known = probe in states
-            old = states.pop(probe, None) or IncidentState(probe)
-            open_ids = {
-                s.incident_id for s in (*states.values(), old) if s.incident_id and s.phase is Phase.OPEN
-            }
-            records = self._records(conn, open_ids)
-            active = self._active_silences(conn, t)
-            views, live = self._here(conn, probe, here, t)
-            new, events = decide(
-                IncidentView(
-                    state=old, others=states, records=records, silences=active, views=views, live=live
+            records: list[IncidentRecord] | None = None
+            times = [to_epoch(step.now) for step in steps]
+            # Read once for the whole batch, each step then takes what applies at its time.
+            silenced = self._silences_between(conn, min(times, default=0.0), max(times, default=0.0))
+            beats = quorum_sql.heartbeats(conn) if any(step.here for step in steps) else {}
+            for step in steps:
+                t = to_epoch(step.now)
+                known = step.probe in states
+                old = states.get(step.probe) or IncidentState(step.probe)
+                others = {p: s for p, s in states.items() if p != step.probe}
+                if records is None:
+                    open_ids = {
+                        s.incident_id for s in states.values() if s.incident_id and s.phase is Phase.OPEN
+                    }
+                    if old.incident_id and old.phase is Phase.OPEN:
+                        open_ids.add(old.incident_id)
+                    records = self._records(conn, open_ids)
+                active = [s for s in silenced if s.active_at(step.now)]
+                views, live = self._here(conn, step.probe, step.here, t, beats)
+                new, events = step.decide(
+                    IncidentView(
+                        state=old, others=others, records=records, silences=active, views=views, live=live
+                    )
                 )
-            )
-            data = json.dumps(new.to_dict())
-            if known:
-                conn.execute(
-                    update(incident_state)
-                    .where(incident_state.c.probe == probe)
-                    .values(data=data, updated_at=t)
-                )
-            else:
-                conn.execute(insert(incident_state).values(probe=probe, data=data, updated_at=t))
-            self._record_incident(conn, old, new, t)
-            rows = [
-                {
-                    "incident_id": e.incident_id,
-                    "probe": e.probe,
-                    "channel": ch,
-                    "kind": e.kind.value,
-                    "payload": json.dumps(e.to_dict()),
-                    "created_at": t,
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": t,
-                }
-                for e in events
-                for ch in channels
-            ]
-            if rows:
-                conn.execute(insert(outbox), rows)
-        return events
+                data = json.dumps(new.to_dict())
+                if known:
+                    conn.execute(
+                        update(incident_state)
+                        .where(incident_state.c.probe == step.probe)
+                        .values(data=data, updated_at=t)
+                    )
+                else:
+                    conn.execute(insert(incident_state).values(probe=step.probe, data=data, updated_at=t))
+                states[step.probe] = new
+                moved = (old.phase, old.incident_id) != (new.phase, new.incident_id)
+                if self._record_incident(conn, old, new, t) or moved:
+                    records = None  # the open incidents or their records changed: read them again
+                rows = [
+                    {
+                        "incident_id": e.incident_id,
+                        "probe": e.probe,
+                        "channel": ch,
+                        "kind": e.kind.value,
+                        "payload": json.dumps(e.to_dict()),
+                        "created_at": t,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": t,
+                    }
+                    for e in events
+                    for ch in channels
+                ]
+                if rows:
+                    conn.execute(insert(outbox), rows)
+                out.append(events)
+            for location in {step.here.location for step in steps if step.here}:
+                quorum_sql.beat(conn, location, beats[location])
+        return out
 
     @staticmethod
     def _here(
-        conn: Connection, probe: str, here: Here | None, t: float
+        conn: Connection, probe: str, here: Here | None, t: float, beats: dict[str, float]
     ) -> tuple[dict[str, LocationView], frozenset[str]]:
-        """Every location's view of ``probe``, ``here``'s updated and stored, and the live locations."""
+        """Every location's view of ``probe``, ``here``'s updated and stored, and the live locations.
+
+        ``beats`` (every location's last heartbeat, read in this transaction) takes ``here``'s
+        beat at ``t``; the caller stores it once the transaction's steps are done."""
         if here is None:
             return {}, frozenset()
         views = {v.location: v for v in quorum_sql.read_views(conn, probe)}
         mine = here.observe(views.get(here.location))
         quorum_sql.write_view(conn, mine, t, exists=here.location in views)
-        quorum_sql.beat(conn, here.location, t)
+        beats[here.location] = t
         views[here.location] = mine
-        return views, quorum_sql.live(conn, t, also=[here.location])
+        return views, quorum_sql.live_in(beats, t)
 
     def heartbeat(self, location: str, now: datetime) -> None:
         """Mark ``location`` live now (each daemon, every :data:`~monitor.alerting.quorum.HEARTBEAT_S`)."""
@@ -168,7 +201,9 @@ class SqlAlertingStore:
             summary=r.summary,
         )
 
-    def _record_incident(self, conn: Connection, old: IncidentState, new: IncidentState, t: float) -> None:
+    def _record_incident(self, conn: Connection, old: IncidentState, new: IncidentState, t: float) -> bool:
+        """Store what ``old`` -> ``new`` changes in the incident records; True when it changed any."""
+        changed = False
         if (
             old.phase is Phase.OPEN
             and old.incident_id
@@ -179,6 +214,7 @@ class SqlAlertingStore:
                 .where(incidents.c.incident_id == old.incident_id, incidents.c.probe == old.probe)
                 .values(resolved_at=t)
             )
+            changed = True
         if new.phase is Phase.OPEN and new.incident_id:
             exists_q = select(incidents.c.probe).where(
                 incidents.c.incident_id == new.incident_id, incidents.c.probe == new.probe
@@ -193,12 +229,15 @@ class SqlAlertingStore:
                         summary=new.signature or "",
                     )
                 )
+                changed = True
             else:
                 conn.execute(
                     update(incidents)
                     .where(incidents.c.incident_id == new.incident_id, incidents.c.probe == new.probe)
                     .values(summary=new.signature or "")
                 )
+                changed = new.signature != old.signature or new.incident_id != old.incident_id
+        return changed
 
     def incident_states(self) -> dict[str, IncidentState]:
         """Every probe's stored state machine state."""
@@ -312,11 +351,13 @@ class SqlAlertingStore:
 
     # ---- silences --------------------------------------------------------------------------------
 
-    def _active_silences(self, conn: Connection, t: float) -> list[Silence]:
+    def _silences_between(self, conn: Connection, first: float, last: float) -> list[Silence]:
+        """The silences active at some time in ``[first, last]`` (:meth:`Silence.active_at` says
+        which at each)."""
         q = select(silences).where(
-            silences.c.starts_at <= t,
-            silences.c.ends_at > t,
-            or_(silences.c.cleared_at.is_(None), silences.c.cleared_at > t),
+            silences.c.starts_at <= last,
+            silences.c.ends_at > first,
+            or_(silences.c.cleared_at.is_(None), silences.c.cleared_at > first),
         )
         return [self._silence(r) for r in conn.execute(q)]
 
@@ -356,7 +397,8 @@ class SqlAlertingStore:
         """Silences active at ``active_at``, or every stored one when None (newest first)."""
         with self.db.read() as conn:
             if active_at is not None:
-                return self._active_silences(conn, to_epoch(active_at))
+                t = to_epoch(active_at)
+                return self._silences_between(conn, t, t)
             return [self._silence(r) for r in conn.execute(select(silences).order_by(silences.c.id.desc()))]
 
     def clear_silences(self, *, now: datetime, silence_id: int | None, probe: str | None) -> int:

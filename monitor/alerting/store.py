@@ -77,12 +77,24 @@ class Here:
     observe: Observe
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One result's transition: ``decide`` on ``probe``'s state at ``now``, made from ``here``."""
+
+    probe: str
+    now: datetime
+    decide: Decide
+    here: Here | None = None
+
+
 class IncidentStore(Protocol):
     """Incident state and the outbox: what the incident sink and the dispatcher need."""
 
     def transition(
         self, probe: str, now: datetime, decide: Decide, channels: Sequence[str], here: Here | None = None
     ) -> list[Event]: ...
+
+    def transitions(self, steps: Sequence[Step], channels: Sequence[str]) -> list[list[Event]]: ...
 
     def heartbeat(self, location: str, now: datetime) -> None: ...
 

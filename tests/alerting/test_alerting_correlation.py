@@ -63,10 +63,17 @@ def _run(token: str, probe: str, at: Any) -> Any:
 
 
 async def _play(
-    store: FullStore, rounds: list[str], *, rule: IncidentRule | None = None, window: float = 900.0
+    store: FullStore,
+    rounds: list[str],
+    *,
+    rule: IncidentRule | None = None,
+    window: float = 900.0,
+    one_at_a_time: bool = False,
+    apart_s: float = 60.0,
 ) -> list[tuple[str, str, str]]:
-    """Feed rounds (``probe=token`` separated by spaces, one minute apart); return the outbox as
-    ``(kind, probe, incident owner)`` in order."""
+    """Feed rounds (``probe=token`` separated by spaces, ``apart_s`` apart); return the outbox as
+    ``(kind, probe, incident owner)`` in order. A round's results are evaluated together (one
+    store transaction), or each alone with ``one_at_a_time``."""
     clock = FakeClock(T0)
     registry = CollectorRegistry()
     config = AlertingConfig(
@@ -78,8 +85,10 @@ async def _play(
         for item in line.split():
             probe, _, token = item.partition("=")
             await sink.handle(_run(token, probe, clock.now()))
+            if one_at_a_time:
+                assert await sink.flush(10)
         assert await sink.flush(10)
-        clock.advance(60)
+        clock.advance(apart_s)
     out = []
     for row in store.outbox_rows():
         event = json.loads(str(row["payload"]))
@@ -179,6 +188,69 @@ SEQUENCES: list[tuple[str, list[str], list[tuple[str, str, str]]]] = [
 async def test_correlated_sequence(store: FullStore, rounds: list[str], expected: list[Any]) -> None:
     """Each sequence of runs (thresholds 1) yields exactly these incident events, in this order."""
     assert await _play(store, rounds) == expected
+
+
+#: Rounds where one probe has several results in one batch: the later ones see the earlier's state.
+REPEATS = [
+    "auth=P",
+    "auth=F:validate:key auth=P",
+    "auth=F:validate:key auth=P auth=F:validate:key",
+    "auth=P artifact_roundtrip=F:upload:404 auth=F:validate:key artifact_roundtrip=P",
+    "billing=F:charge:s3 billing=F:charge:s3 auth=P billing=P",
+]
+
+
+@pytest.mark.parametrize("apart_s", [60.0, 5.0], ids=["minutes-apart", "seconds-apart"])
+@pytest.mark.parametrize(
+    "rounds", [s[1] for s in SEQUENCES] + [REPEATS], ids=[s[0] for s in SEQUENCES] + ["repeats-in-a-batch"]
+)
+async def test_a_batch_decides_as_its_results_would_one_by_one(
+    tmp_path: Path, rounds: list[str], apart_s: float
+) -> None:
+    """A batch of results is one store transaction; its outcome (every event, in order) is the one
+    of the same results evaluated one at a time, each after the ones before it. Seconds apart, a
+    good run of a probe known to be fine skips its transaction, but not after a result of the same
+    probe earlier in its batch."""
+    together, alone = (
+        FullStore.open(f"sqlite:///{tmp_path}/a.db"),
+        FullStore.open(f"sqlite:///{tmp_path}/b.db"),
+    )
+    try:
+        batched = await _play(together, rounds, apart_s=apart_s)
+        assert batched == await _play(alone, rounds, one_at_a_time=True, apart_s=apart_s)
+        assert batched  # every sequence pages at least once
+    finally:
+        together.close()
+        alone.close()
+
+
+async def test_a_result_the_store_rejects_is_dropped_alone(
+    store: FullStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result whose transition fails for another reason than an outage (a bug, bad data) rolls
+    its batch back; the batch is then evaluated one result at a time, and only that one is dropped
+    (counted), so it cannot hold the queue or take the others' pages with it."""
+    import monitor.alerting.sink as sink_module
+
+    real = sink_module.transition
+
+    def broken_for_billing(state: IncidentState, *args: Any, **kwargs: Any) -> Any:
+        if state.probe == "billing":
+            raise ValueError("bad data")
+        return real(state, *args, **kwargs)
+
+    monkeypatch.setattr(sink_module, "transition", broken_for_billing)
+    clock, registry = FakeClock(T0), CollectorRegistry()
+    config = AlertingConfig(rules=IncidentRule(failure_threshold=1, success_threshold=1))
+    sink = IncidentSink(store, config, DEPS, clock, AlertingMetrics(registry), StoreMetrics(registry))
+    for probe in ("auth", "billing", "alb_health"):
+        await sink.handle(_run("F:request:503", probe, clock.now()))
+    assert await sink.flush(10)
+    opened = [json.loads(str(r["payload"]))["probe"] for r in store.outbox_rows()]
+    assert sorted(opened) == ["alb_health", "auth"]
+    assert registry.get_sample_value("synthmon_incident_buffer_dropped_total") == 1
+    errors = {"operation": "incident_transition"}
+    assert registry.get_sample_value("synthmon_store_errors_total", errors) == 1
 
 
 async def test_flapping_member_stays_in_the_thread_quietly(store: FullStore) -> None:
@@ -359,13 +431,13 @@ async def test_good_runs_of_a_fine_probe_skip_the_transaction(store: FullStore) 
     registry = CollectorRegistry()
     config = AlertingConfig(rules=IncidentRule(failure_threshold=1, success_threshold=1))
     calls: list[str] = []
-    real = store.alerting.transition
+    real = store.alerting.transitions
 
-    def counting(probe: str, *args: Any) -> Any:
-        calls.append(probe)
-        return real(probe, *args)
+    def counting(steps: Any, *args: Any) -> Any:
+        calls.extend(step.probe for step in steps)
+        return real(steps, *args)
 
-    store.alerting.transition = counting  # type: ignore[method-assign]
+    store.alerting.transitions = counting  # type: ignore[method-assign]
     sink = IncidentSink(
         store.alerting, config, DEPS, clock, AlertingMetrics(registry), StoreMetrics(registry)
     )
