@@ -1328,8 +1328,13 @@ def render(res: dict[str, Any], plan: Plan) -> str:
             "most probes @1 s with 0 missed runs (ramp)",
             f"{res['max_probes']}"
             + (
-                f" (at {fail['n']}: {fail['missed']} missed, {fail['runs']} of {fail['due']:.0f} runs due,"
-                f" daemon at {fail.get('cpu_pct', 0):.0f} % of a core)"
+                f" (at {fail['n']}: "
+                + (
+                    f"{fail['missed']} missed"
+                    if fail["missed"]
+                    else f"{fail['runs']} of {fail['due']:.0f} runs due started"
+                )
+                + f", daemon at {fail.get('cpu_pct', 0):.0f} % of a core)"
                 if fail
                 else ""
             ),
