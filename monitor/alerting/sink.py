@@ -168,10 +168,10 @@ class IncidentSink:
                 continue
             touched.add(result.probe)
             plan.append(self._prepare(result, now))
-        pending = [p for p in plan if p is not None]
+        pending = [noted for noted in plan if noted is not None]
         try:
             outcomes = (
-                await self._run(self._store.transitions, [p.step for p in pending], self._channels)
+                await self._run(self._store.transitions, [noted.step for noted in pending], self._channels)
                 if pending
                 else []
             )
@@ -187,11 +187,11 @@ class IncidentSink:
             )
             return 0
         done = iter(outcomes)
-        for step in plan:
-            if step is None:
+        for noted in plan:
+            if noted is None:
                 self._metrics.transitions_skipped.inc()
             else:
-                self._finish(step, next(done))
+                self._finish(noted, next(done))
         return len(batch)
 
     async def _one_by_one(self, batch: list[tuple[ProbeResult, datetime]]) -> int:
@@ -201,9 +201,9 @@ class IncidentSink:
             if self._nothing_to_decide(result):
                 self._metrics.transitions_skipped.inc()
                 continue
-            step = self._prepare(result, now)
+            noted = self._prepare(result, now)
             try:
-                [events] = await self._run(self._store.transitions, [step.step], self._channels)
+                [events] = await self._run(self._store.transitions, [noted.step], self._channels)
             except Exception as exc:
                 self._store_metrics.errors.labels(operation="incident_transition").inc()
                 if is_outage(exc):
@@ -222,7 +222,7 @@ class IncidentSink:
                     error=type(exc).__name__,
                 )
                 continue
-            self._finish(step, events)
+            self._finish(noted, events)
         return len(batch)
 
     def _nothing_to_decide(self, result: ProbeResult) -> bool:

@@ -1,9 +1,9 @@
 """Alerting in SQL: incident state and records, the outbox, Slack threads and silences.
 
 - An incident transition runs the pure state machine inside the transaction that stores its outcome
-  and its outbox rows. On PostgreSQL it locks the probe's ``incident_state`` row
-  (``SELECT ... FOR UPDATE``), so transitions of one probe are serialized across replicas; on SQLite
-  the write transaction holds the database lock.
+  and its outbox rows; a batch of them shares one transaction (:meth:`SqlAlertingStore.transitions`).
+  Transitions are serialized across replicas: on PostgreSQL by a transaction-scoped advisory lock,
+  on SQLite by the write transaction's database lock.
 - The outbox is claimed with ``FOR UPDATE SKIP LOCKED`` plus a lease, so each event goes to one
   dispatcher, and it is delivered in order per channel: only the oldest pending row of a channel
   can be claimed.
