@@ -8,6 +8,7 @@ between down (connections dropped), up and hung (connections accepted, nothing e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -193,10 +194,17 @@ class TcpForwarder:
                 s.close()
 
     def close(self) -> None:
-        """Stop listening and drop every connection (unblocks whoever waits on one)."""
+        """Stop listening and drop every connection (unblocks whoever waits on one).
+
+        Each socket is shut down before it is closed: a close alone, while a pump thread is
+        blocked reading it, sends no FIN, and a PostgreSQL backend whose transaction the "hung"
+        mode cut off would then sit idle in it for ever, holding its locks (the schema's DROP at
+        the end of the test waited on them)."""
         self._listener.close()
         with self._lock:
             for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 s.close()
 
 
