@@ -422,11 +422,12 @@ class StatusApi:
         hour's ranges before a request needs them (the uptime read only: cheap at any probe count).
         No request waits for it: what it renews is still fresh meanwhile.
 
-        Best effort: a store failing meanwhile (a deleted file, a lost connection) is reported by
-        the store gate and the writers, and a status request answers 503 for it; a warm read that
-        fails only leaves the cache as it was, so it is skipped, not logged as a job crash."""
+        A warm read that fails leaves the cache as it was. A store failing meanwhile (a deleted
+        file, a lost connection) fails it like every housekeeping job: one warning line from the
+        scheduler (its known errors), while the gate and the writers report the store and a status
+        request answers 503; any other failure is a bug and keeps its traceback."""
         if self._gate is None or self._gate.ready:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(StoreNotReady):  # the gate closed since its check: it retries itself
                 await self._call(self._keep_warm_read, now=self._clock.now())
 
     async def _snapshot(self) -> Snapshot:
